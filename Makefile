@@ -1,0 +1,169 @@
+# cmdbd — build, run and test.
+#
+#   make              build/cmdbd (server), build/cmdb (CLI), build/check_cmdb (tests)
+#   make run          install what is missing, build, private PostgreSQL under .cmdb/, serve
+#   make test         the same set-up, then every test against a throwaway cluster
+#   make check        unit tests only (no database: DB suites skip themselves)
+#   make valgrind     the test suite with the Check runner and the server under valgrind
+#   make SANITIZE=1 [test]   ASan+UBSan build in build/san/ (and tests against it)
+#   make WERROR=0     do not turn warnings into errors
+#   make deps | fmt | clean
+#
+# Generated sources live in $(BUILD)/gen: migrations.c (the SQL files, embedded) and
+# suites.h (one SUITE(x) per tests/check_x.c), so adding a migration or a test file
+# needs no edit here.
+
+SANITIZE ?= 0
+WERROR ?= 1
+
+ifeq ($(SANITIZE),1)
+BUILD := build/san
+else
+BUILD := build
+endif
+OBJ := $(BUILD)/obj
+GEN := $(BUILD)/gen
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PG_CONFIG ?= pg_config
+
+# --- flags ---------------------------------------------------------------------------
+
+WARNINGS := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes
+ifneq ($(WERROR),0)
+WARNINGS += -Werror
+endif
+
+ifeq ($(SANITIZE),1)
+OPT := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer
+SAN_LDFLAGS := -fsanitize=address,undefined
+else
+OPT := -O2 -g
+SAN_LDFLAGS :=
+endif
+
+CFLAGS ?=
+LDFLAGS ?=
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARNINGS)
+
+# pkg-config/pg_config run once per make, not once per object (:=). A missing package
+# shows up as a clear error from the tool (and `make deps` fixes it).
+SERVER_PKGS := libevent jansson uuid
+CLIENT_PKGS := libevent jansson
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(SERVER_PKGS) check 2>/dev/null)
+SERVER_LIBS := $(shell $(PKG_CONFIG) --libs $(SERVER_PKGS) 2>/dev/null)
+CLIENT_LIBS := $(shell $(PKG_CONFIG) --libs $(CLIENT_PKGS) 2>/dev/null)
+CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+PG_INCLUDEDIR := $(shell $(PG_CONFIG) --includedir 2>/dev/null)
+PG_LIBDIR := $(shell $(PG_CONFIG) --libdir 2>/dev/null)
+PG_CFLAGS := $(if $(PG_INCLUDEDIR),-I$(PG_INCLUDEDIR))
+PG_LIBS := $(if $(PG_LIBDIR),-L$(PG_LIBDIR)) -lpq
+
+ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(PG_CFLAGS) $(CFLAGS)
+DEPFLAGS = -MMD -MP
+
+# --- sources -------------------------------------------------------------------------
+
+SERVER_SRCS := $(sort $(wildcard cmdbd/*.c))
+CLIENT_SRCS := $(sort $(wildcard client/*.c))
+# tests/*.c: the suites (check_*.c) and any shared helpers beside them.
+TEST_SRCS := $(sort $(wildcard tests/*.c))
+MIGRATIONS := $(sort $(wildcard migrations/[0-9][0-9][0-9][0-9]_*.sql))
+# Suite names: tests/check_foo.c -> foo (the runner itself is not a suite).
+SUITES := $(filter-out main,$(patsubst tests/check_%.c,%,$(filter tests/check_%.c,$(TEST_SRCS))))
+
+SERVER_OBJS := $(SERVER_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/migrations.o
+CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(OBJ)/%.o)
+TEST_OBJS := $(TEST_SRCS:%.c=$(OBJ)/%.o)
+# Unit tests link the real modules, everything but the server's main().
+LIB_OBJS := $(filter-out $(OBJ)/cmdbd/main.o,$(SERVER_OBJS))
+
+CMDBD := $(BUILD)/cmdbd
+CMDB := $(BUILD)/cmdb
+CHECK := $(BUILD)/check_cmdb
+
+# --- targets -------------------------------------------------------------------------
+
+.PHONY: all run test check valgrind clean deps fmt FORCE
+.DEFAULT_GOAL := all
+
+all: $(CMDBD) $(CMDB) $(CHECK)
+
+$(CMDBD): $(SERVER_OBJS)
+	$(CC) $(OPT) $(SAN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS) $(PG_LIBS)
+
+$(CMDB): $(CLIENT_OBJS)
+	$(if $(CLIENT_SRCS),,$(error no client/*.c sources: cannot build $@))
+	$(CC) $(OPT) $(SAN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
+
+$(CHECK): $(TEST_OBJS) $(LIB_OBJS)
+	$(CC) $(OPT) $(SAN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SERVER_LIBS) $(PG_LIBS)
+
+# Server and generated objects see cmdbd/ headers; the client sees only its own.
+$(OBJ)/cmdbd/%.o: cmdbd/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -Icmdbd -c $< -o $@
+
+$(OBJ)/gen/%.o: $(GEN)/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -Icmdbd -c $< -o $@
+
+$(OBJ)/client/%.o: client/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -Iclient -c $< -o $@
+
+# Every test file gets suites.h force-included: it declares all suite_X() functions,
+# so each check_X.c defines its suite without a header of its own.
+$(OBJ)/tests/%.o: tests/%.c $(GEN)/suites.h
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -Icmdbd -I$(GEN) -include $(GEN)/suites.h -c $< -o $@
+
+# Generated files are rewritten only when their content changes (FORCE + cmp), so a
+# new, renamed or deleted input is noticed without rebuilding everything every time.
+$(GEN)/migrations.c: cmdbd/dev/gen-migrations.sh FORCE
+	@mkdir -p $(@D)
+	@sh cmdbd/dev/gen-migrations.sh $(MIGRATIONS) >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; echo "GEN $@"; fi
+
+$(GEN)/suites.h: FORCE
+	@mkdir -p $(@D)
+	@{ echo '/* Generated by the Makefile from tests/check_*.c: do not edit. */'; \
+	   echo '#include <check.h>'; \
+	   echo '#ifndef SUITE'; \
+	   echo '#define SUITE(name) Suite *suite_##name(void);'; \
+	   echo '#endif'; \
+	   for s in $(SUITES); do echo "SUITE($$s)"; done; \
+	   echo '#undef SUITE'; } >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; echo "GEN $@"; fi
+
+run:
+	cmdbd/dev/run.sh
+
+# deps first, then the build (a recursive make, so it runs after the packages exist).
+test:
+	cmdbd/dev/deps.sh test
+	$(MAKE) --no-print-directory all
+	CMDB_BUILD_DIR=$(BUILD) CMDB_SANITIZE=$(SANITIZE) tests/run.sh
+
+check: all
+	CMDB_BUILD_DIR=$(BUILD) CMDB_SANITIZE=$(SANITIZE) tests/run.sh --no-db
+
+valgrind:
+	@command -v valgrind >/dev/null || { echo "valgrind is not installed: apt-get install -y valgrind" >&2; exit 1; }
+	$(MAKE) --no-print-directory SANITIZE=0 all
+	CMDB_BUILD_DIR=build tests/run.sh --valgrind
+
+deps:
+	cmdbd/dev/deps.sh test
+
+fmt:
+	@command -v clang-format >/dev/null || { echo "clang-format is not installed: apt-get install -y clang-format" >&2; exit 1; }
+	clang-format -i $(wildcard cmdbd/*.[ch] client/*.[ch] tests/*.[ch])
+
+clean:
+	rm -rf build
+
+FORCE:
+
+-include $(SERVER_OBJS:.o=.d) $(CLIENT_OBJS:.o=.d) $(TEST_OBJS:.o=.d)

@@ -1,0 +1,101 @@
+/*
+ * api.h — the HTTP handlers, one api_*.c file per resource.
+ *
+ * Each handler receives a request that has passed the limits, routing and auth,
+ * and must reply exactly once (http_reply_*), now or from a callback. Handlers
+ * validate their input, then either answer from the in-memory graph or make one
+ * database call (api_call_db), never both on the request path of a graph query.
+ */
+#ifndef CMDB_API_H
+#define CMDB_API_H
+
+#include "db.h"
+#include "http.h"
+
+/* api_ops.c */
+void api_healthz(struct http_req *r);
+void api_readyz(struct http_req *r);
+void api_metrics(struct http_req *r);
+
+/* api_nodes.c */
+void api_node_get(struct http_req *r);
+void api_node_put(struct http_req *r);
+void api_node_delete(struct http_req *r);
+void api_node_list(struct http_req *r);
+void api_node_edges(struct http_req *r);
+void api_node_health(struct http_req *r);
+
+/* api_edges.c */
+void api_edge_put(struct http_req *r);
+void api_edge_delete(struct http_req *r);
+
+/* api_manifests.c */
+void api_manifest_post(struct http_req *r);
+void api_deployments(struct http_req *r);
+
+/* api_changes.c */
+void api_changes(struct http_req *r); /* long-polls park on the tailer */
+
+/* api_graph.c */
+void api_dependents(struct http_req *r);
+void api_dependencies(struct http_req *r);
+void api_owners(struct http_req *r);
+void api_path(struct http_req *r);
+void api_rootcause(struct http_req *r);
+void api_graph(struct http_req *r);
+
+/* api_common.c — shared plumbing for handlers. */
+
+/*
+ * Post-processing of a successful database reply body before it is sent: takes
+ * the body reference and returns the one to send; may change *status (304).
+ */
+typedef json_t *(*api_decorate_fn)(struct http_req *r, json_t *body, int *status);
+
+/*
+ * Runs statement stmt with params and replies from the function's jsonb reply
+ * ({"status","body","seq","etag","error"}): errors become JSON errors; with a seq
+ * the reply waits until the in-memory graph has applied it (read-your-writes);
+ * decorate (may be NULL) may replace the body. SQLSTATEs map to HTTP in one place.
+ */
+void api_call_db(struct http_req *r, int stmt, const char *const *params,
+		 api_decorate_fn decorate);
+
+/* Replies with the error a failed database call deserves (503, 400, 409, 500). */
+void api_reply_db_error(struct http_req *r, const struct db_result *res);
+
+/*
+ * Reads the {kind}/{name} path parameters (index 0 and 1) and validates them.
+ * Returns true and fills kind/name, or replies 400 and returns false.
+ */
+bool api_path_ref(struct http_req *r, char *kind, char *name, char *ref);
+
+/*
+ * Parses query parameter name as an integer in [min, max]; absent → def.
+ * Returns true, or replies 400 naming the parameter and returns false.
+ */
+bool api_query_long(struct http_req *r, const char *name, long min, long max, long def,
+		    long *out);
+
+/* Rejects query parameters not in the NULL-terminated allowed list (400). */
+bool api_query_only(struct http_req *r, const char *const *allowed);
+
+/*
+ * The source a hand edit by tok is recorded under: "api:" + the token name folded
+ * to the source alphabet (lower case; other characters become '_').
+ */
+void api_hand_source(const struct auth_token *tok, char out[80]);
+
+/*
+ * Reads If-Match into out: NULL when absent, "*", or the version digits. Replies
+ * 412 and returns false when the header can never match (not a version tag).
+ */
+bool api_if_match(struct http_req *r, char out[32], const char **param);
+
+/* Validates an attributes object: object, at most 64 KiB serialised. */
+bool api_check_attributes(struct http_req *r, json_t *attrs, const char *field);
+
+/* "true"/"false" → 1/0; absent → def; anything else → 400 naming it. */
+bool api_query_bool(struct http_req *r, const char *name, int def, int *out);
+
+#endif

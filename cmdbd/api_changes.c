@@ -1,0 +1,73 @@
+/*
+ * api_changes.c — GET /v1/changes?since=&limit=&wait=: the change feed.
+ *
+ * The rows come from PostgreSQL (cmdb_changes), in seq order. With wait, a request
+ * for which nothing newer than since has been applied yet parks on the tailer —
+ * woken by NOTIFY, never blocking the loop — and queries once it is woken or its
+ * wait runs out. seq order is commit order (see DESIGN.md), so paging with
+ * since=next never misses a change.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api.h"
+#include "server.h"
+#include "sql.h"
+#include "tailer.h"
+
+#define CHANGES_LIMIT_MAX 1000
+#define CHANGES_LIMIT_DEFAULT 100
+#define CHANGES_WAIT_MAX 60
+
+struct changes_req {
+	struct http_req *r;
+	char since[24];
+	char limit[24];
+};
+
+static void
+run_query(struct changes_req *c)
+{
+	const char *params[2] = {c->since, c->limit};
+	struct http_req *r = c->r;
+
+	free(c);
+	api_call_db(r, SQL_CHANGES, params, NULL);
+}
+
+static void
+woken(void *arg, bool reached)
+{
+	(void)reached;
+	run_query(arg);
+}
+
+void
+api_changes(struct http_req *r)
+{
+	static const char *const allowed[] = {"since", "limit", "wait", NULL};
+	long since, limit, wait;
+	struct changes_req *c;
+
+	if (!api_query_only(r, allowed) ||
+	    !api_query_long(r, "since", 0, LONG_MAX, 0, &since) ||
+	    !api_query_long(r, "limit", 1, CHANGES_LIMIT_MAX, CHANGES_LIMIT_DEFAULT, &limit) ||
+	    !api_query_long(r, "wait", 0, CHANGES_WAIT_MAX, 0, &wait))
+		return;
+	c = malloc(sizeof(*c));
+	if (c == NULL) {
+		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		return;
+	}
+	c->r = r;
+	snprintf(c->since, sizeof(c->since), "%ld", since);
+	snprintf(c->limit, sizeof(c->limit), "%ld", limit);
+	if (wait > 0 && !server_shutting_down() &&
+	    tailer_applied(server_tailer()) <= (long long)since) {
+		if (tailer_wait(server_tailer(), (long long)since + 1, (int)wait * 1000, woken, c) ==
+		    0)
+			return;
+	}
+	run_query(c);
+}

@@ -1,0 +1,296 @@
+/*
+ * api_common.c — plumbing shared by the handlers: one database call turned into
+ * one reply, SQLSTATE → HTTP in one place, read-your-writes, and the parsing of
+ * path and query parameters.
+ */
+#include "api.h"
+
+#include <sys/queue.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jv.h"
+#include "log.h"
+#include "model.h"
+#include "server.h"
+#include "tailer.h"
+
+/* Read-your-writes: how long a write may wait for the graph to catch up. */
+#define API_RYW_TIMEOUT_MS 5000
+#define API_ATTRIBUTES_MAX 65536
+
+struct pending_reply {
+	struct http_req *r;
+	int status;
+	json_t *body;
+};
+
+void
+api_reply_db_error(struct http_req *r, const struct db_result *res)
+{
+	const char *st = res->sqlstate ? res->sqlstate : "";
+
+	if (res->status == DB_UNAVAILABLE) {
+		http_reply_error(r, 503, "unavailable", NULL, "database unavailable: %s",
+				 res->message);
+		return;
+	}
+	if (strcmp(st, "42883") == 0 || strcmp(st, "42P01") == 0 || strcmp(st, "42703") == 0) {
+		http_reply_error(r, 503, "schema_not_current", NULL,
+				 "the database schema is not current; run cmdbd migrate");
+		return;
+	}
+	if (strncmp(st, "40", 2) == 0 || strcmp(st, "57014") == 0 || strncmp(st, "08", 2) == 0 ||
+	    strncmp(st, "53", 2) == 0 || strncmp(st, "57P", 3) == 0) {
+		http_reply_error(r, 503, "unavailable", NULL, "database busy, try again: %s",
+				 res->message);
+		return;
+	}
+	if (strcmp(st, "23505") == 0) {
+		http_reply_error(r, 409, "conflict", NULL, "%s", res->message);
+		return;
+	}
+	if (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0) {
+		http_reply_error(r, 400, "bad_request", NULL, "%s", res->message);
+		return;
+	}
+	log_error("event=db_error id=%s sqlstate=%s message=\"%s\"", r->id, st, res->message);
+	http_reply_error(r, 500, "internal", NULL, "internal error (request %s)", r->id);
+}
+
+static void
+ryw_done(void *arg, bool reached)
+{
+	struct pending_reply *p = arg;
+
+	if (!reached && !server_shutting_down())
+		log_warn("event=ryw_timeout id=%s", p->r->id);
+	http_reply_json(p->r, p->status, p->body);
+	free(p);
+}
+
+static void
+db_reply(void *arg, const struct db_result *res)
+{
+	struct http_req *r = arg;
+	api_decorate_fn decorate = (api_decorate_fn)r->state;
+	json_t *reply, *err, *body, *etag, *seqv;
+	json_error_t jerr;
+	int status;
+
+	r->state = NULL;
+	if (res->status != DB_OK) {
+		api_reply_db_error(r, res);
+		return;
+	}
+	if (PQntuples(res->res) != 1 || PQgetisnull(res->res, 0, 0)) {
+		http_reply_error(r, 500, "internal", NULL, "empty database reply");
+		return;
+	}
+	reply = json_loads(PQgetvalue(res->res, 0, 0), 0, &jerr);
+	if (reply == NULL) {
+		http_reply_error(r, 500, "internal", NULL, "unreadable database reply");
+		return;
+	}
+	status = (int)json_integer_value(json_object_get(reply, "status"));
+	if (status < 200 || status > 599)
+		status = 500;
+	err = json_object_get(reply, "error");
+	if (err != NULL) {
+		const char *code = json_string_value(json_object_get(err, "code"));
+		const char *msg = json_string_value(json_object_get(err, "message"));
+		json_t *details = json_object_get(err, "details");
+
+		http_reply_error(r, status, code ? code : "error",
+				 details ? json_incref(details) : NULL, "%s", msg ? msg : "");
+		json_decref(reply);
+		return;
+	}
+	etag = json_object_get(reply, "etag");
+	if (json_is_string(etag))
+		http_set_header(r, "ETag", json_string_value(etag));
+	body = json_incref(json_object_get(reply, "body"));
+	seqv = json_object_get(reply, "seq");
+	json_decref(reply);
+	if (body != NULL && decorate != NULL)
+		body = decorate(r, body, &status);
+	if (status == 204) {
+		json_decref(body);
+		body = NULL;
+	}
+	if (json_is_integer(seqv) && json_integer_value(seqv) > tailer_applied(server_tailer())) {
+		struct pending_reply *p = malloc(sizeof(*p));
+
+		if (p != NULL) {
+			p->r = r;
+			p->status = status;
+			p->body = body;
+			tailer_poke(server_tailer());
+			if (tailer_wait(server_tailer(), json_integer_value(seqv),
+					API_RYW_TIMEOUT_MS, ryw_done, p) == 0)
+				return;
+			free(p);
+		}
+	}
+	http_reply_json(r, status, body);
+}
+
+void
+api_call_db(struct http_req *r, int stmt, const char *const *params, api_decorate_fn decorate)
+{
+	/* The decorator rides in r->state (no state_free: it is a function pointer). */
+	r->state = (void *)decorate;
+	if (db_query(server_db(), stmt, params, db_reply, r) != 0) {
+		r->state = NULL;
+		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+	}
+}
+
+bool
+api_path_ref(struct http_req *r, char *kind, char *name, char *ref)
+{
+	const char *k = http_param(r, 0), *n = http_param(r, 1);
+
+	if (!model_kind_valid(k)) {
+		http_reply_bad(r, "kind", "must match [a-z][a-z0-9_]{0,31} (got \"%.40s\")", k);
+		return false;
+	}
+	if (!model_name_valid(n, strlen(n))) {
+		http_reply_bad(r, "name",
+			       "must be 1-255 bytes of UTF-8 without control characters");
+		return false;
+	}
+	strcpy(kind, k);
+	strcpy(name, n);
+	if (ref != NULL)
+		snprintf(ref, MODEL_REF_MAX + 1, "%s/%s", k, n);
+	return true;
+}
+
+bool
+api_query_long(struct http_req *r, const char *name, long min, long max, long def, long *out)
+{
+	const char *v = http_query(r, name);
+	char *end;
+	long n;
+
+	if (v == NULL) {
+		*out = def;
+		return true;
+	}
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (!((*v >= '0' && *v <= '9') || *v == '-') || *end != '\0' || errno != 0) {
+		http_reply_bad(r, name, "must be an integer (got \"%.40s\")", v);
+		return false;
+	}
+	if (n < min || n > max) {
+		http_reply_bad(r, name, "must be an integer from %ld to %ld", min, max);
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+bool
+api_query_only(struct http_req *r, const char *const *allowed)
+{
+	struct evkeyval *kv;
+
+	TAILQ_FOREACH(kv, &r->query, next) {
+		const char *const *a = allowed;
+
+		while (*a != NULL && strcmp(*a, kv->key) != 0)
+			a++;
+		if (*a == NULL) {
+			http_reply_bad(r, kv->key, "unknown query parameter");
+			return false;
+		}
+	}
+	return true;
+}
+
+bool
+api_query_bool(struct http_req *r, const char *name, int def, int *out)
+{
+	const char *v = http_query(r, name);
+
+	if (v == NULL)
+		*out = def;
+	else if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+		*out = 1;
+	else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+		*out = 0;
+	else {
+		http_reply_bad(r, name, "must be true or false");
+		return false;
+	}
+	return true;
+}
+
+void
+api_hand_source(const struct auth_token *tok, char out[80])
+{
+	size_t o = (size_t)snprintf(out, 80, "api:");
+
+	for (const char *p = tok->name; *p && o < 79; p++) {
+		char c = *p;
+
+		if (c >= 'A' && c <= 'Z')
+			c = (char)(c - 'A' + 'a');
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		      c == ':' || c == '-'))
+			c = '_';
+		out[o++] = c;
+	}
+	out[o] = '\0';
+}
+
+bool
+api_if_match(struct http_req *r, char out[32], const char **param)
+{
+	const char *h = http_header(r, "If-Match");
+	size_t n;
+
+	*param = NULL;
+	if (h == NULL)
+		return true;
+	while (*h == ' ')
+		h++;
+	if (strcmp(h, "*") == 0) {
+		strcpy(out, "*");
+		*param = out;
+		return true;
+	}
+	n = strlen(h);
+	if (n >= 3 && n < 30 && h[0] == '"' && h[n - 1] == '"' &&
+	    strspn(h + 1, "0123456789") == n - 2) {
+		memcpy(out, h + 1, n - 2);
+		out[n - 2] = '\0';
+		*param = out;
+		return true;
+	}
+	http_reply_error(r, 412, "precondition_failed", NULL,
+			 "If-Match %.60s does not match the current version", h);
+	return false;
+}
+
+bool
+api_check_attributes(struct http_req *r, json_t *attrs, const char *field)
+{
+	size_t size;
+
+	if (!json_is_object(attrs)) {
+		http_reply_bad(r, field, "must be an object");
+		return false;
+	}
+	size = jv_serialized_size(attrs);
+	if (size > API_ATTRIBUTES_MAX) {
+		http_reply_bad(r, field, "is %zu bytes serialised; the limit is %d", size,
+			       API_ATTRIBUTES_MAX);
+		return false;
+	}
+	return true;
+}

@@ -1,0 +1,287 @@
+/*
+ * api_nodes.c — /v1/nodes: get, put, delete, list, per-node edges, health.
+ *
+ * Every handler validates its input here and makes one database call; a node's
+ * owners and edge counts come from the in-memory graph.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "jv.h"
+#include "model.h"
+#include "server.h"
+#include "sql.h"
+
+static const char *const no_params[] = {NULL};
+
+/* Does the If-None-Match header list etag (weak or strong)? */
+static bool
+none_match_hit(const char *header, const char *etag)
+{
+	const char *p = header;
+	size_t elen = strlen(etag);
+
+	if (strcmp(header, "*") == 0)
+		return true;
+	while (*p) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (strncmp(p, "W/", 2) == 0)
+			p += 2;
+		if (strncmp(p, etag, elen) == 0 && (p[elen] == '\0' || p[elen] == ',' ||
+						     p[elen] == ' '))
+			return true;
+		while (*p && *p != ',')
+			p++;
+	}
+	return false;
+}
+
+/* Adds "owners" and "edges":{"in","out"} from the graph; 304 on If-None-Match. */
+static json_t *
+decorate_node(struct http_req *r, json_t *body, int *status)
+{
+	const char *inm = http_header(r, "If-None-Match");
+	const char *ref = json_string_value(json_object_get(body, "ref"));
+	json_int_t version = json_integer_value(json_object_get(body, "version"));
+	graph *g = server_graph();
+	long idx = ref ? graph_find(g, ref) : -1;
+	size_t in = 0, out = 0;
+	json_t *owners = NULL;
+	char etag[40];
+
+	snprintf(etag, sizeof(etag), "\"%lld\"", (long long)version);
+	if (inm != NULL && none_match_hit(inm, etag)) {
+		*status = 304;
+		json_decref(body);
+		return NULL;
+	}
+	if (idx >= 0) {
+		json_t *o = graph_owners(g, idx);
+
+		graph_degree(g, idx, &in, &out);
+		owners = json_incref(json_object_get(o, "owners"));
+		json_decref(o);
+	}
+	json_object_set_new(body, "owners", owners ? owners : json_array());
+	json_object_set_new(body, "edges", json_pack("{s:I,s:I}", "in", (json_int_t)in, "out",
+						     (json_int_t)out));
+	return body;
+}
+
+void
+api_node_get(struct http_req *r)
+{
+	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1];
+	const char *params[2] = {kind, name};
+
+	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL))
+		return;
+	api_call_db(r, SQL_NODE_GET, params, decorate_node);
+}
+
+static const struct jv_field node_put_fields[] = {
+	{"attributes", JV_OBJECT, false},
+	{"labels", JV_STRING_MAP, false},
+	{NULL, JV_ANY, false},
+};
+
+void
+api_node_put(struct http_req *r)
+{
+	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], source[80], ifm[32];
+	const char *ifm_param;
+	struct jv_err err = {0};
+	json_t *attrs, *labels;
+	char *attrs_text = NULL, *labels_text = NULL;
+
+	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL))
+		return;
+	if (!jv_check_object(r->json, "", node_put_fields, &err)) {
+		http_reply_bad(r, err.path, "%s", err.msg);
+		return;
+	}
+	attrs = json_object_get(r->json, "attributes");
+	labels = json_object_get(r->json, "labels");
+	if (attrs != NULL && !api_check_attributes(r, attrs, "attributes"))
+		return;
+	if (labels != NULL && !api_check_attributes(r, labels, "labels"))
+		return;
+	if (!api_if_match(r, ifm, &ifm_param))
+		return;
+	api_hand_source(&r->tok, source);
+	attrs_text = attrs ? json_dumps(attrs, JSON_COMPACT) : NULL;
+	labels_text = labels ? json_dumps(labels, JSON_COMPACT) : NULL;
+	{
+		const char *params[7] = {kind, name, attrs_text, labels_text, ifm_param,
+					 r->tok.name, source};
+
+		api_call_db(r, SQL_NODE_PUT, params, NULL);
+	}
+	free(attrs_text);
+	free(labels_text);
+}
+
+void
+api_node_delete(struct http_req *r)
+{
+	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], source[80], ifm[32];
+	const char *ifm_param;
+
+	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL))
+		return;
+	if (!api_if_match(r, ifm, &ifm_param))
+		return;
+	api_hand_source(&r->tok, source);
+	{
+		const char *params[5] = {kind, name, ifm_param, r->tok.name, source};
+
+		api_call_db(r, SQL_NODE_DELETE, params, NULL);
+	}
+}
+
+void
+api_node_list(struct http_req *r)
+{
+	static const char *const allowed[] = {"kind",	"label", "owner", "q", "orphan",
+					      "health", "limit", "cursor", NULL};
+	const char *kind = http_query(r, "kind"), *label = http_query(r, "label");
+	const char *owner = http_query(r, "owner"), *q = http_query(r, "q");
+	const char *health = http_query(r, "health"), *cursor = http_query(r, "cursor");
+	json_t *filter;
+	long limit;
+	int orphan;
+	char *text;
+
+	if (!api_query_only(r, allowed) || !api_query_long(r, "limit", 1, 1000, 100, &limit) ||
+	    !api_query_bool(r, "orphan", -1, &orphan))
+		return;
+	if (kind != NULL && !model_kind_valid(kind)) {
+		http_reply_bad(r, "kind", "must match [a-z][a-z0-9_]{0,31}");
+		return;
+	}
+	if (owner != NULL && model_ref_parse(owner, NULL, NULL) != NULL) {
+		http_reply_bad(r, "owner", "%s", model_ref_parse(owner, NULL, NULL));
+		return;
+	}
+	if (health != NULL && !model_health_valid(health)) {
+		http_reply_bad(r, "health", "must be one of ok, degraded, down, unknown");
+		return;
+	}
+	if (q != NULL && (*q == '\0' || strlen(q) > MODEL_REF_MAX ||
+			  !model_utf8_valid(q, strlen(q)))) {
+		http_reply_bad(r, "q", "must be a non-empty prefix of at most %d bytes",
+			       MODEL_REF_MAX);
+		return;
+	}
+	if (cursor != NULL && (*cursor == '\0' || strlen(cursor) > 2 * MODEL_REF_MAX + 8)) {
+		http_reply_bad(r, "cursor", "is not a cursor this server issued");
+		return;
+	}
+	filter = json_pack("{s:I}", "limit", (json_int_t)limit);
+	if (label != NULL) {
+		const char *colon = strchr(label, ':');
+
+		if (colon == NULL || colon == label || !model_utf8_valid(label, strlen(label))) {
+			json_decref(filter);
+			http_reply_bad(r, "label", "must be KEY:VALUE");
+			return;
+		}
+		json_object_set_new(filter, "label_key",
+				    json_stringn(label, (size_t)(colon - label)));
+		json_object_set_new(filter, "label_value", json_string(colon + 1));
+	}
+	if (kind)
+		json_object_set_new(filter, "kind", json_string(kind));
+	if (owner)
+		json_object_set_new(filter, "owner", json_string(owner));
+	if (q)
+		json_object_set_new(filter, "q", json_string(q));
+	if (health)
+		json_object_set_new(filter, "health", json_string(health));
+	if (cursor)
+		json_object_set_new(filter, "cursor", json_string(cursor));
+	if (orphan >= 0)
+		json_object_set_new(filter, "orphan", json_boolean(orphan));
+	text = json_dumps(filter, JSON_COMPACT);
+	json_decref(filter);
+	if (text == NULL) {
+		http_reply_error(r, 500, "internal", NULL, "out of memory");
+		return;
+	}
+	{
+		const char *params[1] = {text};
+
+		api_call_db(r, SQL_NODE_LIST, params, NULL);
+	}
+	free(text);
+}
+
+void
+api_node_edges(struct http_req *r)
+{
+	static const char *const allowed[] = {"direction", "type", NULL};
+	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1];
+	const char *dir = http_query(r, "direction"), *type = http_query(r, "type");
+
+	if (!api_query_only(r, allowed) || !api_path_ref(r, kind, name, NULL))
+		return;
+	if (dir == NULL)
+		dir = "both";
+	if (strcmp(dir, "in") != 0 && strcmp(dir, "out") != 0 && strcmp(dir, "both") != 0) {
+		http_reply_bad(r, "direction", "must be in, out or both");
+		return;
+	}
+	if (type != NULL && model_edge_type_index(type) < 0) {
+		http_reply_error(r, 400, "bad_request",
+				 json_pack("{s:s,s:[sssss]}", "field", "type", "allowed",
+					   "depends_on", "runs_on", "connects_to", "part_of",
+					   "owned_by"),
+				 "type: must be one of " MODEL_EDGE_TYPES_LIST);
+		return;
+	}
+	{
+		const char *params[4] = {kind, name, dir, type};
+
+		api_call_db(r, SQL_NODE_EDGES, params, NULL);
+	}
+}
+
+static const struct jv_field health_fields[] = {
+	{"state", JV_STRING, true},
+	{"reason", JV_STRING, false},
+	{NULL, JV_ANY, false},
+};
+
+void
+api_node_health(struct http_req *r)
+{
+	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], source[80];
+	struct jv_err err = {0};
+	const char *state, *reason;
+
+	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL))
+		return;
+	if (!jv_check_object(r->json, "", health_fields, &err)) {
+		http_reply_bad(r, err.path, "%s", err.msg);
+		return;
+	}
+	state = json_string_value(json_object_get(r->json, "state"));
+	reason = json_string_value(json_object_get(r->json, "reason"));
+	if (!model_health_valid(state)) {
+		http_reply_bad(r, "state", "must be one of ok, degraded, down, unknown");
+		return;
+	}
+	if (reason != NULL && strlen(reason) > 4096) {
+		http_reply_bad(r, "reason", "is longer than 4096 bytes");
+		return;
+	}
+	api_hand_source(&r->tok, source);
+	{
+		const char *params[6] = {kind, name, state, reason, r->tok.name, source};
+
+		api_call_db(r, SQL_NODE_HEALTH, params, NULL);
+	}
+}

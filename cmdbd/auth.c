@@ -1,0 +1,312 @@
+/*
+ * auth.c — the token cache and the per-request check (see auth.h).
+ */
+#include "auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <event2/event.h>
+
+#include "db.h"
+#include "http.h"
+#include "log.h"
+#include "token.h"
+
+#define AUTH_RELOAD_S 60
+
+struct auth_entry {
+	char hash[TOKEN_HASH_HEX_LEN + 1];
+	struct auth_token tok;
+	long long expires_at; /* unix seconds; 0 = never */
+	bool revoked;
+};
+
+struct auth {
+	struct db *db;
+	int stmt_all, stmt_one;
+	struct auth_entry *entries;
+	size_t n;
+	bool loaded;
+	bool loading;
+	bool reload_again;
+	struct event *timer;
+};
+
+/* A request waiting for a database look-up of its token. */
+struct auth_wait {
+	struct auth *a;
+	struct http_req *r;
+	enum auth_scope need;
+	void (*next)(struct http_req *r);
+	char hash[TOKEN_HASH_HEX_LEN + 1];
+};
+
+const char *
+auth_scope_name(enum auth_scope s)
+{
+	switch (s) {
+	case AUTH_READ: return "read";
+	case AUTH_WRITE: return "write";
+	case AUTH_ADMIN: return "admin";
+	case AUTH_NONE: break;
+	}
+	return "none";
+}
+
+static enum auth_scope
+scope_parse(const char *s)
+{
+	if (strcmp(s, "admin") == 0)
+		return AUTH_ADMIN;
+	if (strcmp(s, "write") == 0)
+		return AUTH_WRITE;
+	if (strcmp(s, "read") == 0)
+		return AUTH_READ;
+	return AUTH_NONE;
+}
+
+/* Columns: name, hash, scope, source_glob, expires (epoch, 0), revoked (t/f). */
+static void
+entry_from_row(struct auth_entry *e, PGresult *res, int row)
+{
+	memset(e, 0, sizeof(*e));
+	snprintf(e->tok.name, sizeof(e->tok.name), "%s", PQgetvalue(res, row, 0));
+	snprintf(e->hash, sizeof(e->hash), "%s", PQgetvalue(res, row, 1));
+	e->tok.scope = scope_parse(PQgetvalue(res, row, 2));
+	snprintf(e->tok.source_glob, sizeof(e->tok.source_glob), "%s", PQgetvalue(res, row, 3));
+	e->expires_at = strtoll(PQgetvalue(res, row, 4), NULL, 10);
+	e->revoked = PQgetvalue(res, row, 5)[0] == 't';
+}
+
+static void start_reload(struct auth *a);
+
+static void
+reload_done(void *arg, const struct db_result *r)
+{
+	struct auth *a = arg;
+	struct auth_entry *entries;
+	int rows;
+
+	a->loading = false;
+	if (r->status != DB_OK) {
+		log_warn("event=tokens_reload_failed reason=\"%s\"", r->message);
+		return;
+	}
+	rows = PQntuples(r->res);
+	entries = calloc((size_t)(rows > 0 ? rows : 1), sizeof(*entries));
+	if (entries == NULL)
+		return;
+	for (int i = 0; i < rows; i++)
+		entry_from_row(&entries[i], r->res, i);
+	free(a->entries);
+	a->entries = entries;
+	a->n = (size_t)rows;
+	if (!a->loaded)
+		log_info("event=tokens_loaded count=%d", rows);
+	a->loaded = true;
+	if (a->reload_again) {
+		a->reload_again = false;
+		start_reload(a);
+	}
+}
+
+static void
+start_reload(struct auth *a)
+{
+	if (a->loading) {
+		a->reload_again = true;
+		return;
+	}
+	if (db_query(a->db, a->stmt_all, NULL, reload_done, a) == 0)
+		a->loading = true;
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	start_reload(arg);
+}
+
+struct auth *
+auth_new(struct event_base *base, struct db *db, int stmt_all, int stmt_one)
+{
+	struct auth *a = calloc(1, sizeof(*a));
+	struct timeval tv = {AUTH_RELOAD_S, 0};
+
+	if (a == NULL)
+		return NULL;
+	a->db = db;
+	a->stmt_all = stmt_all;
+	a->stmt_one = stmt_one;
+	a->timer = event_new(base, -1, EV_PERSIST, timer_cb, a);
+	if (a->timer == NULL) {
+		free(a);
+		return NULL;
+	}
+	event_add(a->timer, &tv);
+	start_reload(a);
+	return a;
+}
+
+void
+auth_free(struct auth *a)
+{
+	if (a == NULL)
+		return;
+	if (a->timer != NULL)
+		event_free(a->timer);
+	free(a->entries);
+	free(a);
+}
+
+void
+auth_reload(struct auth *a)
+{
+	start_reload(a);
+}
+
+bool
+auth_loaded(const struct auth *a)
+{
+	return a->loaded;
+}
+
+bool
+auth_source_allowed(const struct auth_token *tok, const char *source)
+{
+	if (tok->scope == AUTH_ADMIN || tok->source_glob[0] == '\0')
+		return true;
+	return token_glob_match(tok->source_glob, source);
+}
+
+/* Scans every entry, comparing in constant time; returns the match or NULL. */
+static const struct auth_entry *
+find(const struct auth *a, const char *hash)
+{
+	const struct auth_entry *hit = NULL;
+
+	for (size_t i = 0; i < a->n; i++)
+		if (token_ct_equal(a->entries[i].hash, hash, TOKEN_HASH_HEX_LEN))
+			hit = &a->entries[i];
+	return hit;
+}
+
+static void
+decide(struct http_req *r, const struct auth_entry *e, enum auth_scope need,
+       void (*next)(struct http_req *r))
+{
+	if (e == NULL) {
+		http_reply_error(r, 401, "unauthorized", NULL, "invalid token");
+		return;
+	}
+	if (e->revoked) {
+		http_reply_error(r, 401, "unauthorized", NULL, "token %s has been revoked",
+				 e->tok.name);
+		return;
+	}
+	if (e->expires_at != 0 && (long long)time(NULL) >= e->expires_at) {
+		http_reply_error(r, 401, "unauthorized", NULL, "token %s has expired",
+				 e->tok.name);
+		return;
+	}
+	r->tok = e->tok;
+	if (e->tok.scope < need) {
+		http_reply_error(r, 403, "forbidden",
+				 json_pack("{s:s,s:s}", "scope", auth_scope_name(e->tok.scope),
+					   "required", auth_scope_name(need)),
+				 "token %s has scope %s; this needs %s", e->tok.name,
+				 auth_scope_name(e->tok.scope), auth_scope_name(need));
+		return;
+	}
+	next(r);
+}
+
+static void
+lookup_done(void *arg, const struct db_result *res)
+{
+	struct auth_wait *w = arg;
+	struct auth *a = w->a;
+	struct auth_entry e;
+
+	if (res->status != DB_OK) {
+		http_reply_error(w->r, 503, "unavailable", NULL,
+				 "cannot check the token: database unavailable");
+		free(w);
+		return;
+	}
+	if (PQntuples(res->res) == 0) {
+		decide(w->r, NULL, w->need, w->next);
+		free(w);
+		return;
+	}
+	entry_from_row(&e, res->res, 0);
+	/* Cache it so the next request is answered from memory. */
+	if (find(a, e.hash) == NULL) {
+		struct auth_entry *grown = realloc(a->entries, (a->n + 1) * sizeof(*grown));
+
+		if (grown != NULL) {
+			a->entries = grown;
+			a->entries[a->n++] = e;
+		}
+	}
+	decide(w->r, &e, w->need, w->next);
+	free(w);
+}
+
+void
+auth_check(struct auth *a, struct http_req *r, enum auth_scope need,
+	   void (*next)(struct http_req *r))
+{
+	const char *h = http_header(r, "Authorization");
+	const char *tok;
+	char hash[TOKEN_HASH_HEX_LEN + 1];
+	const struct auth_entry *e;
+	struct auth_wait *w;
+
+	if (h == NULL) {
+		http_reply_error(r, 401, "unauthorized", NULL,
+				 "missing Authorization: Bearer <token> header");
+		return;
+	}
+	if (strncasecmp(h, "Bearer ", 7) != 0) {
+		http_reply_error(r, 401, "unauthorized", NULL,
+				 "the Authorization header must use the Bearer scheme");
+		return;
+	}
+	tok = h + 7;
+	while (*tok == ' ')
+		tok++;
+	if (*tok == '\0' || strlen(tok) > 512) {
+		http_reply_error(r, 401, "unauthorized", NULL, "invalid token");
+		return;
+	}
+	token_hash_hex(tok, strlen(tok), hash);
+	e = find(a, hash);
+	if (e != NULL) {
+		decide(r, e, need, next);
+		return;
+	}
+	/* Not cached: a token made a moment ago, or a wrong one. Ask the database. */
+	w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		return;
+	}
+	w->a = a;
+	w->r = r;
+	w->need = need;
+	w->next = next;
+	memcpy(w->hash, hash, sizeof(hash));
+	{
+		const char *params[1] = {w->hash};
+
+		if (db_query(a->db, a->stmt_one, params, lookup_done, w) != 0) {
+			free(w);
+			http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		}
+	}
+}

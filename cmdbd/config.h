@@ -1,0 +1,47 @@
+/*
+ * config.h — server settings from defaults, then the environment, then flags.
+ *
+ * One table (config.c) names each setting with its flag, environment variable,
+ * type, default and target field together, pgbouncer-style. cfg_load() never exits
+ * the process; it reports the first bad setting in err.
+ */
+#ifndef CMDB_CONFIG_H
+#define CMDB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+struct cfg {
+	char *database_url;	     /* libpq conninfo; CMDB_DATABASE_URL */
+	char *listen;		     /* host:port; CMDB_LISTEN */
+	long max_body_bytes;	     /* JSON 413 above this */
+	long max_header_bytes;	     /* 431/400 above this (evhttp) */
+	long max_headers;	     /* header count limit */
+	long json_max_depth;	     /* nesting limit */
+	long idle_timeout;	     /* seconds a connection may idle */
+	long db_pool_size;	     /* async connections for requests */
+	long manifest_max_nodes;     /* per manifest */
+	long manifest_max_edges;     /* per manifest */
+	long shutdown_grace;	     /* seconds to finish in-flight requests */
+	char *log_level;	     /* debug|info|warn|error */
+};
+
+/* Fills c with defaults. Strings are static or owned by c (see cfg_free). */
+void cfg_defaults(struct cfg *c);
+
+/*
+ * Applies the environment, then argv (--flag VALUE or --flag=VALUE) starting at
+ * argv[0]. Returns 0, or -1 with a message in err. Unknown flags are errors.
+ */
+int cfg_load(struct cfg *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Prints the settings table (flag, env, default, meaning) for --help. */
+void cfg_usage(FILE *out);
+
+void cfg_free(struct cfg *c);
+
+/* Splits "host:port" into host (owned by caller, malloc'd) and port. -1 on bad input. */
+int cfg_split_listen(const char *listen, char **host, int *port);
+
+#endif

@@ -1,0 +1,501 @@
+/*
+ * http.c — evhttp glue: one request context per request, the limits every request
+ * passes, routing, auth, and the replies (see http.h).
+ */
+#include "http.h"
+
+#include <event2/buffer.h>
+#include <sys/queue.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "jv.h"
+#include "log.h"
+#include "metrics.h"
+#include "model.h"
+#include "router.h"
+#include "server.h"
+
+/* evhttp cuts off bodies above this many times the JSON limit, before buffering. */
+#define HTTP_HARD_BODY_FACTOR 4
+
+struct http_server {
+	struct event_base *base;
+	struct evhttp *http;
+	struct evhttp_bound_socket *sock;
+	const struct cfg *cfg;
+	int inflight;
+	bool draining;
+	void (*on_drained)(void *);
+	void *arg;
+	char id_prefix[17];
+	unsigned long next_id;
+};
+
+/* ---------------------------------------------------------------- replies */
+
+static void
+req_free(struct http_req *r)
+{
+	struct http_server *s = r->srv;
+
+	for (int i = 0; i < r->nsegs; i++)
+		free(r->segs[i]);
+	evhttp_clear_headers(&r->query);
+	free(r->body);
+	json_decref(r->json);
+	if (r->state_free != NULL)
+		r->state_free(r->state);
+	free(r);
+	s->inflight--;
+	if (s->draining && s->inflight == 0 && s->on_drained != NULL)
+		s->on_drained(s->arg);
+}
+
+const char *
+http_status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 304: return "Not Modified";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 412: return "Precondition Failed";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Entity";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 503: return "Service Unavailable";
+	default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+	}
+}
+
+static double
+elapsed_s(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static const char *
+method_name(enum evhttp_cmd_type m)
+{
+	switch (m) {
+	case EVHTTP_REQ_GET: return "GET";
+	case EVHTTP_REQ_POST: return "POST";
+	case EVHTTP_REQ_HEAD: return "HEAD";
+	case EVHTTP_REQ_PUT: return "PUT";
+	case EVHTTP_REQ_DELETE: return "DELETE";
+	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+	case EVHTTP_REQ_TRACE: return "TRACE";
+	case EVHTTP_REQ_CONNECT: return "CONNECT";
+	case EVHTTP_REQ_PATCH: return "PATCH";
+	}
+	return "OTHER";
+}
+
+/* Sends the reply held in buf (may be NULL) and frees the request. */
+static void
+send_and_free(struct http_req *r, int status, struct evbuffer *buf)
+{
+	const char *route = r->route ? router_route_name(r->route) : "none";
+	double dt = elapsed_s(&r->t0);
+	char qpath[300];
+	const char *uri = evhttp_request_get_uri(r->ev);
+
+	evhttp_add_header(evhttp_request_get_output_headers(r->ev), "X-Request-Id", r->id);
+	evhttp_send_reply(r->ev, status, http_status_text(status), buf);
+	metrics_observe_request(route, status, dt);
+	log_info("event=request id=%s method=%s path=%s route=%s status=%d ms=%.2f token=%s",
+		 r->id, method_name(r->method), log_q(uri, qpath, sizeof(qpath)), route,
+		 status, dt * 1000.0, r->tok.name[0] ? r->tok.name : "-");
+	if (buf != NULL)
+		evbuffer_free(buf);
+	req_free(r);
+}
+
+void
+http_set_header(struct http_req *r, const char *name, const char *value)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(r->ev), name, value);
+}
+
+void
+http_reply_raw(struct http_req *r, int status, const char *json, size_t len)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	http_set_header(r, "Content-Type", "application/json; charset=utf-8");
+	if (buf != NULL) {
+		evbuffer_add(buf, json, len);
+		evbuffer_add(buf, "\n", 1);
+	}
+	send_and_free(r, buf ? status : 500, buf);
+}
+
+void
+http_reply_json(struct http_req *r, int status, json_t *body)
+{
+	char *text;
+
+	if (body == NULL) {
+		http_reply_empty(r, status);
+		return;
+	}
+	text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(body);
+	if (text == NULL) {
+		http_reply_error(r, 500, "internal", NULL, "could not serialise the reply");
+		return;
+	}
+	http_reply_raw(r, status, text, strlen(text));
+	free(text);
+}
+
+void
+http_reply_text(struct http_req *r, int status, const char *ctype, const char *text,
+		size_t len)
+{
+	struct evbuffer *buf = evbuffer_new();
+
+	http_set_header(r, "Content-Type", ctype);
+	if (buf != NULL)
+		evbuffer_add(buf, text, len);
+	send_and_free(r, buf ? status : 500, buf);
+}
+
+void
+http_reply_empty(struct http_req *r, int status)
+{
+	send_and_free(r, status, NULL);
+}
+
+static void
+reply_error_v(struct http_req *r, int status, const char *code, json_t *details,
+	      const char *fmt, va_list ap)
+{
+	char msg[1024];
+	json_t *err;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	err = json_pack("{s:{s:i,s:s,s:s,s:s,s:o}}", "error", "status", status, "code", code,
+			"message", msg, "request_id", r->id, "details",
+			details ? details : json_null());
+	if (status == 401)
+		http_set_header(r, "WWW-Authenticate", "Bearer realm=\"cmdbd\"");
+	if (status >= 500)
+		log_warn("event=request_error id=%s status=%d code=%s message=\"%s\"", r->id,
+			 status, code, msg);
+	http_reply_json(r, status, err);
+}
+
+void
+http_reply_error(struct http_req *r, int status, const char *code, json_t *details,
+		 const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	reply_error_v(r, status, code, details, fmt, ap);
+	va_end(ap);
+}
+
+void
+http_reply_bad(struct http_req *r, const char *field, const char *fmt, ...)
+{
+	va_list ap;
+	char msg[900];
+	json_t *details = field ? json_pack("{s:s}", "field", field) : NULL;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (field != NULL && *field != '\0')
+		http_reply_error(r, 400, "bad_request", details, "%s: %s", field, msg);
+	else
+		http_reply_error(r, 400, "bad_request", details, "%s", msg);
+}
+
+/* ---------------------------------------------------------------- accessors */
+
+const char *
+http_param(const struct http_req *r, int i)
+{
+	int idx = router_param_segment(r->route, i);
+
+	return (idx >= 0 && idx < r->nsegs) ? r->segs[idx] : "";
+}
+
+const char *
+http_query(const struct http_req *r, const char *name)
+{
+	return evhttp_find_header(&r->query, name);
+}
+
+const char *
+http_header(const struct http_req *r, const char *name)
+{
+	return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+static void
+run_handler(struct http_req *r)
+{
+	router_handler(r->route)(r);
+}
+
+static bool
+valid_client_id(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z') ||
+		      (s[n] >= '0' && s[n] <= '9') || s[n] == '-' || s[n] == '_' || s[n] == '.'))
+			return false;
+	return n > 0 && n <= 36;
+}
+
+/* Splits the raw path into percent-decoded segments. 0, or -1 (bad encoding). */
+static int
+split_path(struct http_req *r, const char *path)
+{
+	const char *p = path;
+
+	if (*p != '/')
+		return -1;
+	while (*p == '/') {
+		const char *start = ++p, *end = strchr(start, '/');
+		size_t len = end ? (size_t)(end - start) : strlen(start);
+
+		if (len == 0 && end == NULL)
+			break; /* trailing slash */
+		if (r->nsegs == HTTP_MAX_SEGS)
+			return 1; /* too deep: no route has that many segments */
+		r->segs[r->nsegs] = model_percent_decode(start, len, NULL);
+		if (r->segs[r->nsegs] == NULL)
+			return -1;
+		r->nsegs++;
+		p = start + len;
+	}
+	return 0;
+}
+
+static int
+count_headers(struct evhttp_request *ev)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
+	struct evkeyval *kv;
+	int n = 0;
+
+	TAILQ_FOREACH(kv, h, next)
+		n++;
+	return n;
+}
+
+static void
+handle_request(struct evhttp_request *ev, void *arg)
+{
+	struct http_server *s = arg;
+	struct http_req *r = calloc(1, sizeof(*r));
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
+	const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+	const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+	const char *client_id;
+	struct evbuffer *in;
+	enum router_result rr;
+	int split;
+
+	if (r == NULL) {
+		evhttp_send_error(ev, 503, "Out of memory");
+		return;
+	}
+	s->inflight++;
+	r->ev = ev;
+	r->srv = s;
+	r->method = evhttp_request_get_command(ev);
+	TAILQ_INIT(&r->query);
+	clock_gettime(CLOCK_MONOTONIC, &r->t0);
+	client_id = evhttp_find_header(evhttp_request_get_input_headers(ev), "X-Request-Id");
+	if (client_id != NULL && valid_client_id(client_id))
+		snprintf(r->id, sizeof(r->id), "%s", client_id);
+	else
+		snprintf(r->id, sizeof(r->id), "%s%08lx", s->id_prefix, ++s->next_id);
+
+	if (count_headers(ev) > s->cfg->max_headers) {
+		http_reply_error(r, 431, "headers_too_large", NULL,
+				 "more than %ld request headers", s->cfg->max_headers);
+		return;
+	}
+	if (path == NULL || *path == '\0')
+		path = "/";
+	split = split_path(r, path);
+	if (split < 0) {
+		http_reply_bad(r, "path", "malformed percent-encoding in the path");
+		return;
+	}
+	if (query != NULL && evhttp_parse_query_str(query, &r->query) != 0) {
+		http_reply_bad(r, "query", "malformed query string");
+		return;
+	}
+	rr = split > 0 ? ROUTER_NOT_FOUND
+		       : router_match(r->method, (const char *const *)r->segs, r->nsegs, &r->route);
+	if (rr == ROUTER_NOT_FOUND) {
+		http_reply_error(r, 404, "not_found", NULL, "no such endpoint: %s", path);
+		return;
+	}
+	if (rr == ROUTER_BAD_METHOD) {
+		char allow[128];
+
+		router_allowed(r->route, allow, sizeof(allow));
+		http_set_header(r, "Allow", allow);
+		http_reply_error(r, 405, "method_not_allowed", NULL,
+				 "method %s is not allowed here; allowed: %s",
+				 method_name(r->method), allow);
+		return;
+	}
+
+	in = evhttp_request_get_input_buffer(ev);
+	r->body_len = evbuffer_get_length(in);
+	if (r->body_len > (size_t)s->cfg->max_body_bytes) {
+		http_reply_error(r, 413, "payload_too_large",
+				 json_pack("{s:I}", "limit", (json_int_t)s->cfg->max_body_bytes),
+				 "request body is larger than the limit of %ld bytes",
+				 s->cfg->max_body_bytes);
+		return;
+	}
+	if (router_takes_json(r->route)) {
+		struct jv_err err = {0};
+
+		r->body = malloc(r->body_len + 1);
+		if (r->body == NULL) {
+			http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+			return;
+		}
+		evbuffer_copyout(in, r->body, r->body_len);
+		r->body[r->body_len] = '\0';
+		r->json = jv_parse_object(r->body, r->body_len, (int)s->cfg->json_max_depth, &err);
+		if (r->json == NULL) {
+			http_reply_bad(r, err.path[0] ? err.path : NULL, "%s", err.msg);
+			return;
+		}
+	} else if (r->body_len > 0 && r->method != EVHTTP_REQ_GET &&
+		   r->method != EVHTTP_REQ_HEAD && r->method != EVHTTP_REQ_DELETE) {
+		http_reply_bad(r, NULL, "this endpoint takes no request body");
+		return;
+	}
+	if (router_scope(r->route) == AUTH_NONE) {
+		run_handler(r);
+		return;
+	}
+	auth_check(server_auth(), r, router_scope(r->route), run_handler);
+}
+
+/* ---------------------------------------------------------------- server */
+
+struct http_server *
+http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_drained)(void *),
+		void *arg)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+	unsigned char rnd[4];
+	char *host = NULL;
+	int port;
+
+	if (s == NULL)
+		return NULL;
+	s->base = base;
+	s->cfg = cfg;
+	s->on_drained = on_drained;
+	s->arg = arg;
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		memset(rnd, 0, sizeof(rnd));
+	snprintf(s->id_prefix, sizeof(s->id_prefix), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+		 rnd[3]);
+	s->http = evhttp_new(base);
+	if (s->http == NULL)
+		goto fail;
+	if (cfg_split_listen(cfg->listen, &host, &port) != 0) {
+		log_error("event=listen_failed listen=%s reason=\"expected host:port\"", cfg->listen);
+		goto fail;
+	}
+	if (host[0] == '[') { /* [::1] */
+		size_t n = strlen(host);
+		if (n >= 2 && host[n - 1] == ']') {
+			memmove(host, host + 1, n - 2);
+			host[n - 2] = '\0';
+		}
+	}
+	evhttp_set_max_headers_size(s->http, (ev_ssize_t)cfg->max_header_bytes);
+	evhttp_set_max_body_size(s->http,
+				 (ev_ssize_t)cfg->max_body_bytes * HTTP_HARD_BODY_FACTOR);
+	evhttp_set_timeout(s->http, (int)cfg->idle_timeout);
+	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
+	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+						    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+						    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(s->http, handle_request, s);
+	s->sock = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
+	if (s->sock == NULL) {
+		log_error("event=listen_failed listen=%s reason=\"cannot bind\"", cfg->listen);
+		goto fail;
+	}
+	log_info("event=listening listen=%s", cfg->listen);
+	free(host);
+	return s;
+fail:
+	free(host);
+	http_server_free(s);
+	return NULL;
+}
+
+void
+http_server_drain(struct http_server *s)
+{
+	if (s->draining)
+		return;
+	s->draining = true;
+	if (s->sock != NULL) {
+		evhttp_del_accept_socket(s->http, s->sock);
+		s->sock = NULL;
+	}
+	if (s->inflight == 0 && s->on_drained != NULL)
+		s->on_drained(s->arg);
+}
+
+int
+http_server_inflight(const struct http_server *s)
+{
+	return s->inflight;
+}
+
+bool
+http_server_draining(const struct http_server *s)
+{
+	return s->draining;
+}
+
+void
+http_server_free(struct http_server *s)
+{
+	if (s == NULL)
+		return;
+	if (s->http != NULL)
+		evhttp_free(s->http);
+	free(s);
+}

@@ -1,0 +1,32 @@
+/*
+ * manifest.h — validation of deploy manifests (SPEC §3, schema/manifest-v1.schema.json).
+ *
+ * Pure: checks a parsed manifest against the format and the limits and names the
+ * first violation by JSON path. Applying is the database's job
+ * (cmdb_apply_manifest); everything it receives has passed through here.
+ */
+#ifndef CMDB_MANIFEST_H
+#define CMDB_MANIFEST_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "jv.h"
+
+#define MANIFEST_VERSION "cmdb/v1"
+
+struct manifest_limits {
+	long max_nodes;
+	long max_edges;
+};
+
+/*
+ * Returns true when m is a valid manifest v1 within lim. Otherwise false with
+ * err filled: status 400 (format) or 413 (a count limit), path and message.
+ */
+bool manifest_validate(const json_t *m, const struct manifest_limits *lim, struct jv_err *err);
+
+/* RFC 3339 date-time ("2026-11-21T10:00:00Z", fractions and offsets allowed). */
+bool manifest_time_valid(const char *s);
+
+#endif

@@ -1,0 +1,159 @@
+/*
+ * metrics.c — counters and histograms, rendered in Prometheus text format.
+ */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "router.h"
+
+#define MAX_ROUTES 64
+#define MAX_STATUS 24
+#define NBUCKETS 12
+
+static const double bucket_le[NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+					   0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+
+struct status_count {
+	int status;
+	unsigned long count;
+};
+
+struct route_stats {
+	struct status_count by_status[MAX_STATUS];
+	int nstatus;
+	unsigned long buckets[NBUCKETS + 1]; /* last = +Inf */
+	double sum;
+	unsigned long count;
+};
+
+static struct route_stats stats[MAX_ROUTES + 1]; /* last = "none" */
+
+static const char *const manifest_outcomes[] = {"applied", "noop", "dry_run", "rejected",
+						"failed"};
+static unsigned long manifest_counts[5];
+
+static int
+route_index(const char *route)
+{
+	size_t n = router_count();
+
+	for (size_t i = 0; i < n && i < MAX_ROUTES; i++)
+		if (strcmp(router_name_at(i), route) == 0)
+			return (int)i;
+	return MAX_ROUTES;
+}
+
+void
+metrics_observe_request(const char *route, int status, double seconds)
+{
+	struct route_stats *s = &stats[route_index(route)];
+	int i;
+
+	for (i = 0; i < s->nstatus; i++)
+		if (s->by_status[i].status == status)
+			break;
+	if (i == s->nstatus) {
+		if (s->nstatus == MAX_STATUS)
+			i = MAX_STATUS - 1; /* lump rare codes into the last slot */
+		else
+			s->by_status[s->nstatus++].status = status;
+	}
+	s->by_status[i].count++;
+	for (i = 0; i < NBUCKETS && seconds > bucket_le[i]; i++)
+		;
+	s->buckets[i]++;
+	s->sum += seconds;
+	s->count++;
+}
+
+void
+metrics_count_manifest(const char *outcome)
+{
+	for (size_t i = 0; i < 5; i++)
+		if (strcmp(outcome, manifest_outcomes[i]) == 0)
+			manifest_counts[i]++;
+}
+
+int
+metrics_appendf(char **buf, size_t *len, const char *fmt, ...)
+{
+	va_list ap;
+	char *line = NULL;
+	char *grown;
+	int n;
+
+	va_start(ap, fmt);
+	n = vasprintf(&line, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -1;
+	grown = realloc(*buf, *len + (size_t)n + 1);
+	if (grown == NULL) {
+		free(line);
+		return -1;
+	}
+	memcpy(grown + *len, line, (size_t)n + 1);
+	*buf = grown;
+	*len += (size_t)n;
+	free(line);
+	return 0;
+}
+
+int
+metrics_render(char **buf, size_t *len)
+{
+	size_t n = router_count();
+	int rc = 0;
+
+	rc |= metrics_appendf(buf, len,
+			      "# HELP cmdb_http_requests_total HTTP requests answered, by route "
+			      "and status.\n# TYPE cmdb_http_requests_total counter\n");
+	for (size_t i = 0; i <= MAX_ROUTES; i++) {
+		const char *name = i < n ? router_name_at(i) : i == MAX_ROUTES ? "none" : NULL;
+
+		if (name == NULL)
+			continue;
+		for (int k = 0; k < stats[i].nstatus; k++)
+			rc |= metrics_appendf(buf, len,
+					      "cmdb_http_requests_total{route=\"%s\",status=\"%d\"} "
+					      "%lu\n",
+					      name, stats[i].by_status[k].status,
+					      stats[i].by_status[k].count);
+	}
+	rc |= metrics_appendf(buf, len,
+			      "# HELP cmdb_http_request_duration_seconds Time to answer, by "
+			      "route.\n# TYPE cmdb_http_request_duration_seconds histogram\n");
+	for (size_t i = 0; i <= MAX_ROUTES; i++) {
+		const char *name = i < n ? router_name_at(i) : i == MAX_ROUTES ? "none" : NULL;
+		unsigned long cum = 0;
+
+		if (name == NULL || stats[i].count == 0)
+			continue;
+		for (int b = 0; b < NBUCKETS; b++) {
+			cum += stats[i].buckets[b];
+			rc |= metrics_appendf(
+				buf, len,
+				"cmdb_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
+				"%lu\n",
+				name, bucket_le[b], cum);
+		}
+		cum += stats[i].buckets[NBUCKETS];
+		rc |= metrics_appendf(
+			buf, len,
+			"cmdb_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n"
+			"cmdb_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+			"cmdb_http_request_duration_seconds_count{route=\"%s\"} %lu\n",
+			name, cum, name, stats[i].sum, name, stats[i].count);
+	}
+	rc |= metrics_appendf(buf, len,
+			      "# HELP cmdb_manifests_total Manifests received, by outcome.\n"
+			      "# TYPE cmdb_manifests_total counter\n");
+	for (size_t i = 0; i < 5; i++)
+		rc |= metrics_appendf(buf, len, "cmdb_manifests_total{outcome=\"%s\"} %lu\n",
+				      manifest_outcomes[i], manifest_counts[i]);
+	return rc ? -1 : 0;
+}

@@ -1,0 +1,30 @@
+/*
+ * server.h — the `cmdbd serve` process: wiring of the loop, the database pool, the
+ * token cache, the in-memory graph and its tailer, and the HTTP front; signals
+ * and graceful shutdown.
+ *
+ * There is one server per process. Handlers reach its shared parts through these
+ * accessors (valid only while server_run() runs, on the loop thread).
+ */
+#ifndef CMDB_SERVER_H
+#define CMDB_SERVER_H
+
+#include "config.h"
+#include "graph.h"
+
+struct auth;
+struct db;
+struct tailer;
+
+/* Runs until SIGTERM/SIGINT; returns the process exit code. */
+int server_run(const struct cfg *cfg);
+
+struct auth *server_auth(void);
+struct db *server_db(void);
+graph *server_graph(void);
+struct tailer *server_tailer(void);
+const struct cfg *server_cfg(void);
+struct event_base *server_base(void);
+bool server_shutting_down(void);
+
+#endif

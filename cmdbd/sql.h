@@ -1,0 +1,34 @@
+/*
+ * sql.h — every statement the server runs on its request path, in one table.
+ *
+ * Statements are prepared per connection (db.c) and always take text parameters.
+ * The write and list statements call the SQL functions of migrations/ and return
+ * one jsonb reply (see DESIGN.md, "The C <-> SQL contract").
+ */
+#ifndef CMDB_SQL_H
+#define CMDB_SQL_H
+
+#include "db.h"
+
+enum sql_stmt {
+	SQL_READY,
+	SQL_TOKENS_ALL,
+	SQL_TOKEN_ONE,
+	SQL_NODE_GET,
+	SQL_NODE_PUT,
+	SQL_NODE_DELETE,
+	SQL_NODE_LIST,
+	SQL_NODE_EDGES,
+	SQL_NODE_HEALTH,
+	SQL_EDGE_PUT,
+	SQL_EDGE_DELETE,
+	SQL_CHANGES,
+	SQL_CHANGES_TAIL,
+	SQL_MANIFEST_APPLY,
+	SQL_DEPLOYMENTS,
+	SQL_COUNT
+};
+
+extern const struct db_stmt sql_statements[SQL_COUNT];
+
+#endif

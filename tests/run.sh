@@ -1,0 +1,116 @@
+#!/bin/bash
+# tests/run.sh [--no-db | --valgrind] — run the Check runner (every suite, e2e included)
+# against a throwaway PostgreSQL cluster made for this run and deleted afterwards, also
+# on failure or Ctrl-C. `make test` builds first, then calls this.
+#
+#   --no-db     unit tests only: no cluster, CMDB_TEST_ADMIN_URL unset (`make check`)
+#   --valgrind  the runner, and every cmdbd the e2e scripts start, under valgrind
+#
+# Environment in: CMDB_BUILD_DIR (build, or build/san for SANITIZE=1; default build),
+# CMDB_SANITIZE=1 (sanitizer options), and Check's own (CK_RUN_SUITE=token, CK_FORK=no,
+# CK_VERBOSITY=verbose). Environment out, for the tests: CMDB_TEST_ADMIN_URL (superuser
+# conninfo of the cluster's `postgres` database), CMDBD_BIN, CMDB_BIN (absolute paths of
+# the binaries under test), CMDB_REPO (the repository root).
+#
+# The exit status is the runner's; its summary line is the last line printed.
+set -euo pipefail
+
+mode=full
+case ${1:-} in
+"") ;;
+--no-db) mode=no-db ;;
+--valgrind) mode=valgrind ;;
+*)
+    echo "usage: $0 [--no-db | --valgrind]" >&2
+    exit 2
+    ;;
+esac
+
+repo=$(cd "$(dirname "$0")/.." && pwd -P)
+build=$repo/${CMDB_BUILD_DIR:-build}
+cd "$repo"
+
+if [ $mode = no-db ]; then
+    cmdbd/dev/deps.sh build
+else
+    cmdbd/dev/deps.sh test
+fi
+
+runner=$build/check_cmdb
+for bin in "$runner" "$build/cmdbd" "$build/cmdb"; do
+    if [ ! -x "$bin" ]; then
+        echo "tests/run.sh: $bin is missing: run make first" >&2
+        exit 1
+    fi
+done
+
+export CMDB_REPO=$repo
+export CMDBD_BIN=$build/cmdbd
+export CMDB_BIN=$build/cmdb
+
+if [ "${CMDB_SANITIZE:-0}" = 1 ] || [[ $build == */san ]]; then
+    # Any sanitizer report ends the process with an error; user options win (last).
+    export ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:check_initialization_order=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+    export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+fi
+
+if [ $mode = no-db ]; then
+    unset CMDB_TEST_ADMIN_URL
+    exec "$runner"
+fi
+
+# --- the throwaway cluster ----------------------------------------------------------
+
+# 0755 so that the postgres user can reach the cluster inside; the path stays short
+# enough for a unix socket.
+tmp=$(mktemp -d /tmp/cmdbd-test.XXXXXX)
+chmod 755 "$tmp"
+cleanup() {
+    cmdbd/dev/pgcluster.sh destroy "$tmp/cluster" >/dev/null 2>&1 || true
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+
+PGCLUSTER_THROWAWAY=1 cmdbd/dev/pgcluster.sh start "$tmp/cluster"
+CMDB_TEST_ADMIN_URL=$(cmdbd/dev/pgcluster.sh url "$tmp/cluster" postgres)
+export CMDB_TEST_ADMIN_URL
+
+run=("$runner")
+if [ $mode = valgrind ]; then
+    command -v valgrind >/dev/null || {
+        echo "tests/run.sh: valgrind is not installed: apt-get install -y valgrind" >&2
+        exit 1
+    }
+    mkdir "$tmp/valgrind"
+    vg=(valgrind --quiet --error-exitcode=99 --leak-check=full
+        --errors-for-leak-kinds=definite --show-leak-kinds=definite)
+    # The e2e scripts start $CMDBD_BIN: make that cmdbd under valgrind, logging to a
+    # file per process (the scripts would swallow its stderr).
+    cat >"$tmp/cmdbd-valgrind" <<EOF
+#!/bin/sh
+exec ${vg[*]} --log-file=$tmp/valgrind/cmdbd.%p.log "$CMDBD_BIN" "\$@"
+EOF
+    chmod +x "$tmp/cmdbd-valgrind"
+    export CMDBD_BIN=$tmp/cmdbd-valgrind
+    # Everything is ~20x slower under valgrind.
+    export CK_TIMEOUT_MULTIPLIER=${CK_TIMEOUT_MULTIPLIER:-10}
+    run=("${vg[@]}" "$runner")
+fi
+
+set +e
+"${run[@]}"
+rc=$?
+set -e
+
+if [ $mode = valgrind ]; then
+    # With --quiet a log holds only errors: any non-empty one fails the run.
+    for log in "$tmp"/valgrind/*.log; do
+        [ -s "$log" ] || continue
+        echo "valgrind found errors in a cmdbd process ($log):"
+        cat "$log"
+        rc=1
+    done
+fi
+exit $rc
