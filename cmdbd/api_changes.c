@@ -30,10 +30,10 @@ static void
 run_query(struct changes_req *c)
 {
 	const char *params[2] = {c->since, c->limit};
-	struct http_req *r = c->r;
 
+	/* db_query copies the parameters, so c can go once the call is queued. */
+	api_call_db(c->r, SQL_CHANGES, params, NULL);
 	free(c);
-	api_call_db(r, SQL_CHANGES, params, NULL);
 }
 
 static void
