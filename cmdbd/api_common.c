@@ -33,8 +33,9 @@ api_reply_db_error(struct http_req *r, const struct db_result *res)
 	const char *st = res->sqlstate ? res->sqlstate : "";
 
 	if (res->status == DB_UNAVAILABLE) {
-		http_reply_error(r, 503, "unavailable", NULL, "database unavailable: %s",
-				 res->message);
+		http_reply_error(r, 503, "unavailable",
+				 json_pack("{s:s}", "reason", res->message),
+				 "database unavailable; try again");
 		return;
 	}
 	if (strcmp(st, "42883") == 0 || strcmp(st, "42P01") == 0 || strcmp(st, "42703") == 0) {

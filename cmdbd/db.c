@@ -339,8 +339,10 @@ connect_poll(struct db_conn *c)
 		const char *msg = PQerrorMessage(c->pg);
 
 		evtimer_del(c->timer);
-		log_warn("event=db_connect_failed conn=%d reason=\"%.*s\"", c->id,
-			 (int)strcspn(msg, "\n"), msg);
+		/* The first failure is news; the retries that follow are noise. */
+		log_msg(c->backoff_ms <= DB_BACKOFF_MIN_MS ? LOG_WARN : LOG_DEBUG,
+			"event=db_connect_failed conn=%d reason=\"%.*s\"", c->id,
+			(int)strcspn(msg, "\n"), msg);
 		conn_close(c);
 		c->state = CS_DOWN;
 		if (!c->listener && !any_conn_up(c->db))

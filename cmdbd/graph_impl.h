@@ -61,8 +61,10 @@ struct graph {
     uint32_t scratch_cap;
     uint32_t *queue;          /* BFS order */
     uint32_t *depth;          /* valid where marked */
-    uint32_t *parent;         /* BFS parent, valid where marked */
+    uint32_t *parent;         /* BFS parent or GRAPH_NONE until resolved */
     uint8_t *ptype;           /* type of the edge from the parent */
+    int walk_dir;             /* direction and mask of the last graph_walk */
+    unsigned walk_mask;
 };
 
 /* Starts a new visit: afterwards no node is marked. Grows the scratch arrays
@@ -123,12 +125,18 @@ bool graph_parent_better(const graph *g, uint32_t a, int ta, uint32_t b, int tb)
  * Level-synchronous BFS from `root` in `dir` over the types in `mask`, at
  * most `max_depth` levels (< 0 = unlimited), stopping after the level on
  * which `stop_at` (GRAPH_NONE for none) is reached. Leaves g->queue[0..*n)
- * in BFS order (root first, levels contiguous) with depth/parent/ptype set
- * for each (parent chosen by graph_parent_better among same-depth parents).
- * -1 on ENOMEM.
+ * in BFS order (root first, levels contiguous) with mark and depth set for
+ * each. Parents are not chosen during the walk (that would cost a string
+ * comparison per crossed edge); ask graph_walk_parent() for the nodes that
+ * need one. -1 on ENOMEM.
  */
 int graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth,
                uint32_t stop_at, size_t *n);
+
+/* Sets g->parent[v] / g->ptype[v] for a node found by the last graph_walk:
+ * among its neighbours one level nearer the root, the best by
+ * graph_parent_better. O(degree of v); cached. No-op for the root. */
+void graph_walk_parent(graph *g, uint32_t v);
 
 /* A jansson string of the node's ref (NULL on error: refs are valid UTF-8). */
 static inline json_t *graph_ref_json(const graph *g, uint32_t i)

@@ -22,22 +22,6 @@ bool graph_parent_better(const graph *g, uint32_t a, int ta, uint32_t b, int tb)
     return strcmp(graph_edge_type_name(ta), graph_edge_type_name(tb)) < 0;
 }
 
-/* Visits v from u by an edge of type t, v being on level d. */
-static void walk_visit(graph *g, uint32_t u, int t, uint32_t v, uint32_t d, size_t *tail)
-{
-    if (g->mark[v] != g->epoch) {
-        g->mark[v] = g->epoch;
-        g->depth[v] = d;
-        g->parent[v] = u;
-        g->ptype[v] = (uint8_t)t;
-        g->queue[(*tail)++] = v;
-    } else if (g->depth[v] == d && graph_parent_better(g, u, t, g->parent[v], g->ptype[v])) {
-        /* Same least depth from another parent: keep the deterministic one. */
-        g->parent[v] = u;
-        g->ptype[v] = (uint8_t)t;
-    }
-}
-
 int graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth,
                uint32_t stop_at, size_t *n)
 {
@@ -45,31 +29,66 @@ int graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth,
         errno = ENOMEM;
         return -1;
     }
+    g->walk_dir = dir;
+    g->walk_mask = mask;
     size_t head = 0, tail = 0;
     g->mark[root] = g->epoch;
     g->depth[root] = 0;
     g->parent[root] = GRAPH_NONE;
-    g->ptype[root] = 0;
     g->queue[tail++] = root;
-    /* One level per iteration, so that every same-depth parent of a node is
-     * seen before the next level starts (the tie rule needs them all). */
+    /* One level per iteration: every node of a level is expanded before the
+     * next level starts, so when a node is found at depth d, all its
+     * possible parents (depth d-1) are marked (graph_walk_parent needs it). */
     for (uint32_t d = 0; head < tail; d++) {
         if (max_depth >= 0 && d >= (uint32_t)max_depth)
             break;
         if (stop_at != GRAPH_NONE && g->mark[stop_at] == g->epoch)
             break;
         for (size_t level_end = tail; head < level_end; head++) {
-            uint32_t u = g->queue[head];
             struct graph_steps s;
-            graph_steps_of(g, u, dir, &s);
+            graph_steps_of(g, g->queue[head], dir, &s);
             for (int k = 0; k < 2; k++)
-                for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++)
-                    if (graph_step_follows(mask, GRAPH_ENT_TYPE(*p)))
-                        walk_visit(g, u, GRAPH_ENT_TYPE(*p), GRAPH_ENT_NODE(*p), d + 1, &tail);
+                for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
+                    uint32_t v = GRAPH_ENT_NODE(*p);
+                    if (g->mark[v] == g->epoch || !graph_step_follows(mask, GRAPH_ENT_TYPE(*p)))
+                        continue;
+                    g->mark[v] = g->epoch;
+                    g->depth[v] = d + 1;
+                    g->parent[v] = GRAPH_NONE; /* resolved on demand */
+                    g->queue[tail++] = v;
+                }
         }
     }
     *n = tail;
     return 0;
+}
+
+void graph_walk_parent(graph *g, uint32_t v)
+{
+    if (g->parent[v] != GRAPH_NONE || g->depth[v] == 0)
+        return;
+    /* Parents are v's neighbours one level nearer the root, found by
+     * stepping from v in the opposite direction. Only the (few) nodes a
+     * query reports pay for this, not every edge the walk crossed. */
+    int back = g->walk_dir == GRAPH_DIR_DEPENDENTS ? GRAPH_DIR_DEPENDENCIES : GRAPH_DIR_DEPENDENTS;
+    struct graph_steps s;
+    graph_steps_of(g, v, back, &s);
+    uint32_t best = GRAPH_NONE;
+    int best_t = 0;
+    for (int k = 0; k < 2; k++)
+        for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
+            uint32_t u = GRAPH_ENT_NODE(*p);
+            int t = GRAPH_ENT_TYPE(*p);
+            if (!graph_step_follows(g->walk_mask, t) || g->mark[u] != g->epoch ||
+                g->depth[u] + 1 != g->depth[v])
+                continue;
+            if (best == GRAPH_NONE || graph_parent_better(g, u, t, best, best_t)) {
+                best = u;
+                best_t = t;
+            }
+        }
+    g->parent[v] = best;
+    g->ptype[v] = (uint8_t)best_t;
 }
 
 /* ---- Shared helpers ----------------------------------------------------- */
@@ -93,8 +112,9 @@ static json_t *edge_json(const graph *g, uint32_t from, int type, uint32_t to)
 }
 
 /* The stored edge by which the walk in `dir` reached v from its parent. */
-static json_t *via_json(const graph *g, int dir, uint32_t v)
+static json_t *via_json(graph *g, int dir, uint32_t v)
 {
+    graph_walk_parent(g, v);
     uint32_t p = g->parent[v];
     int t = g->ptype[v];
     return graph_step_from_parent(dir, t) ? edge_json(g, p, t, v) : edge_json(g, v, t, p);
@@ -193,8 +213,10 @@ json_t *graph_path(graph *g, long from, long to)
     json_t *hops = json_array();
     if (chain != NULL && hops != NULL) {
         chain[len] = (uint32_t)to;
-        for (size_t k = len; k > 0; k--)
+        for (size_t k = len; k > 0; k--) {
+            graph_walk_parent(g, chain[k]);
             chain[k - 1] = g->parent[chain[k]];
+        }
         for (size_t k = 1; k <= len; k++)
             if (json_array_append_new(hops, via_json(g, GRAPH_DIR_DEPENDENCIES, chain[k]))) {
                 json_decref(hops);
@@ -293,8 +315,10 @@ static long owners_part_of(graph *g, uint32_t x, const uint32_t *prefix, size_t 
         }
         chain = nchain;
         chain[nc - 1] = s;
-        for (size_t k = nc - 1; k > 0; k--)
+        for (size_t k = nc - 1; k > 0; k--) {
+            graph_walk_parent(g, chain[k]);
             chain[k - 1] = g->parent[chain[k]];
+        }
         long r = owners_direct(g, prefix, np, chain, nc, rule, h);
         if (r < 0) {
             added = -1;

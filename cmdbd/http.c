@@ -27,13 +27,71 @@ struct http_server {
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
 	const struct cfg *cfg;
-	int inflight;
+	int inflight;	/* requests not yet answered */
+	int unflushed;	/* answers still being written */
 	bool draining;
+	bool drained;
+	struct event *flush_timer;
 	void (*on_drained)(void *);
 	void *arg;
 	char id_prefix[17];
 	unsigned long next_id;
 };
+
+/* ---------------------------------------------------------------- draining */
+
+static void
+finish_drain(struct http_server *s)
+{
+	if (s->drained)
+		return;
+	s->drained = true;
+	if (s->on_drained != NULL)
+		s->on_drained(s->arg);
+}
+
+static void
+flush_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	finish_drain(arg);
+}
+
+/*
+ * Draining is over when every request has been answered and every answer has
+ * been written out. A client that vanished mid-write never completes its
+ * answer, so the flush wait is capped at one second.
+ */
+static void
+check_drained(struct http_server *s)
+{
+	struct timeval one = {1, 0};
+
+	if (!s->draining || s->inflight > 0)
+		return;
+	if (s->unflushed == 0) {
+		finish_drain(s);
+		return;
+	}
+	if (s->flush_timer == NULL) {
+		s->flush_timer = evtimer_new(s->base, flush_timeout_cb, s);
+		if (s->flush_timer == NULL)
+			finish_drain(s);
+		else
+			evtimer_add(s->flush_timer, &one);
+	}
+}
+
+static void
+reply_flushed(struct evhttp_request *ev, void *arg)
+{
+	struct http_server *s = arg;
+
+	(void)ev;
+	s->unflushed--;
+	check_drained(s);
+}
 
 /* ---------------------------------------------------------------- replies */
 
@@ -51,8 +109,7 @@ req_free(struct http_req *r)
 		r->state_free(r->state);
 	free(r);
 	s->inflight--;
-	if (s->draining && s->inflight == 0 && s->on_drained != NULL)
-		s->on_drained(s->arg);
+	check_drained(s);
 }
 
 const char *
@@ -117,6 +174,8 @@ send_and_free(struct http_req *r, int status, struct evbuffer *buf)
 	const char *uri = evhttp_request_get_uri(r->ev);
 
 	evhttp_add_header(evhttp_request_get_output_headers(r->ev), "X-Request-Id", r->id);
+	r->srv->unflushed++;
+	evhttp_request_set_on_complete_cb(r->ev, reply_flushed, r->srv);
 	evhttp_send_reply(r->ev, status, http_status_text(status), buf);
 	metrics_observe_request(route, status, dt);
 	log_info("event=request id=%s method=%s path=%s route=%s status=%d ms=%.2f token=%s",
@@ -474,8 +533,7 @@ http_server_drain(struct http_server *s)
 		evhttp_del_accept_socket(s->http, s->sock);
 		s->sock = NULL;
 	}
-	if (s->inflight == 0 && s->on_drained != NULL)
-		s->on_drained(s->arg);
+	check_drained(s);
 }
 
 int
@@ -497,5 +555,7 @@ http_server_free(struct http_server *s)
 		return;
 	if (s->http != NULL)
 		evhttp_free(s->http);
+	if (s->flush_timer != NULL)
+		event_free(s->flush_timer);
 	free(s);
 }
