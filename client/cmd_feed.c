@@ -2,10 +2,10 @@
  * cmd_feed.c — writers and the change feed: push (manifests) and changes
  * (one page, or --follow long-polling until interrupted).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <errno.h>
 #include <unistd.h>
 
 #include "buf.h"

@@ -325,6 +325,7 @@ static int deployments_target(struct cmdb *c, const char *cursor, struct buf *t)
     return 0;
 }
 
+/* WHEN is started_at as the deploy tool reported it, else when it was applied. */
 static void deployment_row(struct table *t, const json_t *d)
 {
     const char *when = cl_jstr(d, "started_at");
@@ -338,7 +339,7 @@ static void deployment_row(struct table *t, const json_t *d)
 
 int cmd_deployments(struct cmdb *c)
 {
-    static const char *const head[] = {"STARTED", "NODE", "VERSION", "REVISION", "ENV",
+    static const char *const head[] = {"WHEN", "NODE", "VERSION", "REVISION", "ENV",
                                        "STATUS", "ACTOR", "SOURCE"};
     struct table *t = cl_table_new(8, head);
     int rc = list_pages(c, deployments_target, t, deployment_row);

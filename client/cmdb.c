@@ -287,7 +287,8 @@ static void print_error_details(const json_t *details)
     free(s);
 }
 
-/* Reports a non-2xx reply; returns its exit code. */
+/* Reports a non-2xx reply; returns its exit code. Everything the server
+ * sent is sanitized before it reaches the terminal. */
 static int report_http_error(const struct cmdb *c, const struct http_response *h)
 {
     json_error_t jerr;
@@ -296,29 +297,32 @@ static int report_http_error(const struct cmdb *c, const struct http_response *h
     const char *message = cl_jstr(error, "message");
     const char *code = cl_jstr(error, "code");
     const char *rid = cl_jstr(error, "request_id");
+    struct buf line = BUF_INIT;
     if (rid == NULL)
         rid = h->request_id;
 
     if (message != NULL) {
-        char *clean = cl_text_sanitize(message);
-        fprintf(stderr, "cmdb: %s (HTTP %d%s%s", clean, h->status, code ? " " : "",
-                code ? code : "");
-        free(clean);
+        cl_buf_printf(&line, "%s (HTTP %d%s%s", message, h->status, code ? " " : "",
+                      code ? code : "");
     } else {
         /* not our error shape: show the start of whatever came back */
-        struct buf snippet = BUF_INIT;
-        cl_buf_append(&snippet, h->body, h->body_len > 200 ? 200 : h->body_len);
-        char *clean = cl_text_sanitize(cl_buf_str(&snippet));
-        fprintf(stderr, "cmdb: the server answered HTTP %d %s%s%s (", h->status,
-                h->reason ? h->reason : "", clean[0] ? ": " : "", clean);
-        fputs(h->body_len ? "not a JSON error body" : "empty body", stderr);
-        free(clean);
-        cl_buf_free(&snippet);
+        cl_buf_printf(&line, "the server answered HTTP %d %s", h->status,
+                      h->reason ? h->reason : "");
+        if (h->body_len) {
+            cl_buf_puts(&line, ": ");
+            cl_buf_append(&line, h->body, h->body_len > 200 ? 200 : h->body_len);
+        }
+        cl_buf_puts(&line, h->body_len ? " (not a JSON error body" : " (empty body");
     }
     if (rid)
-        fprintf(stderr, ", request id %s", rid);
-    fputs(")\n", stderr);
-    if (error)
+        cl_buf_printf(&line, ", request id %s", rid);
+    cl_buf_putc(&line, ')');
+    char *clean = cl_text_sanitize(cl_buf_str(&line));
+    fprintf(stderr, "cmdb: %s\n", clean);
+    free(clean);
+    cl_buf_free(&line);
+
+    if (error && h->status != 404)   /* a 404's message already names the missing thing */
         print_error_details(json_object_get(error, "details"));
     if (h->status == 401)
         fprintf(stderr, "cmdb: hint: %s\n",

@@ -201,6 +201,8 @@ static void head_info_free(struct head_info *h)
     free(h->content_type);
 }
 
+/* A copy of a header value without surrounding blanks, control characters
+ * shown as '?' (these strings end up on the user's terminal). */
 static char *trimmed_copy(const char *s, size_t n)
 {
     while (n > 0 && (*s == ' ' || *s == '\t')) {
@@ -209,7 +211,11 @@ static char *trimmed_copy(const char *s, size_t n)
     }
     while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
         n--;
-    return cl_xstrndup(s, n);
+    char *copy = cl_xstrndup(s, n);
+    for (unsigned char *p = (unsigned char *)copy; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return copy;
 }
 
 /* Parses "HTTP/1.x NNN reason" from line[0..n). */
@@ -227,7 +233,7 @@ static int parse_status_line(const char *line, size_t n, struct head_info *h,
         snprintf(err, errlen, "invalid HTTP status %d", h->status);
         return -1;
     }
-    h->reason = n > 13 ? cl_xstrndup(line + 13, n - 13) : cl_xstrdup("");
+    h->reason = n > 13 ? trimmed_copy(line + 13, n - 13) : cl_xstrdup("");
     return 0;
 }
 

@@ -80,8 +80,23 @@ jv_parse_object(const char *buf, size_t len, int max_depth, struct jv_err *err)
 	 */
 	v = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (v == NULL) {
-		jv_fail(err, "", "", "request body is not valid JSON: %s (line %d, column %d)",
-			jerr.text, jerr.line, jerr.column);
+		switch (json_error_code(&jerr)) {
+		case json_error_null_character:
+			jv_fail(err, "", "", "strings must not contain NUL (\\u0000) (line %d, column %d)",
+				jerr.line, jerr.column);
+			break;
+		case json_error_duplicate_key:
+			jv_fail(err, "", "", "duplicate object key (line %d, column %d)", jerr.line,
+				jerr.column);
+			break;
+		case json_error_end_of_input_expected:
+			jv_fail(err, "", "", "trailing data after the JSON object (line %d, column %d)",
+				jerr.line, jerr.column);
+			break;
+		default:
+			jv_fail(err, "", "", "request body is not valid JSON: %s (line %d, column %d)",
+				jerr.text, jerr.line, jerr.column);
+		}
 		return NULL;
 	}
 	if (!json_is_object(v)) {

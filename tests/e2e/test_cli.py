@@ -123,28 +123,28 @@ class Cli(ServerTestCase):
         self.assertEqual([n["ref"] for n in body["nodes"]], ["service/cli-api"])
 
     def test_health(self):
-        self.assertStatus(self.srv.put_node("service/cli-hl"), 201)
-        self.run_ok("health", "service/cli-hl", "down", "--reason", "disk full")
-        node = self.srv.get(node_path("service/cli-hl"))[2]
+        self.assertStatus(self.srv.put_node("probe/cli-hl"), 201)
+        self.run_ok("health", "probe/cli-hl", "down", "--reason", "disk full")
+        node = self.srv.get(node_path("probe/cli-hl"))[2]
         self.assertEqual((node["health"], node["health_reason"]), ("down", "disk full"))
-        self.assertExit(2, "health", "service/cli-hl", "broken")
+        self.assertExit(2, "health", "probe/cli-hl", "broken")
         self.assertExit(1, "health", "service/cli-nope", "ok")
 
     def test_push_file_and_stdin(self):
         m = {"manifest": "cmdb/v1", "source": "e2e:cli-push",
-             "nodes": [{"ref": "service/cli-pushed"}],
-             "edges": [{"from": "service/cli-pushed", "type": "depends_on",
+             "nodes": [{"ref": "job/cli-pushed"}],
+             "edges": [{"from": "job/cli-pushed", "type": "depends_on",
                         "to": "service/cli-api"}]}
         body = self.run_json("push", "-", "--dry-run", "--json", input=json.dumps(m))
         self.assertEqual(body["nodes"]["created"], 1)
-        self.assertEqual(self.srv.get(node_path("service/cli-pushed"))[0], 404, "dry run")
+        self.assertEqual(self.srv.get(node_path("job/cli-pushed"))[0], 404, "dry run")
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
             json.dump(m, f)
         try:
             self.run_ok("push", f.name)
         finally:
             os.unlink(f.name)
-        self.assertEqual(self.srv.get(node_path("service/cli-pushed"))[0], 200)
+        self.assertEqual(self.srv.get(node_path("job/cli-pushed"))[0], 200)
         p = self.srv.cmdb("push", "/nonexistent/manifest.json")
         self.assertIn(p.returncode, (1, 2), "a missing manifest file: %d %s"
                       % (p.returncode, p.stderr))

@@ -206,6 +206,16 @@ class TestFabric(DeployToolsCase):
         versions = [d["version"] for d in self.deployments(self.SERVICE)]
         self.assertEqual(["2.0.1", "2.0.0"], versions[:2], "newest first")
 
+        # 3. Re-loading the estate must not roll the deploy back: its fabric:payments
+        #    manifest has an older generation (409), which load-estate.sh skips.
+        p = subprocess.run([os.path.join(EXAMPLES, "load-estate.sh")],
+                           env=self.env(self.srv.token("admin")),
+                           capture_output=True, text=True, timeout=TOOL_TIMEOUT)
+        self.assertEqual(0, p.returncode, p.stdout + p.stderr)
+        self.assertIn("fabric-payments.json: skipped", p.stdout)
+        self.assertNotIn(("runs_on", "vm/pay-02.prod"), self.out_edges(self.SERVICE))
+        self.assertEqual("2.0.1", self.node(self.SERVICE)["attributes"]["version"])
+
     def test_revision_from_git(self):
         repo = os.path.join(self.tmp, "gitrepo-fab")
         os.makedirs(repo)

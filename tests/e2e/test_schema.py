@@ -3,8 +3,9 @@
 
 Needs no cmdbd: it checks schema/manifest-v1.schema.json with a Draft 2020-12 validator
 (Debian's python3-jsonschema) against
-  - every *.json manifest under examples/ (and any other *.json in the repo that is one),
-  - every ```json block in the repo's Markdown that is a manifest,
+  - every *.json manifest under examples/ (and any other *.json in the repo that is one,
+    outside tests/, where bad input lives on purpose),
+  - every ```json block in the repo's Markdown that is a manifest (same exclusions),
   - what the Fabric and Capistrano examples actually send (captured by a local HTTP
     listener; skipped when fab / cap are not installed),
   - a table of deliberately invalid manifests, each of which must fail for the stated
@@ -32,7 +33,8 @@ from jsonschema import Draft202012Validator
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCHEMA_PATH = os.path.join(ROOT, "schema", "manifest-v1.schema.json")
-SKIP_DIRS = {".git", ".cmdb", "build", "node_modules", "__pycache__"}
+# tests/ holds deliberately broken request bodies; build/ and .cmdb/ are generated.
+SKIP_DIRS = {".git", ".cmdb", "build", "tests", "node_modules", "__pycache__"}
 
 # RFC 3339 section 5.6 date-time. Debian's jsonschema checks "date-time" only when the
 # rfc3339-validator module (not packaged) is present, so the test brings its own.
