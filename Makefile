@@ -67,8 +67,8 @@ DEPFLAGS = -MMD -MP
 
 SERVER_SRCS := $(sort $(wildcard cmdbd/*.c))
 CLIENT_SRCS := $(sort $(wildcard client/*.c))
-# tests/*.c: the suites (check_*.c) and any shared helpers beside them.
-TEST_SRCS := $(sort $(wildcard tests/*.c))
+# tests/check_*.c: the suites and their runner (tests/bench_*.c are separate programs).
+TEST_SRCS := $(sort $(wildcard tests/check_*.c))
 MIGRATIONS := $(sort $(wildcard migrations/[0-9][0-9][0-9][0-9]_*.sql))
 # Suite names: tests/check_foo.c -> foo (the runner itself is not a suite).
 SUITES := $(filter-out main,$(patsubst tests/check_%.c,%,$(filter tests/check_%.c,$(TEST_SRCS))))
@@ -76,8 +76,11 @@ SUITES := $(filter-out main,$(patsubst tests/check_%.c,%,$(filter tests/check_%.
 SERVER_OBJS := $(SERVER_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/migrations.o
 CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(OBJ)/%.o)
 TEST_OBJS := $(TEST_SRCS:%.c=$(OBJ)/%.o)
-# Unit tests link the real modules, everything but the server's main().
+# Unit tests link the real modules, everything but the server's main(), and the
+# client's pure helpers (its commands, sockets and main() stay out).
 LIB_OBJS := $(filter-out $(OBJ)/cmdbd/main.o,$(SERVER_OBJS))
+CLIENT_LIB_OBJS := $(filter-out $(OBJ)/client/cmdb.o $(OBJ)/client/cmd_%.o \
+	$(OBJ)/client/http_client.o,$(CLIENT_OBJS))
 
 CMDBD := $(BUILD)/cmdbd
 CMDB := $(BUILD)/cmdb
@@ -97,7 +100,7 @@ $(CMDB): $(CLIENT_OBJS)
 	$(if $(CLIENT_SRCS),,$(error no client/*.c sources: cannot build $@))
 	$(CC) $(OPT) $(SAN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
 
-$(CHECK): $(TEST_OBJS) $(LIB_OBJS)
+$(CHECK): $(TEST_OBJS) $(LIB_OBJS) $(CLIENT_LIB_OBJS)
 	$(CC) $(OPT) $(SAN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SERVER_LIBS) $(PG_LIBS)
 
 # Server and generated objects see cmdbd/ headers; the client sees only its own.

@@ -10,6 +10,9 @@ Needs no cmdbd: it checks schema/manifest-v1.schema.json with a Draft 2020-12 va
     listener; skipped when fab / cap are not installed),
   - a table of deliberately invalid manifests, each of which must fail for the stated
     reason.
+When the e2e harness has a PostgreSQL cluster (tests/e2e/lib.py), TestServerAgrees also
+sends every valid and invalid case to the real cmdbd with ?dry_run=true: the schema and
+the server must agree, except where the schema is documented to be stricter.
 
 Run: /usr/bin/python3 tests/e2e/test_schema.py   (exit status non-zero on failure)
 """
@@ -30,6 +33,9 @@ import unittest
 
 import jsonschema
 from jsonschema import Draft202012Validator
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lib import ServerTestCase  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCHEMA_PATH = os.path.join(ROOT, "schema", "manifest-v1.schema.json")
@@ -181,28 +187,30 @@ class TestExamplesValidate(SchemaTestCase):
                 self.assertValid(doc, where)
 
     def test_edge_cases_that_are_valid(self):
-        base = {"manifest": "cmdb/v1", "source": "a"}
-        cases = {
-            "minimal": base,
-            "empty lists": dict(base, nodes=[], edges=[]),
-            "generation 0": dict(base, generation=0),
-            "name with / and :": dict(base, nodes=[{"ref": "network/10.0.0.0/8"},
-                                                   {"ref": "database/pg-main:5432"}]),
-            "unicode name": dict(base, nodes=[{"ref": "service/caf\u00e9-\u00fcber"}]),
-            "255-character name": dict(base, nodes=[{"ref": "host/" + "a" * 255}]),
-            "32-character kind": dict(base, nodes=[{"ref": "k" + "a" * 31 + "/x"}]),
-            "128-character source": dict(base, source="a" + "b" * 127),
-            "source punctuation": dict(base, source="0capistrano:billing-api_v2.prod"),
-            "extensions anything": dict(base, extensions={"x": [1, {"y": None}], "z": "w"}),
-            "date-time with offset": dict(base, deployment={
-                "started_at": "2026-11-21T10:00:00.123+01:00", "finished_at": "2026-11-21T10:03:10Z"}),
-            "edge with attributes": dict(base, edges=[{"from": "service/a", "type": "depends_on",
-                                                       "to": "database/b", "attributes": {"port": 5432}}]),
-            "10000 nodes": dict(base, nodes=[{"ref": f"host/h{i}"} for i in range(10000)]),
-        }
-        for name, doc in cases.items():
+        for name, doc in VALID_CASES.items():
             with self.subTest(case=name):
                 self.assertValid(doc, name)
+
+
+_BASE = {"manifest": "cmdb/v1", "source": "a"}
+VALID_CASES = {
+    "minimal": _BASE,
+    "empty lists": dict(_BASE, nodes=[], edges=[]),
+    "generation 0": dict(_BASE, generation=0),
+    "name with / and :": dict(_BASE, nodes=[{"ref": "network/10.0.0.0/8"},
+                                            {"ref": "database/pg-main:5432"}]),
+    "unicode name": dict(_BASE, nodes=[{"ref": "service/caf\u00e9-\u00fcber"}]),
+    "255-character name": dict(_BASE, nodes=[{"ref": "host/" + "a" * 255}]),
+    "32-character kind": dict(_BASE, nodes=[{"ref": "k" + "a" * 31 + "/x"}]),
+    "128-character source": dict(_BASE, source="a" + "b" * 127),
+    "source punctuation": dict(_BASE, source="0capistrano:billing-api_v2.prod"),
+    "extensions anything": dict(_BASE, extensions={"x": [1, {"y": None}], "z": "w"}),
+    "date-time with offset": dict(_BASE, deployment={
+        "started_at": "2026-11-21T10:00:00.123+01:00", "finished_at": "2026-11-21T10:03:10Z"}),
+    "edge with attributes": dict(_BASE, edges=[{"from": "service/a", "type": "depends_on",
+                                                "to": "database/b", "attributes": {"port": 5432}}]),
+    "10000 nodes": dict(_BASE, nodes=[{"ref": f"host/h{i}"} for i in range(10000)]),
+}
 
 
 # ------------------------------------------------------------------- invalid manifests
@@ -279,6 +287,7 @@ INVALID = [
     ("started_at without offset", mutated(("deployment", "started_at"), "2026-11-21T10:00:00"), "deployment/started_at"),
     ("started_at month 13", mutated(("deployment", "started_at"), "2026-13-01T00:00:00Z"), "deployment/started_at"),
     ("version not a string", mutated(("deployment", "version"), 1.4), "deployment/version"),
+    ("version 1025 characters", mutated(("deployment", "version"), "v" * 1025), "deployment/version"),
     ("too many nodes", mutated(("nodes",), [{"ref": f"host/h{i}"} for i in range(10001)]), "nodes"),
     ("too many edges", mutated(("edges",), [{"from": "service/a", "type": "runs_on", "to": f"host/h{i}"}
                                             for i in range(10001)]), "edges"),
@@ -362,6 +371,43 @@ class TestToolsSendValidManifests(SchemaTestCase):
         self.env.update(CAP_DEPLOY_TO=os.path.join(self.tmp, "deploy"), REVISION="abc123")
         doc = self.run_tool(["cap", "local", "deploy"], cwd=os.path.join(ROOT, "examples", "capistrano"))
         self.assertEqual("capistrano:storefront", doc["source"])
+
+
+# ------------------------------------------------------------------- the server agrees
+
+# Cases the schema rejects but cmdbd accepts, each with the reason that is acceptable:
+# the schema may be stricter than the server (every schema-valid manifest is still
+# accepted), never looser.
+SCHEMA_STRICTER = {
+    "started_at with a space": "RFC 3339 section 5.6 lets applications agree on a space "
+                               "for the T; JSON Schema's date-time does not",
+}
+
+
+class TestServerAgrees(ServerTestCase):
+    """The schema describes the server: what it accepts, cmdbd accepts (dry run)."""
+
+    server_name = "schema_agrees"
+
+    def dry_run(self, doc):
+        return self.srv.post("/v1/manifests?dry_run=true", doc)
+
+    def test_examples_accepted(self):
+        for path in sorted(glob.glob(os.path.join(ROOT, "examples", "manifests", "*.json"))):
+            with self.subTest(path=os.path.basename(path)):
+                self.assertStatus(self.dry_run(load_json(path)), 200, path)
+
+    def test_valid_cases_accepted(self):
+        for name, doc in VALID_CASES.items():
+            with self.subTest(case=name):
+                self.assertStatus(self.dry_run(doc), 200, name)
+
+    def test_invalid_cases_rejected(self):
+        for what, doc, _ in INVALID:
+            if what in SCHEMA_STRICTER:
+                continue
+            with self.subTest(case=what):
+                self.assertError(self.dry_run(doc), (400, 413), what=what)
 
 
 if __name__ == "__main__":
