@@ -120,11 +120,48 @@ static json_t *via_json(graph *g, int dir, uint32_t v)
     return graph_step_from_parent(dir, t) ? edge_json(g, p, t, v) : edge_json(g, v, t, p);
 }
 
+static void swap_ri(struct ref_idx *a, struct ref_idx *b)
+{
+    struct ref_idx t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Moves the k smallest (by ref) of v[0..n) to the front, in any order
+ * (quickselect, median-of-three pivot; refs are distinct). Expected O(n). */
+static void select_smallest(struct ref_idx *v, size_t n, size_t k)
+{
+    while (n > 1 && k > 0 && k < n) {
+        size_t mid = n / 2;
+        if (strcmp(v[mid].ref, v[0].ref) < 0)
+            swap_ri(&v[mid], &v[0]);
+        if (strcmp(v[n - 1].ref, v[0].ref) < 0)
+            swap_ri(&v[n - 1], &v[0]);
+        if (strcmp(v[n - 1].ref, v[mid].ref) < 0)
+            swap_ri(&v[n - 1], &v[mid]);
+        swap_ri(&v[mid], &v[n - 1]); /* pivot (the median) to the end */
+        const char *pivot = v[n - 1].ref;
+        size_t store = 0;
+        for (size_t i = 0; i + 1 < n; i++)
+            if (strcmp(v[i].ref, pivot) < 0)
+                swap_ri(&v[i], &v[store++]);
+        swap_ri(&v[store], &v[n - 1]); /* v[store] is the pivot, in place */
+        if (k <= store) {
+            n = store;
+        } else {
+            v += store + 1;
+            n -= store + 1;
+            k -= store + 1;
+        }
+    }
+}
+
 /*
  * The first `limit` nodes of the walk result queue[1..n) in (depth, ref)
  * order, malloc'd (caller frees), count in *nout. The queue already holds the
- * levels in order, so only the levels that reach the output are sorted: a
- * walk that finds 100k nodes but returns 1000 sorts the first levels only.
+ * levels in order, so only the levels that reach the output are looked at,
+ * and of the last one only the part that is returned is sorted: dependents of
+ * a hub find 100k nodes but sort only the 1000 they return.
  */
 static struct ref_idx *walk_sorted(const graph *g, size_t n, size_t limit, size_t *nout)
 {
@@ -141,11 +178,13 @@ static struct ref_idx *walk_sorted(const graph *g, size_t n, size_t limit, size_
             out[got + (b - a)].ref = g->ref[g->queue[b]];
             out[got + (b - a)].idx = g->queue[b];
         }
-        qsort(out + got, b - a, sizeof *out, graph_cmp_refp);
-        got += b - a;
+        size_t take = b - a < limit - got ? b - a : limit - got;
+        select_smallest(out + got, b - a, take);
+        qsort(out + got, take, sizeof *out, graph_cmp_refp);
+        got += take;
         a = b;
     }
-    *nout = got < limit ? got : limit;
+    *nout = got;
     return out;
 }
 

@@ -49,6 +49,16 @@ digits(const char *s, int n)
 	return true;
 }
 
+static int
+days_in_month(int year, int month)
+{
+	static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+
+	return month == 2 && leap ? 29 : days[month - 1];
+}
+
+/* Leap seconds (:60) are refused, as PostgreSQL and the JSON Schema format do. */
 bool
 manifest_time_valid(const char *s)
 {
@@ -56,7 +66,7 @@ manifest_time_valid(const char *s)
 	int mon, day, hh, mm, ss;
 
 	if (strlen(s) < 20 || !digits(p, 4) || p[4] != '-' || !digits(p + 5, 2) || p[7] != '-' ||
-	    !digits(p + 8, 2) || (p[10] != 'T' && p[10] != 't' && p[10] != ' ') ||
+	    !digits(p + 8, 2) || (p[10] != 'T' && p[10] != 't') ||
 	    !digits(p + 11, 2) || p[13] != ':' || !digits(p + 14, 2) || p[16] != ':' ||
 	    !digits(p + 17, 2))
 		return false;
@@ -65,7 +75,8 @@ manifest_time_valid(const char *s)
 	hh = atoi(p + 11);
 	mm = atoi(p + 14);
 	ss = atoi(p + 17);
-	if (mon < 1 || mon > 12 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60)
+	if (mon < 1 || mon > 12 || day < 1 || day > days_in_month(atoi(p), mon) || hh > 23 ||
+	    mm > 59 || ss > 59)
 		return false;
 	p += 19;
 	if (*p == '.') {

@@ -16,7 +16,8 @@ No cmdbd process outlives the test run: each is tracked, stopped by tearDown/ate
 and started with PR_SET_PDEATHSIG so the kernel kills it if the runner itself dies.
 
 Databases are never dropped (the cluster is throwaway; a failed test's data stays for
-inspection).
+inspection). A server's log is deleted after a clean stop, kept otherwise (its path is
+in the failure message); CMDB_E2E_KEEP_LOGS=1 keeps every log.
 """
 
 import atexit
@@ -281,11 +282,12 @@ class Server:
         raise RuntimeError("cmdbd not ready after %.0f s (last: %s); log:\n%s"
                            % (timeout, last, _tail(self.log_path)))
 
-    def stop(self, timeout=STOP_TIMEOUT):
+    def stop(self, timeout=STOP_TIMEOUT, keep_log=False):
         """SIGTERM, wait, and assert a clean exit (code 0). Idempotent."""
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
+        clean = False
         try:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -299,10 +301,14 @@ class Server:
             if rc != 0:
                 raise AssertionError("cmdbd exited with %d after SIGTERM; log:\n%s"
                                      % (rc, _tail(self.log_path)))
+            clean = True
         finally:
             self._closelog()
             with _live_lock:
                 _live.discard(self)
+            if clean and not keep_log and not os.environ.get("CMDB_E2E_KEEP_LOGS"):
+                # A clean stop leaves nothing to look at; failures keep their log.
+                shutil.rmtree(self._logdir, ignore_errors=True)
 
     def kill(self):
         """SIGKILL without checks (cleanup path)."""
@@ -320,7 +326,7 @@ class Server:
     def restart(self):
         """Stop (cleanly) and serve again on the same port and database."""
         port = self.port
-        self.stop()
+        self.stop(keep_log=True)
         self._spawn(port)
 
     def _closelog(self):
@@ -522,9 +528,9 @@ class ServerTestCase(unittest.TestCase):
     def ctx(self, resp):
         """A failure message with the response and the server log tail."""
         st, h, body = resp
-        return "\n  got %s %s\n  headers %s\n  server log tail:\n%s" % (
+        return "\n  got %s %s\n  headers %s\n  server log %s, tail:\n%s" % (
             st, json.dumps(body)[:2000] if not isinstance(body, str) else body[:2000], h,
-            self.srv.log_tail(15) if self.srv else "")
+            self.srv.log_path if self.srv else "-", self.srv.log_tail(15) if self.srv else "")
 
     def assertStatus(self, resp, status, what=""):
         st = resp[0]

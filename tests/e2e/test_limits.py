@@ -4,6 +4,7 @@ limits, methods, query parameters, unknown routes."""
 
 import json
 import os
+import re
 import socket
 import sys
 import unittest
@@ -171,6 +172,31 @@ class Limits(ServerTestCase):
                "\r\n").encode()
         resp = raw_http(self.srv.port, req)
         self.assertEqual(raw_status(resp), 200, resp[:300])
+
+    def test_protocol_errors_are_json_with_request_id(self):
+        # SPEC §2: "Errors, always: {"error":{...}}" and "Every response has X-Request-Id" —
+        # also the ones for requests rejected before routing.
+        cases = {
+            "too many headers": "GET /healthz HTTP/1.1\r\nHost: x\r\n" +
+                                "".join("X-H%d: v\r\n" % i for i in range(110)) + "\r\n",
+            "headers too large": "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                                 "a" * (17 * 1024) + "\r\n\r\n",
+            "unknown method": "BREW /v1/nodes HTTP/1.1\r\nHost: x\r\n\r\n",
+        }
+        bad = []
+        for what, req in cases.items():
+            resp = raw_http(self.srv.port, req.encode())
+            head, _, body = resp.partition(b"\r\n\r\n")
+            has_id = re.search(rb"(?im)^x-request-id:\s*\S", head) is not None
+            try:
+                is_json = "error" in json.loads(body)
+            except ValueError:
+                is_json = False
+            if not (has_id and is_json):
+                bad.append("%s → %s (X-Request-Id: %s, JSON error body: %s)"
+                           % (what, head.split(b"\r\n")[0].decode(errors="replace"),
+                              has_id, is_json))
+        self.assertFalse(bad, "; ".join(bad))
 
     def test_garbage_request_line(self):
         for req in (b"\x00\x01\x02garbage\r\n\r\n", b"GET\r\n\r\n",
