@@ -37,27 +37,27 @@
 typedef struct graph graph;
 
 enum graph_edge_type {
-    GRAPH_DEPENDS_ON,
-    GRAPH_RUNS_ON,
-    GRAPH_CONNECTS_TO,
-    GRAPH_PART_OF,
-    GRAPH_OWNED_BY,
-    GRAPH_EDGE_TYPES
+	GRAPH_DEPENDS_ON,
+	GRAPH_RUNS_ON,
+	GRAPH_CONNECTS_TO,
+	GRAPH_PART_OF,
+	GRAPH_OWNED_BY,
+	GRAPH_EDGE_TYPES
 };
 
 /* The four types that carry impact, as a type_mask for the walks. */
 #define GRAPH_TYPE_BIT(t) (1u << (t))
-#define GRAPH_IMPACT_MASK                                                     \
-    (GRAPH_TYPE_BIT(GRAPH_DEPENDS_ON) | GRAPH_TYPE_BIT(GRAPH_RUNS_ON) |       \
-     GRAPH_TYPE_BIT(GRAPH_CONNECTS_TO) | GRAPH_TYPE_BIT(GRAPH_PART_OF))
+#define GRAPH_IMPACT_MASK                                                                          \
+	(GRAPH_TYPE_BIT(GRAPH_DEPENDS_ON) | GRAPH_TYPE_BIT(GRAPH_RUNS_ON) |                        \
+	 GRAPH_TYPE_BIT(GRAPH_CONNECTS_TO) | GRAPH_TYPE_BIT(GRAPH_PART_OF))
 
 enum graph_health { GRAPH_UNKNOWN, GRAPH_OK, GRAPH_DEGRADED, GRAPH_DOWN };
 
 /* Walk direction of graph_subgraph(). */
 enum graph_direction {
-    GRAPH_DIR_DEPENDENTS = 1,   /* what is impacted if the root fails */
-    GRAPH_DIR_DEPENDENCIES = 2, /* what the root needs */
-    GRAPH_DIR_BOTH = 3
+	GRAPH_DIR_DEPENDENTS = 1,   /* what is impacted if the root fails */
+	GRAPH_DIR_DEPENDENCIES = 2, /* what the root needs */
+	GRAPH_DIR_BOTH = 3
 };
 
 /* Depth argument meaning "no limit". */

@@ -18,7 +18,7 @@
  */
 #define GRAPH_ENT(node, type) (((uint32_t)(node) << 3) | (uint32_t)(type))
 #define GRAPH_ENT_NODE(e) ((e) >> 3)
-#define GRAPH_ENT_TYPE(e) ((int)((e) & 7u))
+#define GRAPH_ENT_TYPE(e) ((int)((e)&7u))
 #define GRAPH_MAX_NODES (1u << 29)
 #define GRAPH_NONE UINT32_MAX
 
@@ -29,60 +29,62 @@
  * dependents must not cost 100k steps each time a dependency walk passes it.
  */
 struct graph_adj {
-    uint32_t *e;
-    uint32_t n, cap, npart;
+	uint32_t *e;
+	uint32_t n, cap, npart;
 };
 
 /* Hash slot: node index + 1 (0 = empty) and the ref's hash (high bits). */
 struct graph_slot {
-    uint32_t idx1;
-    uint32_t hash;
+	uint32_t idx1;
+	uint32_t hash;
 };
 
 struct graph {
-    /* Per node, indexed 0..cap-1; slots below `hi` are live or on the free
-     * list (ref == NULL). */
-    char **ref;               /* owned "kind/name"; NULL = free slot */
-    char **attrs;             /* owned JSON text or NULL for {} */
-    uint8_t *health;          /* enum graph_health */
-    struct graph_adj *out, *in;
-    uint32_t *mark;           /* visited iff mark[i] == epoch */
-    uint32_t cap, hi;
-    uint32_t *free_idx;       /* recycled indexes (stack) */
-    uint32_t nfree, free_cap;
-    size_t nodes, edges;
+	/* Per node, indexed 0..cap-1; slots below `hi` are live or on the free
+	 * list (ref == NULL). */
+	char **ref;	 /* owned "kind/name"; NULL = free slot */
+	char **attrs;	 /* owned JSON text or NULL for {} */
+	uint8_t *health; /* enum graph_health */
+	struct graph_adj *out, *in;
+	uint32_t *mark; /* visited iff mark[i] == epoch */
+	uint32_t cap, hi;
+	uint32_t *free_idx; /* recycled indexes (stack) */
+	uint32_t nfree, free_cap;
+	size_t nodes, edges;
 
-    /* ref -> index: open addressing, linear probing, backward-shift delete. */
-    struct graph_slot *tab;
-    uint32_t tab_cap;         /* power of two */
+	/* ref -> index: open addressing, linear probing, backward-shift delete. */
+	struct graph_slot *tab;
+	uint32_t tab_cap; /* power of two */
 
-    /* Query scratch, sized to `cap` on demand, reused by every query. */
-    uint32_t epoch;
-    uint32_t scratch_cap;
-    uint32_t *queue;          /* BFS order */
-    uint32_t *depth;          /* valid where marked */
-    uint32_t *parent;         /* BFS parent or GRAPH_NONE until resolved */
-    uint8_t *ptype;           /* type of the edge from the parent */
-    int walk_dir;             /* direction and mask of the last graph_walk */
-    unsigned walk_mask;
+	/* Query scratch, sized to `cap` on demand, reused by every query. */
+	uint32_t epoch;
+	uint32_t scratch_cap;
+	uint32_t *queue;  /* BFS order */
+	uint32_t *depth;  /* valid where marked */
+	uint32_t *parent; /* BFS parent or GRAPH_NONE until resolved */
+	uint8_t *ptype;	  /* type of the edge from the parent */
+	int walk_dir;	  /* direction and mask of the last graph_walk */
+	unsigned walk_mask;
 };
 
 /* Starts a new visit: afterwards no node is marked. Grows the scratch arrays
  * to the node capacity; -1 on ENOMEM. */
 int graph_visit_begin(graph *g);
 
-static inline bool graph_live(const graph *g, long i)
+static inline bool
+graph_live(const graph *g, long i)
 {
-    return i >= 0 && (uint64_t)i < g->hi && g->ref[i] != NULL;
+	return i >= 0 && (uint64_t)i < g->hi && g->ref[i] != NULL;
 }
 
 /* The adjacency segment of `a` holding part_of entries (want_part_of) or the
  * other types. */
-static inline void graph_adj_segment(const struct graph_adj *a, bool want_part_of,
-                                     const uint32_t **begin, const uint32_t **end)
+static inline void
+graph_adj_segment(const struct graph_adj *a, bool want_part_of, const uint32_t **begin,
+		  const uint32_t **end)
 {
-    *begin = want_part_of ? a->e : a->e + a->npart;
-    *end = want_part_of ? a->e + a->npart : a->e + a->n;
+	*begin = want_part_of ? a->e : a->e + a->npart;
+	*end = want_part_of ? a->e + a->npart : a->e + a->n;
 }
 
 /*
@@ -94,27 +96,30 @@ static inline void graph_adj_segment(const struct graph_adj *a, bool want_part_o
  * owned_by: callers skip it (and apply their type mask).
  */
 struct graph_steps {
-    const uint32_t *begin[2], *end[2];
+	const uint32_t *begin[2], *end[2];
 };
 
-static inline void graph_steps_of(const graph *g, uint32_t u, int dir, struct graph_steps *s)
+static inline void
+graph_steps_of(const graph *g, uint32_t u, int dir, struct graph_steps *s)
 {
-    bool dependents = dir == GRAPH_DIR_DEPENDENTS;
-    graph_adj_segment(dependents ? &g->out[u] : &g->in[u], true, &s->begin[0], &s->end[0]);
-    graph_adj_segment(dependents ? &g->in[u] : &g->out[u], false, &s->begin[1], &s->end[1]);
+	bool dependents = dir == GRAPH_DIR_DEPENDENTS;
+	graph_adj_segment(dependents ? &g->out[u] : &g->in[u], true, &s->begin[0], &s->end[0]);
+	graph_adj_segment(dependents ? &g->in[u] : &g->out[u], false, &s->begin[1], &s->end[1]);
 }
 
 /* Whether a step along an edge of `type` in `dir` leaves from the stored
  * edge's FROM end (so the stored edge is {parent, type, child}) rather than
  * its TO end ({child, type, parent}). */
-static inline bool graph_step_from_parent(int dir, int type)
+static inline bool
+graph_step_from_parent(int dir, int type)
 {
-    return (dir == GRAPH_DIR_DEPENDENTS) == (type == GRAPH_PART_OF);
+	return (dir == GRAPH_DIR_DEPENDENTS) == (type == GRAPH_PART_OF);
 }
 
-static inline bool graph_step_follows(unsigned mask, int type)
+static inline bool
+graph_step_follows(unsigned mask, int type)
 {
-    return type != GRAPH_OWNED_BY && (mask & GRAPH_TYPE_BIT(type)) != 0;
+	return type != GRAPH_OWNED_BY && (mask & GRAPH_TYPE_BIT(type)) != 0;
 }
 
 /* Tie rule of every BFS: reaching a node from parent `a` by type `ta` beats
@@ -130,8 +135,8 @@ bool graph_parent_better(const graph *g, uint32_t a, int ta, uint32_t b, int tb)
  * comparison per crossed edge); ask graph_walk_parent() for the nodes that
  * need one. -1 on ENOMEM.
  */
-int graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth,
-               uint32_t stop_at, size_t *n);
+int graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth, uint32_t stop_at,
+	       size_t *n);
 
 /* Sets g->parent[v] / g->ptype[v] for a node found by the last graph_walk:
  * among its neighbours one level nearer the root, the best by
@@ -139,9 +144,10 @@ int graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth,
 void graph_walk_parent(graph *g, uint32_t v);
 
 /* A jansson string of the node's ref (NULL on error: refs are valid UTF-8). */
-static inline json_t *graph_ref_json(const graph *g, uint32_t i)
+static inline json_t *
+graph_ref_json(const graph *g, uint32_t i)
 {
-    return json_string(g->ref[i]);
+	return json_string(g->ref[i]);
 }
 
 /* Byte-order comparison of refs through pointers, for qsort. */

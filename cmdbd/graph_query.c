@@ -15,145 +15,155 @@
 
 /* ---- The walk ----------------------------------------------------------- */
 
-bool graph_parent_better(const graph *g, uint32_t a, int ta, uint32_t b, int tb)
+bool
+graph_parent_better(const graph *g, uint32_t a, int ta, uint32_t b, int tb)
 {
-    if (a != b)
-        return strcmp(g->ref[a], g->ref[b]) < 0;
-    return strcmp(graph_edge_type_name(ta), graph_edge_type_name(tb)) < 0;
+	if (a != b)
+		return strcmp(g->ref[a], g->ref[b]) < 0;
+	return strcmp(graph_edge_type_name(ta), graph_edge_type_name(tb)) < 0;
 }
 
-int graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth,
-               uint32_t stop_at, size_t *n)
+int
+graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth, uint32_t stop_at,
+	   size_t *n)
 {
-    if (graph_visit_begin(g)) {
-        errno = ENOMEM;
-        return -1;
-    }
-    g->walk_dir = dir;
-    g->walk_mask = mask;
-    size_t head = 0, tail = 0;
-    g->mark[root] = g->epoch;
-    g->depth[root] = 0;
-    g->parent[root] = GRAPH_NONE;
-    g->queue[tail++] = root;
-    /* One level per iteration: every node of a level is expanded before the
-     * next level starts, so when a node is found at depth d, all its
-     * possible parents (depth d-1) are marked (graph_walk_parent needs it). */
-    for (uint32_t d = 0; head < tail; d++) {
-        if (max_depth >= 0 && d >= (uint32_t)max_depth)
-            break;
-        if (stop_at != GRAPH_NONE && g->mark[stop_at] == g->epoch)
-            break;
-        for (size_t level_end = tail; head < level_end; head++) {
-            struct graph_steps s;
-            graph_steps_of(g, g->queue[head], dir, &s);
-            for (int k = 0; k < 2; k++)
-                for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
-                    uint32_t v = GRAPH_ENT_NODE(*p);
-                    if (g->mark[v] == g->epoch || !graph_step_follows(mask, GRAPH_ENT_TYPE(*p)))
-                        continue;
-                    g->mark[v] = g->epoch;
-                    g->depth[v] = d + 1;
-                    g->parent[v] = GRAPH_NONE; /* resolved on demand */
-                    g->queue[tail++] = v;
-                }
-        }
-    }
-    *n = tail;
-    return 0;
+	if (graph_visit_begin(g)) {
+		errno = ENOMEM;
+		return -1;
+	}
+	g->walk_dir = dir;
+	g->walk_mask = mask;
+	size_t head = 0, tail = 0;
+	g->mark[root] = g->epoch;
+	g->depth[root] = 0;
+	g->parent[root] = GRAPH_NONE;
+	g->queue[tail++] = root;
+	/* One level per iteration: every node of a level is expanded before the
+	 * next level starts, so when a node is found at depth d, all its
+	 * possible parents (depth d-1) are marked (graph_walk_parent needs it). */
+	for (uint32_t d = 0; head < tail; d++) {
+		if (max_depth >= 0 && d >= (uint32_t)max_depth)
+			break;
+		if (stop_at != GRAPH_NONE && g->mark[stop_at] == g->epoch)
+			break;
+		for (size_t level_end = tail; head < level_end; head++) {
+			struct graph_steps s;
+			graph_steps_of(g, g->queue[head], dir, &s);
+			for (int k = 0; k < 2; k++)
+				for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
+					uint32_t v = GRAPH_ENT_NODE(*p);
+					if (g->mark[v] == g->epoch ||
+					    !graph_step_follows(mask, GRAPH_ENT_TYPE(*p)))
+						continue;
+					g->mark[v] = g->epoch;
+					g->depth[v] = d + 1;
+					g->parent[v] = GRAPH_NONE; /* resolved on demand */
+					g->queue[tail++] = v;
+				}
+		}
+	}
+	*n = tail;
+	return 0;
 }
 
-void graph_walk_parent(graph *g, uint32_t v)
+void
+graph_walk_parent(graph *g, uint32_t v)
 {
-    if (g->parent[v] != GRAPH_NONE || g->depth[v] == 0)
-        return;
-    /* Parents are v's neighbours one level nearer the root, found by
-     * stepping from v in the opposite direction. Only the (few) nodes a
-     * query reports pay for this, not every edge the walk crossed. */
-    int back = g->walk_dir == GRAPH_DIR_DEPENDENTS ? GRAPH_DIR_DEPENDENCIES : GRAPH_DIR_DEPENDENTS;
-    struct graph_steps s;
-    graph_steps_of(g, v, back, &s);
-    uint32_t best = GRAPH_NONE;
-    int best_t = 0;
-    for (int k = 0; k < 2; k++)
-        for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
-            uint32_t u = GRAPH_ENT_NODE(*p);
-            int t = GRAPH_ENT_TYPE(*p);
-            if (!graph_step_follows(g->walk_mask, t) || g->mark[u] != g->epoch ||
-                g->depth[u] + 1 != g->depth[v])
-                continue;
-            if (best == GRAPH_NONE || graph_parent_better(g, u, t, best, best_t)) {
-                best = u;
-                best_t = t;
-            }
-        }
-    g->parent[v] = best;
-    g->ptype[v] = (uint8_t)best_t;
+	if (g->parent[v] != GRAPH_NONE || g->depth[v] == 0)
+		return;
+	/* Parents are v's neighbours one level nearer the root, found by
+	 * stepping from v in the opposite direction. Only the (few) nodes a
+	 * query reports pay for this, not every edge the walk crossed. */
+	int back =
+	    g->walk_dir == GRAPH_DIR_DEPENDENTS ? GRAPH_DIR_DEPENDENCIES : GRAPH_DIR_DEPENDENTS;
+	struct graph_steps s;
+	graph_steps_of(g, v, back, &s);
+	uint32_t best = GRAPH_NONE;
+	int best_t = 0;
+	for (int k = 0; k < 2; k++)
+		for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
+			uint32_t u = GRAPH_ENT_NODE(*p);
+			int t = GRAPH_ENT_TYPE(*p);
+			if (!graph_step_follows(g->walk_mask, t) || g->mark[u] != g->epoch ||
+			    g->depth[u] + 1 != g->depth[v])
+				continue;
+			if (best == GRAPH_NONE || graph_parent_better(g, u, t, best, best_t)) {
+				best = u;
+				best_t = t;
+			}
+		}
+	g->parent[v] = best;
+	g->ptype[v] = (uint8_t)best_t;
 }
 
 /* ---- Shared helpers ----------------------------------------------------- */
 
-int graph_cmp_refp(const void *a, const void *b)
+int
+graph_cmp_refp(const void *a, const void *b)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* A node of a result, with its ref first so graph_cmp_refp sorts it. */
 struct ref_idx {
-    const char *ref;
-    uint32_t idx;
+	const char *ref;
+	uint32_t idx;
 };
 
 /* {"from","type","to"} of a stored edge. */
-static json_t *edge_json(const graph *g, uint32_t from, int type, uint32_t to)
+static json_t *
+edge_json(const graph *g, uint32_t from, int type, uint32_t to)
 {
-    return json_pack("{s:s,s:s,s:s}", "from", g->ref[from], "type",
-                     graph_edge_type_name(type), "to", g->ref[to]);
+	return json_pack("{s:s,s:s,s:s}", "from", g->ref[from], "type", graph_edge_type_name(type),
+			 "to", g->ref[to]);
 }
 
 /* The stored edge by which the walk in `dir` reached v from its parent. */
-static json_t *via_json(graph *g, int dir, uint32_t v)
+static json_t *
+via_json(graph *g, int dir, uint32_t v)
 {
-    graph_walk_parent(g, v);
-    uint32_t p = g->parent[v];
-    int t = g->ptype[v];
-    return graph_step_from_parent(dir, t) ? edge_json(g, p, t, v) : edge_json(g, v, t, p);
+	graph_walk_parent(g, v);
+	uint32_t p = g->parent[v];
+	int t = g->ptype[v];
+	return graph_step_from_parent(dir, t) ? edge_json(g, p, t, v) : edge_json(g, v, t, p);
 }
 
-static void swap_ri(struct ref_idx *a, struct ref_idx *b)
+static void
+swap_ri(struct ref_idx *a, struct ref_idx *b)
 {
-    struct ref_idx t = *a;
-    *a = *b;
-    *b = t;
+	struct ref_idx t = *a;
+	*a = *b;
+	*b = t;
 }
 
 /* Moves the k smallest (by ref) of v[0..n) to the front, in any order
  * (quickselect, median-of-three pivot; refs are distinct). Expected O(n). */
-static void select_smallest(struct ref_idx *v, size_t n, size_t k)
+static void
+select_smallest(struct ref_idx *v, size_t n, size_t k)
 {
-    while (n > 1 && k > 0 && k < n) {
-        size_t mid = n / 2;
-        if (strcmp(v[mid].ref, v[0].ref) < 0)
-            swap_ri(&v[mid], &v[0]);
-        if (strcmp(v[n - 1].ref, v[0].ref) < 0)
-            swap_ri(&v[n - 1], &v[0]);
-        if (strcmp(v[n - 1].ref, v[mid].ref) < 0)
-            swap_ri(&v[n - 1], &v[mid]);
-        swap_ri(&v[mid], &v[n - 1]); /* pivot (the median) to the end */
-        const char *pivot = v[n - 1].ref;
-        size_t store = 0;
-        for (size_t i = 0; i + 1 < n; i++)
-            if (strcmp(v[i].ref, pivot) < 0)
-                swap_ri(&v[i], &v[store++]);
-        swap_ri(&v[store], &v[n - 1]); /* v[store] is the pivot, in place */
-        if (k <= store) {
-            n = store;
-        } else {
-            v += store + 1;
-            n -= store + 1;
-            k -= store + 1;
-        }
-    }
+	while (n > 1 && k > 0 && k < n) {
+		size_t mid = n / 2;
+		if (strcmp(v[mid].ref, v[0].ref) < 0)
+			swap_ri(&v[mid], &v[0]);
+		if (strcmp(v[n - 1].ref, v[0].ref) < 0)
+			swap_ri(&v[n - 1], &v[0]);
+		if (strcmp(v[n - 1].ref, v[mid].ref) < 0)
+			swap_ri(&v[n - 1], &v[mid]);
+		swap_ri(&v[mid], &v[n - 1]); /* pivot (the median) to the end */
+		const char *pivot = v[n - 1].ref;
+		size_t store = 0;
+		for (size_t i = 0; i + 1 < n; i++)
+			if (strcmp(v[i].ref, pivot) < 0)
+				swap_ri(&v[i], &v[store++]);
+		swap_ri(&v[store], &v[n - 1]); /* v[store] is the pivot, in place */
+		if (k <= store) {
+			n = store;
+		} else {
+			v += store + 1;
+			n -= store + 1;
+			k -= store + 1;
+		}
+	}
 }
 
 /*
@@ -163,471 +173,496 @@ static void select_smallest(struct ref_idx *v, size_t n, size_t k)
  * and of the last one only the part that is returned is sorted: dependents of
  * a hub find 100k nodes but sort only the 1000 they return.
  */
-static struct ref_idx *walk_sorted(const graph *g, size_t n, size_t limit, size_t *nout)
+static struct ref_idx *
+walk_sorted(const graph *g, size_t n, size_t limit, size_t *nout)
 {
-    struct ref_idx *out = malloc((n > 1 ? n - 1 : 1) * sizeof *out);
-    if (out == NULL) {
-        errno = ENOMEM;
-        return NULL;
-    }
-    size_t got = 0;
-    for (size_t a = 1; a < n && got < limit;) {
-        size_t b = a;
-        uint32_t d = g->depth[g->queue[a]];
-        for (; b < n && g->depth[g->queue[b]] == d; b++) {
-            out[got + (b - a)].ref = g->ref[g->queue[b]];
-            out[got + (b - a)].idx = g->queue[b];
-        }
-        size_t take = b - a < limit - got ? b - a : limit - got;
-        select_smallest(out + got, b - a, take);
-        qsort(out + got, take, sizeof *out, graph_cmp_refp);
-        got += take;
-        a = b;
-    }
-    *nout = got;
-    return out;
+	struct ref_idx *out = malloc((n > 1 ? n - 1 : 1) * sizeof *out);
+	if (out == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	size_t got = 0;
+	for (size_t a = 1; a < n && got < limit;) {
+		size_t b = a;
+		uint32_t d = g->depth[g->queue[a]];
+		for (; b < n && g->depth[g->queue[b]] == d; b++) {
+			out[got + (b - a)].ref = g->ref[g->queue[b]];
+			out[got + (b - a)].idx = g->queue[b];
+		}
+		size_t take = b - a < limit - got ? b - a : limit - got;
+		select_smallest(out + got, b - a, take);
+		qsort(out + got, take, sizeof *out, graph_cmp_refp);
+		got += take;
+		a = b;
+	}
+	*nout = got;
+	return out;
 }
 
 /* dependents / dependencies: see graph.h. */
-static json_t *walk_query(graph *g, long root, int dir, int max_depth, unsigned mask,
-                          size_t limit)
+static json_t *
+walk_query(graph *g, long root, int dir, int max_depth, unsigned mask, size_t limit)
 {
-    if (g == NULL || !graph_live(g, root)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    size_t n, got;
-    if (graph_walk(g, (uint32_t)root, dir, mask & GRAPH_IMPACT_MASK, max_depth, GRAPH_NONE, &n))
-        return NULL;
-    struct ref_idx *sorted = walk_sorted(g, n, limit, &got);
-    if (sorted == NULL)
-        return NULL;
-    json_t *nodes = json_array();
-    for (size_t i = 0; nodes != NULL && i < got; i++) {
-        uint32_t v = sorted[i].idx;
-        json_t *item = json_pack("{s:s,s:I,s:o}", "ref", g->ref[v], "depth",
-                                 (json_int_t)g->depth[v], "via", via_json(g, dir, v));
-        if (json_array_append_new(nodes, item)) {
-            json_decref(nodes);
-            nodes = NULL;
-        }
-    }
-    free(sorted);
-    json_t *res = json_pack("{s:s,s:I,s:b,s:o}", "root", g->ref[root], "count",
-                            (json_int_t)(n - 1), "truncated", n - 1 > limit, "nodes", nodes);
-    if (res == NULL)
-        errno = ENOMEM;
-    return res;
+	if (g == NULL || !graph_live(g, root)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	size_t n, got;
+	if (graph_walk(g, (uint32_t)root, dir, mask & GRAPH_IMPACT_MASK, max_depth, GRAPH_NONE, &n))
+		return NULL;
+	struct ref_idx *sorted = walk_sorted(g, n, limit, &got);
+	if (sorted == NULL)
+		return NULL;
+	json_t *nodes = json_array();
+	for (size_t i = 0; nodes != NULL && i < got; i++) {
+		uint32_t v = sorted[i].idx;
+		json_t *item = json_pack("{s:s,s:I,s:o}", "ref", g->ref[v], "depth",
+					 (json_int_t)g->depth[v], "via", via_json(g, dir, v));
+		if (json_array_append_new(nodes, item)) {
+			json_decref(nodes);
+			nodes = NULL;
+		}
+	}
+	free(sorted);
+	json_t *res = json_pack("{s:s,s:I,s:b,s:o}", "root", g->ref[root], "count",
+				(json_int_t)(n - 1), "truncated", n - 1 > limit, "nodes", nodes);
+	if (res == NULL)
+		errno = ENOMEM;
+	return res;
 }
 
-json_t *graph_dependents(graph *g, long root, int max_depth, unsigned type_mask, size_t limit)
+json_t *
+graph_dependents(graph *g, long root, int max_depth, unsigned type_mask, size_t limit)
 {
-    return walk_query(g, root, GRAPH_DIR_DEPENDENTS, max_depth, type_mask, limit);
+	return walk_query(g, root, GRAPH_DIR_DEPENDENTS, max_depth, type_mask, limit);
 }
 
-json_t *graph_dependencies(graph *g, long root, int max_depth, unsigned type_mask, size_t limit)
+json_t *
+graph_dependencies(graph *g, long root, int max_depth, unsigned type_mask, size_t limit)
 {
-    return walk_query(g, root, GRAPH_DIR_DEPENDENCIES, max_depth, type_mask, limit);
+	return walk_query(g, root, GRAPH_DIR_DEPENDENCIES, max_depth, type_mask, limit);
 }
 
 /* ---- Path --------------------------------------------------------------- */
 
-json_t *graph_path(graph *g, long from, long to)
+json_t *
+graph_path(graph *g, long from, long to)
 {
-    if (g == NULL || !graph_live(g, from) || !graph_live(g, to)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    size_t n;
-    if (graph_walk(g, (uint32_t)from, GRAPH_DIR_DEPENDENCIES, GRAPH_IMPACT_MASK,
-                   GRAPH_UNLIMITED, (uint32_t)to, &n))
-        return NULL;
-    if (g->mark[to] != g->epoch) {
-        errno = ENOENT;
-        return NULL;
-    }
-    /* Parents lead back from `to`; collect them, then emit from `from` on. */
-    size_t len = g->depth[to];
-    uint32_t *chain = malloc((len + 1) * sizeof *chain);
-    json_t *hops = json_array();
-    if (chain != NULL && hops != NULL) {
-        chain[len] = (uint32_t)to;
-        for (size_t k = len; k > 0; k--) {
-            graph_walk_parent(g, chain[k]);
-            chain[k - 1] = g->parent[chain[k]];
-        }
-        for (size_t k = 1; k <= len; k++)
-            if (json_array_append_new(hops, via_json(g, GRAPH_DIR_DEPENDENCIES, chain[k]))) {
-                json_decref(hops);
-                hops = NULL;
-                break;
-            }
-    }
-    free(chain);
-    json_t *res = NULL;
-    if (chain != NULL)
-        res = json_pack("{s:s,s:s,s:o}", "from", g->ref[from], "to", g->ref[to], "hops", hops);
-    else
-        json_decref(hops);
-    if (res == NULL)
-        errno = ENOMEM;
-    return res;
+	if (g == NULL || !graph_live(g, from) || !graph_live(g, to)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	size_t n;
+	if (graph_walk(g, (uint32_t)from, GRAPH_DIR_DEPENDENCIES, GRAPH_IMPACT_MASK,
+		       GRAPH_UNLIMITED, (uint32_t)to, &n))
+		return NULL;
+	if (g->mark[to] != g->epoch) {
+		errno = ENOENT;
+		return NULL;
+	}
+	/* Parents lead back from `to`; collect them, then emit from `from` on. */
+	size_t len = g->depth[to];
+	uint32_t *chain = malloc((len + 1) * sizeof *chain);
+	json_t *hops = json_array();
+	if (chain != NULL && hops != NULL) {
+		chain[len] = (uint32_t)to;
+		for (size_t k = len; k > 0; k--) {
+			graph_walk_parent(g, chain[k]);
+			chain[k - 1] = g->parent[chain[k]];
+		}
+		for (size_t k = 1; k <= len; k++)
+			if (json_array_append_new(hops,
+						  via_json(g, GRAPH_DIR_DEPENDENCIES, chain[k]))) {
+				json_decref(hops);
+				hops = NULL;
+				break;
+			}
+	}
+	free(chain);
+	json_t *res = NULL;
+	if (chain != NULL)
+		res = json_pack("{s:s,s:s,s:o}", "from", g->ref[from], "to", g->ref[to], "hops",
+				hops);
+	else
+		json_decref(hops);
+	if (res == NULL)
+		errno = ENOMEM;
+	return res;
 }
 
 /* ---- Owners ------------------------------------------------------------- */
 
 /* One owner found, with the chain of nodes that explains it. */
 struct owner_hit {
-    char *const *refs; /* the graph's ref array, for sorting */
-    uint32_t owner;
-    uint32_t nvia;
-    uint32_t *via; /* owned; node ... owner */
-    const char *rule;
+	char *const *refs; /* the graph's ref array, for sorting */
+	uint32_t owner;
+	uint32_t nvia;
+	uint32_t *via; /* owned; node ... owner */
+	const char *rule;
 };
 
 struct owner_hits {
-    struct owner_hit *v;
-    size_t n, cap;
+	struct owner_hit *v;
+	size_t n, cap;
 };
 
 /* Records an owner reached by via = prefix + chain + [owner]. */
-static int hit_push(const graph *g, struct owner_hits *h, const uint32_t *prefix, size_t np,
-                    const uint32_t *chain, size_t nc, uint32_t owner, const char *rule)
+static int
+hit_push(const graph *g, struct owner_hits *h, const uint32_t *prefix, size_t np,
+	 const uint32_t *chain, size_t nc, uint32_t owner, const char *rule)
 {
-    if (h->n == h->cap) {
-        size_t ncap = h->cap ? h->cap * 2 : 8;
-        struct owner_hit *nv = realloc(h->v, ncap * sizeof *nv);
-        if (nv == NULL)
-            return -1;
-        h->v = nv;
-        h->cap = ncap;
-    }
-    uint32_t *via = malloc((np + nc + 1) * sizeof *via);
-    if (via == NULL)
-        return -1;
-    if (np > 0)
-        memcpy(via, prefix, np * sizeof *via);
-    memcpy(via + np, chain, nc * sizeof *via);
-    via[np + nc] = owner;
-    h->v[h->n++] = (struct owner_hit){g->ref, owner, (uint32_t)(np + nc + 1), via, rule};
-    return 0;
+	if (h->n == h->cap) {
+		size_t ncap = h->cap ? h->cap * 2 : 8;
+		struct owner_hit *nv = realloc(h->v, ncap * sizeof *nv);
+		if (nv == NULL)
+			return -1;
+		h->v = nv;
+		h->cap = ncap;
+	}
+	uint32_t *via = malloc((np + nc + 1) * sizeof *via);
+	if (via == NULL)
+		return -1;
+	if (np > 0)
+		memcpy(via, prefix, np * sizeof *via);
+	memcpy(via + np, chain, nc * sizeof *via);
+	via[np + nc] = owner;
+	h->v[h->n++] = (struct owner_hit){g->ref, owner, (uint32_t)(np + nc + 1), via, rule};
+	return 0;
 }
 
 /* Adds the targets of the owned_by edges of chain[nc-1]; returns how many
  * (or -1 on ENOMEM). */
-static long owners_direct(const graph *g, const uint32_t *prefix, size_t np,
-                          const uint32_t *chain, size_t nc, const char *rule,
-                          struct owner_hits *h)
+static long
+owners_direct(const graph *g, const uint32_t *prefix, size_t np, const uint32_t *chain, size_t nc,
+	      const char *rule, struct owner_hits *h)
 {
-    const struct graph_adj *a = &g->out[chain[nc - 1]];
-    long added = 0;
-    for (uint32_t k = a->npart; k < a->n; k++) {
-        if (GRAPH_ENT_TYPE(a->e[k]) != GRAPH_OWNED_BY)
-            continue;
-        if (hit_push(g, h, prefix, np, chain, nc, GRAPH_ENT_NODE(a->e[k]), rule))
-            return -1;
-        added++;
-    }
-    return added;
+	const struct graph_adj *a = &g->out[chain[nc - 1]];
+	long added = 0;
+	for (uint32_t k = a->npart; k < a->n; k++) {
+		if (GRAPH_ENT_TYPE(a->e[k]) != GRAPH_OWNED_BY)
+			continue;
+		if (hit_push(g, h, prefix, np, chain, nc, GRAPH_ENT_NODE(a->e[k]), rule))
+			return -1;
+		added++;
+	}
+	return added;
 }
 
 /* The part_of rule for x: walk up part_of edges level by level; the direct
  * owners of the nearest level that has any. Returns how many (or -1). */
-static long owners_part_of(graph *g, uint32_t x, const uint32_t *prefix, size_t np,
-                           const char *rule, struct owner_hits *h)
+static long
+owners_part_of(graph *g, uint32_t x, const uint32_t *prefix, size_t np, const char *rule,
+	       struct owner_hits *h)
 {
-    size_t n;
-    if (graph_walk(g, x, GRAPH_DIR_DEPENDENTS, GRAPH_TYPE_BIT(GRAPH_PART_OF), GRAPH_UNLIMITED,
-                   GRAPH_NONE, &n))
-        return -1;
-    long added = 0;
-    uint32_t *chain = NULL;
-    for (size_t i = 1; i < n; i++) {
-        uint32_t s = g->queue[i];
-        if (added > 0 && g->depth[s] != g->depth[g->queue[i - 1]])
-            break; /* the previous level had owners */
-        size_t nc = g->depth[s] + 1;
-        uint32_t *nchain = realloc(chain, nc * sizeof *chain);
-        if (nchain == NULL) {
-            added = -1;
-            break;
-        }
-        chain = nchain;
-        chain[nc - 1] = s;
-        for (size_t k = nc - 1; k > 0; k--) {
-            graph_walk_parent(g, chain[k]);
-            chain[k - 1] = g->parent[chain[k]];
-        }
-        long r = owners_direct(g, prefix, np, chain, nc, rule, h);
-        if (r < 0) {
-            added = -1;
-            break;
-        }
-        added += r;
-    }
-    free(chain);
-    return added;
+	size_t n;
+	if (graph_walk(g, x, GRAPH_DIR_DEPENDENTS, GRAPH_TYPE_BIT(GRAPH_PART_OF), GRAPH_UNLIMITED,
+		       GRAPH_NONE, &n))
+		return -1;
+	long added = 0;
+	uint32_t *chain = NULL;
+	for (size_t i = 1; i < n; i++) {
+		uint32_t s = g->queue[i];
+		if (added > 0 && g->depth[s] != g->depth[g->queue[i - 1]])
+			break; /* the previous level had owners */
+		size_t nc = g->depth[s] + 1;
+		uint32_t *nchain = realloc(chain, nc * sizeof *chain);
+		if (nchain == NULL) {
+			added = -1;
+			break;
+		}
+		chain = nchain;
+		chain[nc - 1] = s;
+		for (size_t k = nc - 1; k > 0; k--) {
+			graph_walk_parent(g, chain[k]);
+			chain[k - 1] = g->parent[chain[k]];
+		}
+		long r = owners_direct(g, prefix, np, chain, nc, rule, h);
+		if (r < 0) {
+			added = -1;
+			break;
+		}
+		added += r;
+	}
+	free(chain);
+	return added;
 }
 
 /* Direct owners of x, or else its part_of owners. */
-static long owners_direct_or_part_of(graph *g, uint32_t x, const uint32_t *prefix, size_t np,
-                                     const char *direct_rule, const char *part_of_rule,
-                                     struct owner_hits *h)
+static long
+owners_direct_or_part_of(graph *g, uint32_t x, const uint32_t *prefix, size_t np,
+			 const char *direct_rule, const char *part_of_rule, struct owner_hits *h)
 {
-    long r = owners_direct(g, prefix, np, &x, 1, direct_rule, h);
-    if (r == 0)
-        r = owners_part_of(g, x, prefix, np, part_of_rule, h);
-    return r;
+	long r = owners_direct(g, prefix, np, &x, 1, direct_rule, h);
+	if (r == 0)
+		r = owners_part_of(g, x, prefix, np, part_of_rule, h);
+	return r;
 }
 
 /* Owner ref, then shorter via, then via refs element by element. */
-static int cmp_hit(const void *pa, const void *pb)
+static int
+cmp_hit(const void *pa, const void *pb)
 {
-    const struct owner_hit *a = pa, *b = pb;
-    int c = strcmp(a->refs[a->owner], b->refs[b->owner]);
-    if (c != 0)
-        return c;
-    if (a->nvia != b->nvia)
-        return a->nvia < b->nvia ? -1 : 1;
-    for (uint32_t k = 0; k < a->nvia; k++)
-        if (a->via[k] != b->via[k])
-            return strcmp(a->refs[a->via[k]], b->refs[b->via[k]]);
-    return 0;
+	const struct owner_hit *a = pa, *b = pb;
+	int c = strcmp(a->refs[a->owner], b->refs[b->owner]);
+	if (c != 0)
+		return c;
+	if (a->nvia != b->nvia)
+		return a->nvia < b->nvia ? -1 : 1;
+	for (uint32_t k = 0; k < a->nvia; k++)
+		if (a->via[k] != b->via[k])
+			return strcmp(a->refs[a->via[k]], b->refs[b->via[k]]);
+	return 0;
 }
 
 /* The owner's attributes: its stored JSON text parsed, {} when none. */
-static json_t *attrs_json(const graph *g, uint32_t i)
+static json_t *
+attrs_json(const graph *g, uint32_t i)
 {
-    json_t *a = g->attrs[i] ? json_loads(g->attrs[i], JSON_REJECT_DUPLICATES, NULL) : NULL;
-    if (a != NULL && !json_is_object(a)) {
-        json_decref(a);
-        a = NULL;
-    }
-    return a ? a : json_object();
+	json_t *a = g->attrs[i] ? json_loads(g->attrs[i], JSON_REJECT_DUPLICATES, NULL) : NULL;
+	if (a != NULL && !json_is_object(a)) {
+		json_decref(a);
+		a = NULL;
+	}
+	return a ? a : json_object();
 }
 
-static json_t *hit_json(const graph *g, const struct owner_hit *hit)
+static json_t *
+hit_json(const graph *g, const struct owner_hit *hit)
 {
-    json_t *via = json_array();
-    for (uint32_t k = 0; via != NULL && k < hit->nvia; k++)
-        if (json_array_append_new(via, graph_ref_json(g, hit->via[k]))) {
-            json_decref(via);
-            via = NULL;
-        }
-    return json_pack("{s:s,s:o,s:s,s:o}", "ref", g->ref[hit->owner], "attributes",
-                     attrs_json(g, hit->owner), "rule", hit->rule, "via", via);
+	json_t *via = json_array();
+	for (uint32_t k = 0; via != NULL && k < hit->nvia; k++)
+		if (json_array_append_new(via, graph_ref_json(g, hit->via[k]))) {
+			json_decref(via);
+			via = NULL;
+		}
+	return json_pack("{s:s,s:o,s:s,s:o}", "ref", g->ref[hit->owner], "attributes",
+			 attrs_json(g, hit->owner), "rule", hit->rule, "via", via);
 }
 
 /* Sorted, deduplicated owners as a JSON array; NULL on ENOMEM. */
-static json_t *hits_json(const graph *g, struct owner_hits *h)
+static json_t *
+hits_json(const graph *g, struct owner_hits *h)
 {
-    qsort(h->v, h->n, sizeof *h->v, cmp_hit);
-    json_t *arr = json_array();
-    for (size_t i = 0; arr != NULL && i < h->n; i++) {
-        if (i > 0 && h->v[i].owner == h->v[i - 1].owner)
-            continue; /* the best chain for this owner came first */
-        if (json_array_append_new(arr, hit_json(g, &h->v[i]))) {
-            json_decref(arr);
-            arr = NULL;
-        }
-    }
-    return arr;
+	qsort(h->v, h->n, sizeof *h->v, cmp_hit);
+	json_t *arr = json_array();
+	for (size_t i = 0; arr != NULL && i < h->n; i++) {
+		if (i > 0 && h->v[i].owner == h->v[i - 1].owner)
+			continue; /* the best chain for this owner came first */
+		if (json_array_append_new(arr, hit_json(g, &h->v[i]))) {
+			json_decref(arr);
+			arr = NULL;
+		}
+	}
+	return arr;
 }
 
-json_t *graph_owners(graph *g, long node)
+json_t *
+graph_owners(graph *g, long node)
 {
-    if (g == NULL || !graph_live(g, node)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    uint32_t u = (uint32_t)node;
-    struct owner_hits h = {0};
-    json_t *res = NULL;
-    long r = owners_direct(g, NULL, 0, &u, 1, "direct", &h);
-    if (r == 0)
-        r = owners_part_of(g, u, NULL, 0, "part_of", &h);
-    if (r == 0) {
-        /* Infrastructure: owners of what runs on it. The walks inside only
-         * touch scratch space, so iterating the in-list stays valid. */
-        const struct graph_adj *in = &g->in[u];
-        for (uint32_t k = in->npart; r >= 0 && k < in->n; k++)
-            if (GRAPH_ENT_TYPE(in->e[k]) == GRAPH_RUNS_ON)
-                r = owners_direct_or_part_of(g, GRAPH_ENT_NODE(in->e[k]), &u, 1, "runs_on",
-                                             "runs_on", &h);
-    }
-    if (r >= 0)
-        res = json_pack("{s:s,s:o}", "node", g->ref[u], "owners", hits_json(g, &h));
-    for (size_t i = 0; i < h.n; i++)
-        free(h.v[i].via);
-    free(h.v);
-    if (res == NULL)
-        errno = ENOMEM;
-    return res;
+	if (g == NULL || !graph_live(g, node)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	uint32_t u = (uint32_t)node;
+	struct owner_hits h = {0};
+	json_t *res = NULL;
+	long r = owners_direct(g, NULL, 0, &u, 1, "direct", &h);
+	if (r == 0)
+		r = owners_part_of(g, u, NULL, 0, "part_of", &h);
+	if (r == 0) {
+		/* Infrastructure: owners of what runs on it. The walks inside only
+		 * touch scratch space, so iterating the in-list stays valid. */
+		const struct graph_adj *in = &g->in[u];
+		for (uint32_t k = in->npart; r >= 0 && k < in->n; k++)
+			if (GRAPH_ENT_TYPE(in->e[k]) == GRAPH_RUNS_ON)
+				r = owners_direct_or_part_of(g, GRAPH_ENT_NODE(in->e[k]), &u, 1,
+							     "runs_on", "runs_on", &h);
+	}
+	if (r >= 0)
+		res = json_pack("{s:s,s:o}", "node", g->ref[u], "owners", hits_json(g, &h));
+	for (size_t i = 0; i < h.n; i++)
+		free(h.v[i].via);
+	free(h.v);
+	if (res == NULL)
+		errno = ENOMEM;
+	return res;
 }
 
 /* ---- Subgraph ----------------------------------------------------------- */
 
 struct sub_node {
-    const char *ref;
-    uint32_t idx, depth;
+	const char *ref;
+	uint32_t idx, depth;
 };
 
 struct sub_edge {
-    uint32_t from, to;
-    int type;
-    char *const *refs; /* for sorting */
+	uint32_t from, to;
+	int type;
+	char *const *refs; /* for sorting */
 };
 
 struct subgraph {
-    uint32_t root;
-    struct sub_node *nodes;
-    size_t n;
-    struct sub_edge *edges;
-    size_t ne;
+	uint32_t root;
+	struct sub_node *nodes;
+	size_t n;
+	struct sub_edge *edges;
+	size_t ne;
 };
 
-static int cmp_sub_node(const void *pa, const void *pb)
+static int
+cmp_sub_node(const void *pa, const void *pb)
 {
-    const struct sub_node *a = pa, *b = pb;
-    if (a->depth != b->depth)
-        return a->depth < b->depth ? -1 : 1;
-    return strcmp(a->ref, b->ref);
+	const struct sub_node *a = pa, *b = pb;
+	if (a->depth != b->depth)
+		return a->depth < b->depth ? -1 : 1;
+	return strcmp(a->ref, b->ref);
 }
 
-static int cmp_sub_edge(const void *pa, const void *pb)
+static int
+cmp_sub_edge(const void *pa, const void *pb)
 {
-    const struct sub_edge *a = pa, *b = pb;
-    int c = strcmp(a->refs[a->from], b->refs[b->from]);
-    if (c == 0)
-        c = strcmp(graph_edge_type_name(a->type), graph_edge_type_name(b->type));
-    if (c == 0)
-        c = strcmp(a->refs[a->to], b->refs[b->to]);
-    return c;
+	const struct sub_edge *a = pa, *b = pb;
+	int c = strcmp(a->refs[a->from], b->refs[b->from]);
+	if (c == 0)
+		c = strcmp(graph_edge_type_name(a->type), graph_edge_type_name(b->type));
+	if (c == 0)
+		c = strcmp(a->refs[a->to], b->refs[b->to]);
+	return c;
 }
 
-static void sub_free(struct subgraph *s)
+static void
+sub_free(struct subgraph *s)
 {
-    free(s->nodes);
-    free(s->edges);
+	free(s->nodes);
+	free(s->edges);
 }
 
 /* Appends the walk result (node, depth) pairs in `dir` to s->nodes
  * (unmerged; sub_collect merges). */
-static int sub_walk(graph *g, struct subgraph *s, int depth, int dir, size_t *cap)
+static int
+sub_walk(graph *g, struct subgraph *s, int depth, int dir, size_t *cap)
 {
-    size_t n;
-    if (graph_walk(g, s->root, dir, GRAPH_IMPACT_MASK, depth, GRAPH_NONE, &n))
-        return -1;
-    if (s->n + n > *cap) {
-        size_t ncap = s->n + n;
-        struct sub_node *nv = realloc(s->nodes, ncap * sizeof *nv);
-        if (nv == NULL)
-            return -1;
-        s->nodes = nv;
-        *cap = ncap;
-    }
-    for (size_t i = 0; i < n; i++) {
-        uint32_t v = g->queue[i];
-        s->nodes[s->n++] = (struct sub_node){g->ref[v], v, g->depth[v]};
-    }
-    return 0;
+	size_t n;
+	if (graph_walk(g, s->root, dir, GRAPH_IMPACT_MASK, depth, GRAPH_NONE, &n))
+		return -1;
+	if (s->n + n > *cap) {
+		size_t ncap = s->n + n;
+		struct sub_node *nv = realloc(s->nodes, ncap * sizeof *nv);
+		if (nv == NULL)
+			return -1;
+		s->nodes = nv;
+		*cap = ncap;
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t v = g->queue[i];
+		s->nodes[s->n++] = (struct sub_node){g->ref[v], v, g->depth[v]};
+	}
+	return 0;
 }
 
 /* Nodes within `depth` of the root in `direction`, each once at its least
  * depth, and the stored edges among them, both sorted. */
-static int sub_collect(graph *g, uint32_t root, int depth, int direction, struct subgraph *s)
+static int
+sub_collect(graph *g, uint32_t root, int depth, int direction, struct subgraph *s)
 {
-    *s = (struct subgraph){.root = root};
-    size_t cap = 0;
-    if (((direction & GRAPH_DIR_DEPENDENTS) && sub_walk(g, s, depth, GRAPH_DIR_DEPENDENTS, &cap)) ||
-        ((direction & GRAPH_DIR_DEPENDENCIES) && sub_walk(g, s, depth, GRAPH_DIR_DEPENDENCIES, &cap)) ||
-        graph_visit_begin(g))
-        goto fail;
-    /* Merge the two walks: marks now mean "in the subgraph", g->depth its
-     * least depth. */
-    size_t m = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        struct sub_node x = s->nodes[i];
-        if (g->mark[x.idx] != g->epoch) {
-            g->mark[x.idx] = g->epoch;
-            g->depth[x.idx] = x.depth;
-            s->nodes[m++] = x;
-        } else if (x.depth < g->depth[x.idx]) {
-            g->depth[x.idx] = x.depth;
-        }
-    }
-    s->n = m;
-    size_t ecap = 0;
-    for (size_t i = 0; i < s->n; i++) {
-        uint32_t u = s->nodes[i].idx;
-        s->nodes[i].depth = g->depth[u];
-        const struct graph_adj *out = &g->out[u];
-        for (uint32_t k = 0; k < out->n; k++) {
-            uint32_t v = GRAPH_ENT_NODE(out->e[k]);
-            if (g->mark[v] != g->epoch)
-                continue;
-            if (s->ne == ecap) {
-                size_t ncap = ecap ? ecap * 2 : 16;
-                struct sub_edge *ne = realloc(s->edges, ncap * sizeof *ne);
-                if (ne == NULL)
-                    goto fail;
-                s->edges = ne;
-                ecap = ncap;
-            }
-            s->edges[s->ne++] = (struct sub_edge){u, v, GRAPH_ENT_TYPE(out->e[k]), g->ref};
-        }
-    }
-    qsort(s->nodes, s->n, sizeof *s->nodes, cmp_sub_node);
-    if (s->ne > 0)
-        qsort(s->edges, s->ne, sizeof *s->edges, cmp_sub_edge);
-    return 0;
+	*s = (struct subgraph){.root = root};
+	size_t cap = 0;
+	if (((direction & GRAPH_DIR_DEPENDENTS) &&
+	     sub_walk(g, s, depth, GRAPH_DIR_DEPENDENTS, &cap)) ||
+	    ((direction & GRAPH_DIR_DEPENDENCIES) &&
+	     sub_walk(g, s, depth, GRAPH_DIR_DEPENDENCIES, &cap)) ||
+	    graph_visit_begin(g))
+		goto fail;
+	/* Merge the two walks: marks now mean "in the subgraph", g->depth its
+	 * least depth. */
+	size_t m = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		struct sub_node x = s->nodes[i];
+		if (g->mark[x.idx] != g->epoch) {
+			g->mark[x.idx] = g->epoch;
+			g->depth[x.idx] = x.depth;
+			s->nodes[m++] = x;
+		} else if (x.depth < g->depth[x.idx]) {
+			g->depth[x.idx] = x.depth;
+		}
+	}
+	s->n = m;
+	size_t ecap = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		uint32_t u = s->nodes[i].idx;
+		s->nodes[i].depth = g->depth[u];
+		const struct graph_adj *out = &g->out[u];
+		for (uint32_t k = 0; k < out->n; k++) {
+			uint32_t v = GRAPH_ENT_NODE(out->e[k]);
+			if (g->mark[v] != g->epoch)
+				continue;
+			if (s->ne == ecap) {
+				size_t ncap = ecap ? ecap * 2 : 16;
+				struct sub_edge *ne = realloc(s->edges, ncap * sizeof *ne);
+				if (ne == NULL)
+					goto fail;
+				s->edges = ne;
+				ecap = ncap;
+			}
+			s->edges[s->ne++] =
+			    (struct sub_edge){u, v, GRAPH_ENT_TYPE(out->e[k]), g->ref};
+		}
+	}
+	qsort(s->nodes, s->n, sizeof *s->nodes, cmp_sub_node);
+	if (s->ne > 0)
+		qsort(s->edges, s->ne, sizeof *s->edges, cmp_sub_edge);
+	return 0;
 fail:
-    sub_free(s);
-    errno = ENOMEM;
-    return -1;
+	sub_free(s);
+	errno = ENOMEM;
+	return -1;
 }
 
-static bool sub_args_ok(const graph *g, long root, int direction)
+static bool
+sub_args_ok(const graph *g, long root, int direction)
 {
-    return g != NULL && graph_live(g, root) &&
-           (direction == GRAPH_DIR_DEPENDENTS || direction == GRAPH_DIR_DEPENDENCIES ||
-            direction == GRAPH_DIR_BOTH);
+	return g != NULL && graph_live(g, root) &&
+	       (direction == GRAPH_DIR_DEPENDENTS || direction == GRAPH_DIR_DEPENDENCIES ||
+		direction == GRAPH_DIR_BOTH);
 }
 
-static json_t *sub_node_json(const graph *g, const struct sub_node *x)
+static json_t *
+sub_node_json(const graph *g, const struct sub_node *x)
 {
-    const char *slash = strchr(x->ref, '/');
-    return json_pack("{s:s,s:s%,s:s,s:I}", "ref", x->ref, "kind", x->ref,
-                     (size_t)(slash - x->ref), "health", graph_health_name(g->health[x->idx]),
-                     "depth", (json_int_t)x->depth);
+	const char *slash = strchr(x->ref, '/');
+	return json_pack("{s:s,s:s%,s:s,s:I}", "ref", x->ref, "kind", x->ref,
+			 (size_t)(slash - x->ref), "health", graph_health_name(g->health[x->idx]),
+			 "depth", (json_int_t)x->depth);
 }
 
-json_t *graph_subgraph(graph *g, long root, int depth, int direction)
+json_t *
+graph_subgraph(graph *g, long root, int depth, int direction)
 {
-    if (!sub_args_ok(g, root, direction)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    struct subgraph s;
-    if (sub_collect(g, (uint32_t)root, depth, direction, &s))
-        return NULL;
-    json_t *nodes = json_array(), *edges = json_array();
-    for (size_t i = 0; nodes != NULL && i < s.n; i++)
-        if (json_array_append_new(nodes, sub_node_json(g, &s.nodes[i]))) {
-            json_decref(nodes);
-            nodes = NULL;
-        }
-    for (size_t i = 0; edges != NULL && i < s.ne; i++)
-        if (json_array_append_new(edges,
-                                  edge_json(g, s.edges[i].from, s.edges[i].type, s.edges[i].to))) {
-            json_decref(edges);
-            edges = NULL;
-        }
-    sub_free(&s);
-    json_t *res = json_pack("{s:s,s:o,s:o}", "root", g->ref[root], "nodes", nodes, "edges", edges);
-    if (res == NULL)
-        errno = ENOMEM;
-    return res;
+	if (!sub_args_ok(g, root, direction)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct subgraph s;
+	if (sub_collect(g, (uint32_t)root, depth, direction, &s))
+		return NULL;
+	json_t *nodes = json_array(), *edges = json_array();
+	for (size_t i = 0; nodes != NULL && i < s.n; i++)
+		if (json_array_append_new(nodes, sub_node_json(g, &s.nodes[i]))) {
+			json_decref(nodes);
+			nodes = NULL;
+		}
+	for (size_t i = 0; edges != NULL && i < s.ne; i++)
+		if (json_array_append_new(
+			edges, edge_json(g, s.edges[i].from, s.edges[i].type, s.edges[i].to))) {
+			json_decref(edges);
+			edges = NULL;
+		}
+	sub_free(&s);
+	json_t *res =
+	    json_pack("{s:s,s:o,s:o}", "root", g->ref[root], "nodes", nodes, "edges", edges);
+	if (res == NULL)
+		errno = ENOMEM;
+	return res;
 }
 
 /* ---- Graphviz ----------------------------------------------------------- */
@@ -635,123 +670,135 @@ json_t *graph_subgraph(graph *g, long root, int depth, int direction)
 /* A growable string; `failed` latches the first allocation failure so the
  * writer can check once at the end. */
 struct strbuf {
-    char *s;
-    size_t len, cap;
-    bool failed;
+	char *s;
+	size_t len, cap;
+	bool failed;
 };
 
-static void sb_reserve(struct strbuf *b, size_t more)
+static void
+sb_reserve(struct strbuf *b, size_t more)
 {
-    if (b->failed || b->len + more + 1 <= b->cap)
-        return;
-    size_t ncap = b->cap ? b->cap : 256;
-    while (ncap < b->len + more + 1)
-        ncap *= 2;
-    char *ns = realloc(b->s, ncap);
-    if (ns == NULL) {
-        b->failed = true;
-        return;
-    }
-    b->s = ns;
-    b->cap = ncap;
+	if (b->failed || b->len + more + 1 <= b->cap)
+		return;
+	size_t ncap = b->cap ? b->cap : 256;
+	while (ncap < b->len + more + 1)
+		ncap *= 2;
+	char *ns = realloc(b->s, ncap);
+	if (ns == NULL) {
+		b->failed = true;
+		return;
+	}
+	b->s = ns;
+	b->cap = ncap;
 }
 
-static void sb_add(struct strbuf *b, const char *s, size_t n)
+static void
+sb_add(struct strbuf *b, const char *s, size_t n)
 {
-    sb_reserve(b, n);
-    if (b->failed)
-        return;
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
+	sb_reserve(b, n);
+	if (b->failed)
+		return;
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
 }
 
-static void sb_puts(struct strbuf *b, const char *s)
+static void
+sb_puts(struct strbuf *b, const char *s)
 {
-    sb_add(b, s, strlen(s));
+	sb_add(b, s, strlen(s));
 }
 
 /* Appends `n` bytes of s for use inside a DOT double-quoted string:
  * quotes and backslashes escaped (a name ending in '\' must not escape the
  * closing quote), control characters — which valid names never hold —
  * replaced by '?'. Used for ids and labels alike, so ids stay consistent. */
-static void sb_dot_escaped(struct strbuf *b, const char *s, size_t n)
+static void
+sb_dot_escaped(struct strbuf *b, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            sb_add(b, "\\", 1);
-        if (c < 0x20 || c == 0x7f)
-            sb_add(b, "?", 1);
-        else
-            sb_add(b, &s[i], 1);
-    }
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\')
+			sb_add(b, "\\", 1);
+		if (c < 0x20 || c == 0x7f)
+			sb_add(b, "?", 1);
+		else
+			sb_add(b, &s[i], 1);
+	}
 }
 
-static void sb_dot_id(struct strbuf *b, const char *ref)
+static void
+sb_dot_id(struct strbuf *b, const char *ref)
 {
-    sb_add(b, "\"", 1);
-    sb_dot_escaped(b, ref, strlen(ref));
-    sb_add(b, "\"", 1);
+	sb_add(b, "\"", 1);
+	sb_dot_escaped(b, ref, strlen(ref));
+	sb_add(b, "\"", 1);
 }
 
-static const char *health_colour(int h)
+static const char *
+health_colour(int h)
 {
-    switch (h) {
-    case GRAPH_OK: return "palegreen";
-    case GRAPH_DEGRADED: return "gold";
-    case GRAPH_DOWN: return "tomato";
-    default: return "lightgrey";
-    }
+	switch (h) {
+	case GRAPH_OK:
+		return "palegreen";
+	case GRAPH_DEGRADED:
+		return "gold";
+	case GRAPH_DOWN:
+		return "tomato";
+	default:
+		return "lightgrey";
+	}
 }
 
-static void dot_node(struct strbuf *b, const graph *g, const struct sub_node *x, uint32_t root)
+static void
+dot_node(struct strbuf *b, const graph *g, const struct sub_node *x, uint32_t root)
 {
-    const char *slash = strchr(x->ref, '/');
-    sb_puts(b, "  ");
-    sb_dot_id(b, x->ref);
-    sb_puts(b, " [label=\"");
-    sb_dot_escaped(b, x->ref, (size_t)(slash - x->ref));
-    sb_puts(b, "\\n");
-    sb_dot_escaped(b, slash + 1, strlen(slash + 1));
-    sb_puts(b, "\", fillcolor=\"");
-    sb_puts(b, health_colour(g->health[x->idx]));
-    sb_puts(b, "\", tooltip=\"health: ");
-    sb_puts(b, graph_health_name(g->health[x->idx]));
-    sb_puts(b, x->idx == root ? "\", penwidth=3];\n" : "\"];\n");
+	const char *slash = strchr(x->ref, '/');
+	sb_puts(b, "  ");
+	sb_dot_id(b, x->ref);
+	sb_puts(b, " [label=\"");
+	sb_dot_escaped(b, x->ref, (size_t)(slash - x->ref));
+	sb_puts(b, "\\n");
+	sb_dot_escaped(b, slash + 1, strlen(slash + 1));
+	sb_puts(b, "\", fillcolor=\"");
+	sb_puts(b, health_colour(g->health[x->idx]));
+	sb_puts(b, "\", tooltip=\"health: ");
+	sb_puts(b, graph_health_name(g->health[x->idx]));
+	sb_puts(b, x->idx == root ? "\", penwidth=3];\n" : "\"];\n");
 }
 
-char *graph_subgraph_dot(graph *g, long root, int depth, int direction)
+char *
+graph_subgraph_dot(graph *g, long root, int depth, int direction)
 {
-    if (!sub_args_ok(g, root, direction)) {
-        errno = EINVAL;
-        return NULL;
-    }
-    struct subgraph s;
-    if (sub_collect(g, (uint32_t)root, depth, direction, &s))
-        return NULL;
-    struct strbuf b = {0};
-    sb_puts(&b, "digraph cmdb {\n"
-                "  rankdir=LR;\n"
-                "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n"
-                "  edge [fontname=\"Helvetica\", fontsize=10];\n");
-    for (size_t i = 0; i < s.n; i++)
-        dot_node(&b, g, &s.nodes[i], (uint32_t)root);
-    for (size_t i = 0; i < s.ne; i++) {
-        sb_puts(&b, "  ");
-        sb_dot_id(&b, g->ref[s.edges[i].from]);
-        sb_puts(&b, " -> ");
-        sb_dot_id(&b, g->ref[s.edges[i].to]);
-        sb_puts(&b, " [label=\"");
-        sb_puts(&b, graph_edge_type_name(s.edges[i].type));
-        sb_puts(&b, s.edges[i].type == GRAPH_OWNED_BY ? "\", style=dashed];\n" : "\"];\n");
-    }
-    sb_puts(&b, "}\n");
-    sub_free(&s);
-    if (b.failed) {
-        free(b.s);
-        errno = ENOMEM;
-        return NULL;
-    }
-    return b.s;
+	if (!sub_args_ok(g, root, direction)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	struct subgraph s;
+	if (sub_collect(g, (uint32_t)root, depth, direction, &s))
+		return NULL;
+	struct strbuf b = {0};
+	sb_puts(&b, "digraph cmdb {\n"
+		    "  rankdir=LR;\n"
+		    "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n"
+		    "  edge [fontname=\"Helvetica\", fontsize=10];\n");
+	for (size_t i = 0; i < s.n; i++)
+		dot_node(&b, g, &s.nodes[i], (uint32_t)root);
+	for (size_t i = 0; i < s.ne; i++) {
+		sb_puts(&b, "  ");
+		sb_dot_id(&b, g->ref[s.edges[i].from]);
+		sb_puts(&b, " -> ");
+		sb_dot_id(&b, g->ref[s.edges[i].to]);
+		sb_puts(&b, " [label=\"");
+		sb_puts(&b, graph_edge_type_name(s.edges[i].type));
+		sb_puts(&b, s.edges[i].type == GRAPH_OWNED_BY ? "\", style=dashed];\n" : "\"];\n");
+	}
+	sb_puts(&b, "}\n");
+	sub_free(&s);
+	if (b.failed) {
+		free(b.s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return b.s;
 }
