@@ -81,10 +81,12 @@ bool api_query_long(struct http_req *r, const char *name, long min, long max, lo
 bool api_query_only(struct http_req *r, const char *const *allowed);
 
 /*
- * The source a hand edit by tok is recorded under: "api:" + the token name folded
- * to the source alphabet (lower case; other characters become '_').
+ * The source a hand edit by the caller is recorded under: "api:" + the token name
+ * folded to the source alphabet (lower case; other characters become '_'). A write
+ * token restricted to a source glob may only write sources the glob matches, hand
+ * edits included: otherwise this replies 403 and returns false.
  */
-void api_hand_source(const struct auth_token *tok, char out[80]);
+bool api_hand_source(struct http_req *r, char out[80]);
 
 /*
  * Reads If-Match into out: NULL when absent, "*", or the version digits. Replies

@@ -79,6 +79,7 @@ db_reply(void *arg, const struct db_result *res)
 	api_decorate_fn decorate = (api_decorate_fn)r->state;
 	json_t *reply, *err, *body, *etag, *seqv;
 	json_error_t jerr;
+	long long seq;
 	int status;
 
 	r->state = NULL;
@@ -114,6 +115,7 @@ db_reply(void *arg, const struct db_result *res)
 		http_set_header(r, "ETag", json_string_value(etag));
 	body = json_incref(json_object_get(reply, "body"));
 	seqv = json_object_get(reply, "seq");
+	seq = json_is_integer(seqv) ? (long long)json_integer_value(seqv) : 0;
 	json_decref(reply);
 	if (body != NULL && decorate != NULL)
 		body = decorate(r, body, &status);
@@ -121,7 +123,7 @@ db_reply(void *arg, const struct db_result *res)
 		json_decref(body);
 		body = NULL;
 	}
-	if (json_is_integer(seqv) && json_integer_value(seqv) > tailer_applied(server_tailer())) {
+	if (seq > tailer_applied(server_tailer())) {
 		struct pending_reply *p = malloc(sizeof(*p));
 
 		if (p != NULL) {
@@ -129,7 +131,7 @@ db_reply(void *arg, const struct db_result *res)
 			p->status = status;
 			p->body = body;
 			tailer_poke(server_tailer());
-			if (tailer_wait(server_tailer(), json_integer_value(seqv),
+			if (tailer_wait(server_tailer(), seq,
 					API_RYW_TIMEOUT_MS, ryw_done, p) == 0)
 				return;
 			free(p);
@@ -231,12 +233,12 @@ api_query_bool(struct http_req *r, const char *name, int def, int *out)
 	return true;
 }
 
-void
-api_hand_source(const struct auth_token *tok, char out[80])
+bool
+api_hand_source(struct http_req *r, char out[80])
 {
 	size_t o = (size_t)snprintf(out, 80, "api:");
 
-	for (const char *p = tok->name; *p && o < 79; p++) {
+	for (const char *p = r->tok.name; *p && o < 79; p++) {
 		char c = *p;
 
 		if (c >= 'A' && c <= 'Z')
@@ -247,6 +249,15 @@ api_hand_source(const struct auth_token *tok, char out[80])
 		out[o++] = c;
 	}
 	out[o] = '\0';
+	if (!auth_source_allowed(&r->tok, out)) {
+		http_reply_error(r, 403, "forbidden",
+				 json_pack("{s:s,s:s}", "source", out, "allowed", r->tok.source_glob),
+				 "token %s may only write sources matching %s; a hand edit is "
+				 "recorded under %s",
+				 r->tok.name, r->tok.source_glob, out);
+		return false;
+	}
+	return true;
 }
 
 bool

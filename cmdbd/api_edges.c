@@ -76,7 +76,8 @@ api_edge_put(struct http_req *r)
 		return;
 	if (attrs != NULL && !api_check_attributes(r, attrs, "attributes"))
 		return;
-	api_hand_source(&r->tok, source);
+	if (!api_hand_source(r, source))
+		return;
 	attrs_text = attrs ? json_dumps(attrs, JSON_COMPACT) : NULL;
 	{
 		const char *params[6] = {from, type, to, attrs_text, r->tok.name, source};
@@ -103,7 +104,8 @@ api_edge_delete(struct http_req *r)
 	}
 	if (!check_triple(r, from, type, to))
 		return;
-	api_hand_source(&r->tok, source);
+	if (!api_hand_source(r, source))
+		return;
 	{
 		const char *params[5] = {from, type, to, r->tok.name, source};
 

@@ -111,7 +111,8 @@ api_node_put(struct http_req *r)
 		return;
 	if (!api_if_match(r, ifm, &ifm_param))
 		return;
-	api_hand_source(&r->tok, source);
+	if (!api_hand_source(r, source))
+		return;
 	attrs_text = attrs ? json_dumps(attrs, JSON_COMPACT) : NULL;
 	labels_text = labels ? json_dumps(labels, JSON_COMPACT) : NULL;
 	{
@@ -134,7 +135,8 @@ api_node_delete(struct http_req *r)
 		return;
 	if (!api_if_match(r, ifm, &ifm_param))
 		return;
-	api_hand_source(&r->tok, source);
+	if (!api_hand_source(r, source))
+		return;
 	{
 		const char *params[5] = {kind, name, ifm_param, r->tok.name, source};
 
@@ -278,7 +280,8 @@ api_node_health(struct http_req *r)
 		http_reply_bad(r, "reason", "is longer than 4096 bytes");
 		return;
 	}
-	api_hand_source(&r->tok, source);
+	if (!api_hand_source(r, source))
+		return;
 	{
 		const char *params[6] = {kind, name, state, reason, r->tok.name, source};
 

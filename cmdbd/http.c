@@ -51,36 +51,38 @@ finish_drain(struct http_server *s)
 }
 
 static void
-flush_timeout_cb(evutil_socket_t fd, short what, void *arg)
+quiet_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct http_server *s = arg;
+
 	(void)fd;
 	(void)what;
-	finish_drain(arg);
+	if (s->inflight == 0)
+		finish_drain(s);
 }
 
 /*
- * Draining is over when every request has been answered and every answer has
- * been written out. A client that vanished mid-write never completes its
- * answer, so the flush wait is capped at one second.
+ * Draining is over when every request has been answered, every answer written,
+ * and no new request has completed for a short quiet spell: a request whose body
+ * was still arriving when the signal came is only handed to us once it is whole,
+ * and it deserves an answer too. A client that vanished mid-write never completes
+ * its answer, so the wait for flushing is capped as well.
  */
 static void
 check_drained(struct http_server *s)
 {
-	struct timeval one = {1, 0};
+	struct timeval quiet = {0, 500000}, flush = {1, 0};
 
-	if (!s->draining || s->inflight > 0)
+	if (!s->draining || s->inflight > 0 || s->drained)
 		return;
-	if (s->unflushed == 0) {
-		finish_drain(s);
-		return;
-	}
 	if (s->flush_timer == NULL) {
-		s->flush_timer = evtimer_new(s->base, flush_timeout_cb, s);
-		if (s->flush_timer == NULL)
+		s->flush_timer = evtimer_new(s->base, quiet_timeout_cb, s);
+		if (s->flush_timer == NULL) {
 			finish_drain(s);
-		else
-			evtimer_add(s->flush_timer, &one);
+			return;
+		}
 	}
+	evtimer_add(s->flush_timer, s->unflushed > 0 ? &flush : &quiet);
 }
 
 static void
@@ -174,6 +176,8 @@ send_and_free(struct http_req *r, int status, struct evbuffer *buf)
 	const char *uri = evhttp_request_get_uri(r->ev);
 
 	evhttp_add_header(evhttp_request_get_output_headers(r->ev), "X-Request-Id", r->id);
+	if (r->srv->draining)
+		evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Connection", "close");
 	r->srv->unflushed++;
 	evhttp_request_set_on_complete_cb(r->ev, reply_flushed, r->srv);
 	evhttp_send_reply(r->ev, status, http_status_text(status), buf);
@@ -355,15 +359,19 @@ split_path(struct http_req *r, const char *path)
 	return 0;
 }
 
+/* Number of request headers; *bytes gets their size as sent ("Key: value\r\n"). */
 static int
-count_headers(struct evhttp_request *ev)
+count_headers(struct evhttp_request *ev, size_t *bytes)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(ev);
 	struct evkeyval *kv;
 	int n = 0;
 
-	TAILQ_FOREACH(kv, h, next)
+	*bytes = 0;
+	TAILQ_FOREACH(kv, h, next) {
 		n++;
+		*bytes += strlen(kv->key) + strlen(kv->value) + 4;
+	}
 	return n;
 }
 
@@ -378,6 +386,7 @@ handle_request(struct evhttp_request *ev, void *arg)
 	const char *client_id;
 	struct evbuffer *in;
 	enum router_result rr;
+	size_t header_bytes;
 	int split;
 
 	if (r == NULL) {
@@ -396,9 +405,17 @@ handle_request(struct evhttp_request *ev, void *arg)
 	else
 		snprintf(r->id, sizeof(r->id), "%s%08lx", s->id_prefix, ++s->next_id);
 
-	if (count_headers(ev) > s->cfg->max_headers) {
-		http_reply_error(r, 431, "headers_too_large", NULL,
+	if (count_headers(ev, &header_bytes) > s->cfg->max_headers) {
+		http_reply_error(r, 431, "headers_too_large",
+				 json_pack("{s:I}", "limit", (json_int_t)s->cfg->max_headers),
 				 "more than %ld request headers", s->cfg->max_headers);
+		return;
+	}
+	if (header_bytes > (size_t)s->cfg->max_header_bytes) {
+		http_reply_error(r, 431, "headers_too_large",
+				 json_pack("{s:I}", "limit", (json_int_t)s->cfg->max_header_bytes),
+				 "request headers are larger than %ld bytes",
+				 s->cfg->max_header_bytes);
 		return;
 	}
 	if (path == NULL || *path == '\0')
@@ -500,14 +517,18 @@ http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_draine
 			host[n - 2] = '\0';
 		}
 	}
-	evhttp_set_max_headers_size(s->http, (ev_ssize_t)cfg->max_header_bytes);
+	/*
+	 * The limits are checked in handle_request() so that the answer is a JSON
+	 * error; evhttp's own caps (which answer in HTML) sit well above them and
+	 * only stop what would be absurd to buffer.
+	 */
+	evhttp_set_max_headers_size(s->http, (ev_ssize_t)cfg->max_header_bytes * 4);
 	evhttp_set_max_body_size(s->http,
 				 (ev_ssize_t)cfg->max_body_bytes * HTTP_HARD_BODY_FACTOR);
 	evhttp_set_timeout(s->http, (int)cfg->idle_timeout);
 	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
-	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-						    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-						    EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	/* Every method reaches the router, which answers 405 in JSON with Allow. */
+	evhttp_set_allowed_methods(s->http, 0xffff);
 	evhttp_set_gencb(s->http, handle_request, s);
 	s->sock = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
 	if (s->sock == NULL) {

@@ -267,7 +267,7 @@ class Limits(ServerTestCase):
                 self.assertStatus(self.srv.get(path), 200)
 
     def test_error_bodies_are_json(self):
-        st, h, body = r = self.srv.get("/v1/nope")
+        st, h, body = self.srv.get("/v1/nope")
         self.assertTrue(h.get("content-type", "").startswith("application/json"), h)
         self.assertIsInstance(body, dict)
         json.dumps(body)

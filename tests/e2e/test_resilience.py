@@ -107,10 +107,9 @@ class Signals(unittest.TestCase):
         return rc, took
 
     def finish(self, srv):
-        if srv.proc is not None and srv.proc.poll() is None:
-            srv.kill()
-        else:
-            srv.kill()   # already exited: reap and close the log without re-asserting
+        # The exit code was asserted above; kill() only reaps (or ends a hung process)
+        # and closes the log.
+        srv.kill()
 
     def test_sigterm_answers_waiting_long_poll(self):
         srv = Server.start("sigterm")
@@ -149,7 +148,7 @@ class Signals(unittest.TestCase):
         # must get the normal answer and the write must be done.
         srv = Server.start("sigterm2")
         try:
-            body = json.dumps({"attributes": {"pad": "p" * 200000}}).encode()
+            body = json.dumps({"attributes": {"pad": "p" * 60000}}).encode()
             head = ("PUT %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
                     "Content-Type: application/json\r\nContent-Length: %d\r\n"
                     "Connection: close\r\n\r\n"
