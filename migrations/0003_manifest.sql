@@ -134,16 +134,17 @@ BEGIN
     END IF;
 
     -- 2. Lock, in ref byte order, every existing node this apply may change: the ones
-    --    named here and the ones the source asserted before.
-    PERFORM 1 FROM nodes n
-     WHERE n.id IN (SELECT x.id FROM nodes x
-                      JOIN cmdb_m_nodes mn ON x.kind = mn.kind AND x.name = mn.name
-                    UNION ALL
-                    SELECT s.node_id FROM node_sources s WHERE s.source = src)
-     ORDER BY (n.kind || '/' || n.name) COLLATE "C"
-       FOR NO KEY UPDATE OF n;
-    UPDATE cmdb_m_nodes mn SET id = n.id
-      FROM nodes n WHERE n.kind = mn.kind AND n.name = mn.name;
+    --    named here and the ones the source asserted before. The ids are taken from
+    --    the very statement that locks, so every node we use is one we hold.
+    UPDATE cmdb_m_nodes mn SET id = l.id
+      FROM (SELECT n.id, n.kind, n.name FROM nodes n
+             WHERE n.id IN (SELECT x.id FROM nodes x
+                              JOIN cmdb_m_nodes m ON x.kind = m.kind AND x.name = m.name
+                            UNION ALL
+                            SELECT s.node_id FROM node_sources s WHERE s.source = src)
+             ORDER BY (n.kind || '/' || n.name) COLLATE "C"
+               FOR NO KEY UPDATE OF n) l
+     WHERE l.kind = mn.kind AND l.name = mn.name;
 
     -- 3. Create the missing nodes, in ref order, with what the manifest says.
     WITH ins AS (
@@ -156,13 +157,14 @@ BEGIN
       FROM ins WHERE ins.kind = mn.kind AND ins.name = mn.name;
 
     IF EXISTS (SELECT 1 FROM cmdb_m_nodes WHERE id IS NULL) THEN
-        -- A hand edit created some of them since step 2 (and committed): lock those too.
-        PERFORM 1 FROM nodes n JOIN cmdb_m_nodes mn ON n.kind = mn.kind AND n.name = mn.name
-         WHERE mn.id IS NULL
-         ORDER BY mn.ref
-           FOR NO KEY UPDATE OF n;
-        UPDATE cmdb_m_nodes mn SET id = n.id
-          FROM nodes n WHERE mn.id IS NULL AND n.kind = mn.kind AND n.name = mn.name;
+        -- Another writer created some of them after step 2 (we waited for its commit on
+        -- the unique index): lock those too and treat them as existing.
+        UPDATE cmdb_m_nodes mn SET id = l.id
+          FROM (SELECT n.id, n.kind, n.name FROM nodes n
+                 WHERE (n.kind, n.name) IN (SELECT kind, name FROM cmdb_m_nodes WHERE id IS NULL)
+                 ORDER BY (n.kind || '/' || n.name) COLLATE "C"
+                   FOR NO KEY UPDATE OF n) l
+         WHERE mn.id IS NULL AND l.kind = mn.kind AND l.name = mn.name;
         IF EXISTS (SELECT 1 FROM cmdb_m_nodes WHERE id IS NULL) THEN
             RAISE SQLSTATE '40001' USING MESSAGE = 'concurrent node changes, retry the manifest';
         END IF;
@@ -206,21 +208,21 @@ BEGIN
      ORDER BY mn.ref;
 
     -- 5. Edges. Lock the existing ones this apply may change (named here or asserted by
-    --    the source before) in id order; their endpoints are all locked already.
+    --    the source before) in id order, taking ids from the locking statement; their
+    --    endpoints are all locked already.
     UPDATE cmdb_m_edges me SET from_id = f.id, to_id = t.id
       FROM cmdb_m_nodes f, cmdb_m_nodes t
      WHERE f.ref = me.from_ref AND t.ref = me.to_ref;
-    PERFORM 1 FROM edges e
-     WHERE e.id IN (SELECT x.id FROM edges x
-                      JOIN cmdb_m_edges me
-                        ON x.from_id = me.from_id AND x.type = me.type AND x.to_id = me.to_id
-                    UNION ALL
-                    SELECT s.edge_id FROM edge_sources s WHERE s.source = src)
-     ORDER BY e.id
-       FOR UPDATE OF e;
-    UPDATE cmdb_m_edges me SET id = e.id
-      FROM edges e
-     WHERE e.from_id = me.from_id AND e.type = me.type AND e.to_id = me.to_id;
+    UPDATE cmdb_m_edges me SET id = l.id
+      FROM (SELECT e.id, e.from_id, e.type, e.to_id FROM edges e
+             WHERE e.id IN (SELECT x.id FROM edges x
+                              JOIN cmdb_m_edges m
+                                ON x.from_id = m.from_id AND x.type = m.type AND x.to_id = m.to_id
+                            UNION ALL
+                            SELECT s.edge_id FROM edge_sources s WHERE s.source = src)
+             ORDER BY e.id
+               FOR UPDATE OF e) l
+     WHERE l.from_id = me.from_id AND l.type = me.type AND l.to_id = me.to_id;
 
     WITH ins AS (
         INSERT INTO edges (from_id, type, to_id, attributes)
@@ -233,16 +235,15 @@ BEGIN
      WHERE ins.from_id = me.from_id AND ins.type = me.type AND ins.to_id = me.to_id;
 
     IF EXISTS (SELECT 1 FROM cmdb_m_edges WHERE id IS NULL) THEN
-        -- Created by a concurrent hand edit since the lock above: lock and adopt them.
-        PERFORM 1 FROM edges e JOIN cmdb_m_edges me
-                ON e.from_id = me.from_id AND e.type = me.type AND e.to_id = me.to_id
+        -- Created by a concurrent hand edit after the lock above: lock and adopt them.
+        UPDATE cmdb_m_edges me SET id = l.id
+          FROM (SELECT e.id, e.from_id, e.type, e.to_id FROM edges e
+                 WHERE (e.from_id, e.type, e.to_id) IN
+                       (SELECT from_id, type, to_id FROM cmdb_m_edges WHERE id IS NULL)
+                 ORDER BY e.id
+                   FOR UPDATE OF e) l
          WHERE me.id IS NULL
-         ORDER BY e.id
-           FOR UPDATE OF e;
-        UPDATE cmdb_m_edges me SET id = e.id
-          FROM edges e
-         WHERE me.id IS NULL
-           AND e.from_id = me.from_id AND e.type = me.type AND e.to_id = me.to_id;
+           AND l.from_id = me.from_id AND l.type = me.type AND l.to_id = me.to_id;
         IF EXISTS (SELECT 1 FROM cmdb_m_edges WHERE id IS NULL) THEN
             RAISE SQLSTATE '40001' USING MESSAGE = 'concurrent edge changes, retry the manifest';
         END IF;
