@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
+#include <uuid/uuid.h>
 
 #include "jv.h"
 #include "log.h"
@@ -34,8 +34,6 @@ struct http_server {
 	struct event *flush_timer;
 	void (*on_drained)(void *);
 	void *arg;
-	char id_prefix[17];
-	unsigned long next_id;
 };
 
 /* ---------------------------------------------------------------- draining */
@@ -400,10 +398,14 @@ handle_request(struct evhttp_request *ev, void *arg)
 	TAILQ_INIT(&r->query);
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
 	client_id = evhttp_find_header(evhttp_request_get_input_headers(ev), "X-Request-Id");
-	if (client_id != NULL && valid_client_id(client_id))
+	if (client_id != NULL && valid_client_id(client_id)) {
 		snprintf(r->id, sizeof(r->id), "%s", client_id);
-	else
-		snprintf(r->id, sizeof(r->id), "%s%08lx", s->id_prefix, ++s->next_id);
+	} else {
+		uuid_t u;
+
+		uuid_generate_random(u);
+		uuid_unparse_lower(u, r->id);
+	}
 
 	if (count_headers(ev, &header_bytes) > s->cfg->max_headers) {
 		http_reply_error(r, 431, "headers_too_large",
@@ -489,7 +491,6 @@ http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_draine
 		void *arg)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
-	unsigned char rnd[4];
 	char *host = NULL;
 	int port;
 
@@ -499,10 +500,6 @@ http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_draine
 	s->cfg = cfg;
 	s->on_drained = on_drained;
 	s->arg = arg;
-	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-		memset(rnd, 0, sizeof(rnd));
-	snprintf(s->id_prefix, sizeof(s->id_prefix), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
-		 rnd[3]);
 	s->http = evhttp_new(base);
 	if (s->http == NULL)
 		goto fail;

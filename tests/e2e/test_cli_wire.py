@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Black-box tests of the cmdb CLI against a canned HTTP server.
 
-Usage: /usr/bin/python3 client/tests/test_cli.py [path/to/cmdb]
+Usage: /usr/bin/python3 tests/e2e/test_cli_wire.py [path/to/cmdb]
 (default: build/cmdb, or $CMDB_BIN). Standard library only.
 
 The fake server answers from a route table that each test fills in and
