@@ -172,7 +172,14 @@ cfg_split_listen(const char *listen, char **host, int *port)
 	p = strtol(colon + 1, &end, 10);
 	if (errno != 0 || *end != '\0' || end == colon + 1 || p < 0 || p > 65535)
 		return -1;
-	*host = strndup(listen, (size_t)(colon - listen));
+	if (listen[0] == '[') {
+		/* [v6address]:port */
+		if (colon - listen < 3 || colon[-1] != ']')
+			return -1;
+		*host = strndup(listen + 1, (size_t)(colon - listen) - 2);
+	} else {
+		*host = strndup(listen, (size_t)(colon - listen));
+	}
 	if (*host == NULL)
 		return -1;
 	*port = (int)p;

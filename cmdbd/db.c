@@ -61,6 +61,9 @@ struct db {
 	struct db_listen listen;
 	struct db_job *head, *tail;
 	int queued;
+	struct db_job *failed;	/* answered DB_UNAVAILABLE from the loop, see fail_later() */
+	struct event *fail_ev;
+	bool closing;		/* in db_free(): queries fail at once */
 	struct db_stats stats;
 };
 
@@ -107,49 +110,57 @@ job_finish(struct db *db, struct db_job *j, enum db_status status, PGresult *res
 	job_free(j, db->stmts[j->stmt].nparams);
 }
 
-struct deferred_fail {
-	struct db *db;
-	struct db_job *job;
-};
+/* Answers every job on the failed list (oldest first) with DB_UNAVAILABLE. */
+static void
+run_failed(struct db *db)
+{
+	struct db_job *list = db->failed, *rev = NULL;
+
+	db->failed = NULL;
+	while (list != NULL) { /* the list is newest first: reverse it */
+		struct db_job *next = list->next;
+
+		list->next = rev;
+		rev = list;
+		list = next;
+	}
+	while (rev != NULL) {
+		struct db_job *next = rev->next;
+
+		job_finish(db, rev, DB_UNAVAILABLE, NULL, "database unavailable");
+		rev = next;
+	}
+}
 
 static void
-deferred_fail_cb(evutil_socket_t fd, short what, void *arg)
+failed_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct deferred_fail *d = arg;
-
 	(void)fd;
 	(void)what;
-	job_finish(d->db, d->job, DB_UNAVAILABLE, NULL, "database unavailable");
-	free(d);
+	run_failed(arg);
 }
 
-/* Fails a job from the loop, never from the caller's stack. */
-static int
+/*
+ * Fails a job from the loop, never from the caller's stack: a callback must not
+ * run inside db_query(), and the caller may be in the middle of changing state.
+ */
+static void
 fail_later(struct db *db, struct db_job *j)
 {
-	struct deferred_fail *d = malloc(sizeof(*d));
-	struct timeval zero = {0, 0};
-
-	if (d == NULL)
-		return -1;
-	d->db = db;
-	d->job = j;
-	if (event_base_once(db->base, -1, EV_TIMEOUT, deferred_fail_cb, d, &zero) != 0) {
-		free(d);
-		return -1;
-	}
-	return 0;
+	j->next = db->failed;
+	db->failed = j;
+	event_active(db->fail_ev, EV_TIMEOUT, 0);
 }
 
 static void
-fail_queue(struct db *db, const char *why)
+fail_queue(struct db *db)
 {
 	struct db_job *j;
 
 	while ((j = db->head) != NULL) {
 		db->head = j->next;
 		db->queued--;
-		job_finish(db, j, DB_UNAVAILABLE, NULL, why);
+		fail_later(db, j);
 	}
 	db->tail = NULL;
 }
@@ -224,10 +235,12 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (c->state == CS_CONNECTING) {
-		/* The connect timeout fired. */
+		/* The connect timeout fired: the server accepts but does not answer. */
 		log_warn("event=db_connect_timeout conn=%d", c->id);
 		conn_close(c);
 		c->state = CS_DOWN;
+		if (!c->listener && !any_conn_up(c->db))
+			fail_queue(c->db);
 	}
 	if (c->state == CS_DOWN)
 		conn_start(c);
@@ -256,17 +269,33 @@ conn_lost(struct db_conn *c, const char *why)
 	struct db_job *j = c->job;
 	bool was_up = conn_up(c);
 
-	if (was_up)
-		log_warn("event=db_connection_lost conn=%d listener=%d reason=\"%s\"", c->id,
-			 c->listener, why);
+	if (was_up) {
+		char q[256];
+
+		log_warn("event=db_connection_lost conn=%d listener=%d reason=%s", c->id,
+			 c->listener, log_q(why, q, sizeof(q)));
+	}
 	c->job = NULL;
 	conn_close(c);
 	c->state = CS_DOWN;
 	if (j != NULL)
-		job_finish(db, j, DB_UNAVAILABLE, NULL, "database connection lost");
+		fail_later(db, j);
 	if (!c->listener && !any_conn_up(db))
-		fail_queue(db, "database unavailable");
+		fail_queue(db);
 	schedule_retry(c);
+}
+
+/* Server notices (and the FATAL that precedes a kill) become log lines. */
+static void
+notice_cb(void *arg, const char *message)
+{
+	struct db_conn *c = arg;
+	char q[512];
+	size_t n = strcspn(message, "\n");
+	char line[512];
+
+	snprintf(line, sizeof(line), "%.*s", (int)n, message);
+	log_info("event=db_notice conn=%d message=%s", c->id, log_q(line, q, sizeof(q)));
 }
 
 static void
@@ -286,6 +315,7 @@ conn_start(struct db_conn *c)
 		return;
 	}
 	PQsetnonblocking(c->pg, 1);
+	PQsetNoticeProcessor(c->pg, notice_cb, c);
 	c->state = CS_CONNECTING;
 	c->sock = PQsocket(c->pg);
 	c->db->stats.reconnects++;
@@ -346,7 +376,7 @@ connect_poll(struct db_conn *c)
 		conn_close(c);
 		c->state = CS_DOWN;
 		if (!c->listener && !any_conn_up(c->db))
-			fail_queue(c->db, "database unavailable");
+			fail_queue(c->db);
 		schedule_retry(c);
 		break;
 	}
@@ -565,7 +595,8 @@ db_new(struct event_base *base, const char *conninfo, int pool_size,
 	db->nconns = pool_size;
 	db->conninfo = strdup(conninfo);
 	db->conns = calloc((size_t)total, sizeof(struct db_conn));
-	if (db->conninfo == NULL || db->conns == NULL)
+	db->fail_ev = event_new(base, -1, 0, failed_cb, db);
+	if (db->conninfo == NULL || db->conns == NULL || db->fail_ev == NULL)
 		goto fail;
 	if (listen != NULL) {
 		db->listen = *listen;
@@ -601,14 +632,25 @@ db_free(struct db *db)
 	if (db == NULL)
 		return;
 	total = db->nconns + (db->listen_conn ? 1 : 0);
-	fail_queue(db, "server shutting down");
 	for (int i = 0; db->conns != NULL && i < total; i++) {
 		struct db_conn *c = &db->conns[i];
-		struct db_job *j = c->job;
 
-		c->job = NULL;
-		if (j != NULL)
-			job_finish(db, j, DB_UNAVAILABLE, NULL, "server shutting down");
+		if (c->job != NULL) {
+			fail_later(db, c->job);
+			c->job = NULL;
+		}
+	}
+	fail_queue(db);
+	/*
+	 * Everyone still waiting hears now: the loop will not run for us again. A
+	 * callback that queries again is failed in the same loop.
+	 */
+	db->closing = true;
+	while (db->failed != NULL)
+		run_failed(db);
+	for (int i = 0; db->conns != NULL && i < total; i++) {
+		struct db_conn *c = &db->conns[i];
+
 		if (c->ev != NULL)
 			conn_close(c);
 		if (c->ev != NULL)
@@ -619,6 +661,8 @@ db_free(struct db *db)
 	}
 	free(db->conns);
 	free(db->conninfo);
+	if (db->fail_ev != NULL)
+		event_free(db->fail_ev);
 	free(db);
 }
 
@@ -645,9 +689,8 @@ db_query(struct db *db, int stmt, const char *const *params, db_cb cb, void *arg
 				goto oom;
 		}
 	}
-	if (!any_conn_hopeful(db) || db->queued >= DB_QUEUE_MAX) {
-		if (fail_later(db, j) != 0)
-			goto oom;
+	if (db->closing || !any_conn_hopeful(db) || db->queued >= DB_QUEUE_MAX) {
+		fail_later(db, j);
 		return 0;
 	}
 	if (db->tail != NULL)

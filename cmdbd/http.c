@@ -509,13 +509,6 @@ http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_draine
 		log_error("event=listen_failed listen=%s reason=\"expected host:port\"", cfg->listen);
 		goto fail;
 	}
-	if (host[0] == '[') { /* [::1] */
-		size_t n = strlen(host);
-		if (n >= 2 && host[n - 1] == ']') {
-			memmove(host, host + 1, n - 2);
-			host[n - 2] = '\0';
-		}
-	}
 	/*
 	 * The limits are checked in handle_request() so that the answer is a JSON
 	 * error; evhttp's own caps (which answer in HTML) sit well above them and

@@ -90,7 +90,7 @@ manifest_time_valid(const char *s)
 		return true;
 	if ((*p == '+' || *p == '-') && digits(p + 1, 2) && p[3] == ':' && digits(p + 4, 2) &&
 	    p[6] == '\0')
-		return atoi(p + 1) <= 23 && atoi(p + 4) <= 59;
+		return atoi(p + 1) <= 15 && atoi(p + 4) <= 59; /* PostgreSQL's range */
 	return false;
 }
 

@@ -1,5 +1,6 @@
 /*
- * check_e2e.c — suite "e2e": every tests/e2e/test_*.py, one Check test each.
+ * check_e2e.c — suite "e2e": every tests/e2e/test_*.py, one Check test each, and the
+ * SQL-level tests of the migrations' functions (tests/sql/run.sh) as one more.
  *
  * The scripts (Python standard library, Debian's /usr/bin/python3) drive the real
  * binaries. They get the runner's environment: CMDB_TEST_ADMIN_URL (a superuser
@@ -17,6 +18,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #define E2E_PYTHON "/usr/bin/python3"
 #define E2E_TIMEOUT_S 600
@@ -42,6 +45,15 @@ base_name(const char *path)
 	return slash != NULL ? slash + 1 : path;
 }
 
+/* The repository root: $CMDB_REPO, else the current directory. */
+static const char *
+repo_dir(void)
+{
+	const char *repo = getenv("CMDB_REPO");
+
+	return repo != NULL && repo[0] != '\0' ? repo : ".";
+}
+
 /* Append data (n <= E2E_OUTPUT_MAX) to a buffer that keeps the last E2E_OUTPUT_MAX
  * bytes. */
 static void
@@ -56,10 +68,10 @@ keep_tail(char *buf, size_t *len, const char *data, size_t n)
 	*len += n;
 }
 
-/* Run python3 script with stdout and stderr into one pipe; returns the wait status and
- * the output's tail in out (NUL-terminated; out holds E2E_OUTPUT_MAX + 1 bytes). */
+/* Run argv (argv[0] an absolute path) with stdout and stderr into one pipe; returns the
+ * wait status and the output's tail in out (NUL-terminated; E2E_OUTPUT_MAX + 1 bytes). */
 static int
-run_script(const char *script, char *out)
+run_program(char *const argv[], char *out)
 {
 	int fds[2];
 	pid_t pid;
@@ -77,8 +89,8 @@ run_script(const char *script, char *out)
 		close(fds[1]);
 		setenv("PYTHONUNBUFFERED", "1", 1);
 		setenv("PYTHONDONTWRITEBYTECODE", "1", 1);
-		execl(E2E_PYTHON, E2E_PYTHON, script, (char *)NULL);
-		fprintf(stderr, "cannot run %s: %s\n", E2E_PYTHON, strerror(errno));
+		execv(argv[0], argv);
+		fprintf(stderr, "cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
 	close(fds[1]);
@@ -99,10 +111,10 @@ run_script(const char *script, char *out)
 	return status;
 }
 
-START_TEST(test_e2e_script)
+/* Run argv; pass when it exits 0, else print its output and fail naming it. */
+static void
+expect_success(const char *name, char *const argv[])
 {
-	const char *script = e2e_scripts.gl_pathv[_i];
-	const char *name = base_name(script);
 	char *out = malloc(E2E_OUTPUT_MAX + 1);
 	struct timespec t0, t1;
 	double secs;
@@ -111,7 +123,7 @@ START_TEST(test_e2e_script)
 	ck_assert_ptr_nonnull(out);
 	fprintf(stderr, "e2e: %s ...\n", name);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	status = run_script(script, out);
+	status = run_program(argv, out);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 
@@ -127,6 +139,73 @@ START_TEST(test_e2e_script)
 		ck_abort_msg("%s killed by signal %d", name, WTERMSIG(status));
 	ck_abort_msg("%s exited with status %d", name, WEXITSTATUS(status));
 }
+
+START_TEST(test_e2e_script)
+{
+	char *script = e2e_scripts.gl_pathv[_i];
+	char *argv[] = {E2E_PYTHON, script, NULL};
+
+	expect_success(base_name(script), argv);
+}
+END_TEST
+
+/* Append " key='value'" to the conninfo string in buf, quoted as libpq wants. */
+static void
+conninfo_add(char *buf, size_t size, const char *key, const char *value)
+{
+	size_t len = strlen(buf);
+	int n = snprintf(buf + len, size - len, "%s%s='", len > 0 ? " " : "", key);
+
+	ck_assert_msg(n > 0 && (size_t)n < size - len, "conninfo too long");
+	len += (size_t)n;
+	for (const char *p = value; *p != '\0'; p++) {
+		ck_assert_msg(len + 4 < size, "conninfo too long");
+		if (*p == '\'' || *p == '\\')
+			buf[len++] = '\\';
+		buf[len++] = *p;
+	}
+	buf[len++] = '\'';
+	buf[len] = '\0';
+}
+
+/* tests/sql/run.sh against an empty database of its own, dropped afterwards. */
+START_TEST(test_sql_functions)
+{
+	const char *admin_url = getenv("CMDB_TEST_ADMIN_URL");
+	char script[4096], dbname[64], sql[128], conninfo[4096] = "";
+	char *argv[] = {"/bin/sh", script, conninfo, NULL};
+	PQconninfoOption *opts;
+	PGconn *admin;
+	PGresult *res;
+
+	snprintf(script, sizeof(script), "%s/tests/sql/run.sh", repo_dir());
+	snprintf(dbname, sizeof(dbname), "cmdb_sqltest_%ld", (long)getpid());
+
+	/* The admin conninfo with dbname replaced. */
+	opts = PQconninfoParse(admin_url, NULL);
+	ck_assert_ptr_nonnull(opts);
+	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+		if (o->val != NULL && o->val[0] != '\0' && strcmp(o->keyword, "dbname") != 0)
+			conninfo_add(conninfo, sizeof(conninfo), o->keyword, o->val);
+	}
+	PQconninfoFree(opts);
+	conninfo_add(conninfo, sizeof(conninfo), "dbname", dbname);
+
+	admin = PQconnectdb(admin_url);
+	ck_assert_msg(PQstatus(admin) == CONNECTION_OK, "%s", PQerrorMessage(admin));
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
+	res = PQexec(admin, sql);
+	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+
+	expect_success("tests/sql/run.sh", argv);
+
+	/* Reached only on success: a failed run leaves the database for a post-mortem,
+	 * and the throwaway cluster goes anyway. */
+	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", dbname);
+	PQclear(PQexec(admin, sql));
+	PQfinish(admin);
+}
 END_TEST
 
 START_TEST(test_e2e_listing)
@@ -141,7 +220,6 @@ suite_e2e(void)
 	Suite *s = suite_create("e2e");
 	TCase *tc;
 	const char *admin_url = getenv("CMDB_TEST_ADMIN_URL");
-	const char *repo = getenv("CMDB_REPO");
 	char pattern[4096];
 	int rc;
 
@@ -149,8 +227,15 @@ suite_e2e(void)
 		fputs("e2e: skipped: CMDB_TEST_ADMIN_URL is not set (make test sets it)\n", stderr);
 		return s;
 	}
-	snprintf(pattern, sizeof(pattern), "%s/tests/e2e/test_*.py",
-		 repo != NULL && repo[0] != '\0' ? repo : ".");
+	snprintf(pattern, sizeof(pattern), "%s/tests/sql/run.sh", repo_dir());
+	if (access(pattern, R_OK) == 0) {
+		tc = tcase_create("sql");
+		tcase_set_timeout(tc, E2E_TIMEOUT_S);
+		tcase_add_test(tc, test_sql_functions);
+		suite_add_tcase(s, tc);
+	}
+
+	snprintf(pattern, sizeof(pattern), "%s/tests/e2e/test_*.py", repo_dir());
 	rc = glob(pattern, 0, NULL, &e2e_scripts);
 	if (rc == GLOB_NOMATCH) {
 		fprintf(stderr, "e2e: no scripts match %s\n", pattern);
