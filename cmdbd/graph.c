@@ -226,12 +226,17 @@ graph_free(graph *g)
 	free(g);
 }
 
-/* realloc that leaves *p untouched on failure. */
-static int
-grow_array(void *pp, size_t n, size_t size)
+int
+graph_grow(void *pp, size_t n, size_t size)
 {
 	void **p = pp;
-	void *np = realloc(*p, n * size);
+	void *np;
+
+	if (size != 0 && n > SIZE_MAX / size) {
+		errno = ENOMEM;
+		return -1;
+	}
+	np = realloc(*p, n * size);
 	if (np == NULL)
 		return -1;
 	*p = np;
@@ -251,11 +256,11 @@ nodes_reserve(graph *g)
 	uint32_t ncap = g->cap ? g->cap * 2 : 64;
 	if (ncap > GRAPH_MAX_NODES)
 		ncap = GRAPH_MAX_NODES;
-	if (grow_array(&g->ref, ncap, sizeof *g->ref) ||
-	    grow_array(&g->attrs, ncap, sizeof *g->attrs) ||
-	    grow_array(&g->health, ncap, sizeof *g->health) ||
-	    grow_array(&g->out, ncap, sizeof *g->out) || grow_array(&g->in, ncap, sizeof *g->in) ||
-	    grow_array(&g->mark, ncap, sizeof *g->mark))
+	if (graph_grow(&g->ref, ncap, sizeof *g->ref) ||
+	    graph_grow(&g->attrs, ncap, sizeof *g->attrs) ||
+	    graph_grow(&g->health, ncap, sizeof *g->health) ||
+	    graph_grow(&g->out, ncap, sizeof *g->out) || graph_grow(&g->in, ncap, sizeof *g->in) ||
+	    graph_grow(&g->mark, ncap, sizeof *g->mark))
 		return -1;
 	/* Marks must start unvisited: 0 never equals an epoch. */
 	memset(g->mark + g->cap, 0, (size_t)(ncap - g->cap) * sizeof *g->mark);
@@ -268,10 +273,10 @@ graph_visit_begin(graph *g)
 {
 	if (g->scratch_cap < g->cap) {
 		uint32_t n = g->cap;
-		if (grow_array(&g->queue, n, sizeof *g->queue) ||
-		    grow_array(&g->depth, n, sizeof *g->depth) ||
-		    grow_array(&g->parent, n, sizeof *g->parent) ||
-		    grow_array(&g->ptype, n, sizeof *g->ptype))
+		if (graph_grow(&g->queue, n, sizeof *g->queue) ||
+		    graph_grow(&g->depth, n, sizeof *g->depth) ||
+		    graph_grow(&g->parent, n, sizeof *g->parent) ||
+		    graph_grow(&g->ptype, n, sizeof *g->ptype))
 			return -1;
 		g->scratch_cap = n;
 	}
@@ -290,7 +295,7 @@ adj_reserve(struct graph_adj *a)
 	if (a->n < a->cap)
 		return 0;
 	uint32_t ncap = a->cap ? a->cap * 2 : 4;
-	if (grow_array(&a->e, ncap, sizeof *a->e))
+	if (graph_grow(&a->e, ncap, sizeof *a->e))
 		return -1;
 	a->cap = ncap;
 	return 0;
@@ -389,7 +394,7 @@ free_list_reserve(graph *g)
 {
 	if (g->free_cap >= g->cap)
 		return 0;
-	if (grow_array(&g->free_idx, g->cap, sizeof *g->free_idx))
+	if (graph_grow(&g->free_idx, g->cap, sizeof *g->free_idx))
 		return -1;
 	g->free_cap = g->cap;
 	return 0;

@@ -69,6 +69,10 @@ struct graph {
 
 /* Starts a new visit: afterwards no node is marked. Grows the scratch arrays
  * to the node capacity; -1 on ENOMEM. */
+/* realloc of *pp to n elements of size bytes; leaves *pp untouched (and returns -1,
+ * errno ENOMEM) on failure or overflow. pp is the address of the array pointer. */
+int graph_grow(void *pp, size_t n, size_t size);
+
 int graph_visit_begin(graph *g);
 
 static inline bool

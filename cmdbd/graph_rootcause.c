@@ -50,17 +50,6 @@ rc_free(struct rc *r)
 	free(r->next);
 }
 
-static int
-grow(void *pp, size_t n, size_t size)
-{
-	void **p = pp;
-	void *np = realloc(*p, n * size);
-	if (np == NULL)
-		return -1;
-	*p = np;
-	return 0;
-}
-
 /* Local id of graph node v, creating it (zeroed bitsets) on first reach. */
 static int
 rc_local(struct rc *r, uint32_t v, uint32_t *lv)
@@ -72,11 +61,11 @@ rc_local(struct rc *r, uint32_t v, uint32_t *lv)
 	}
 	if (r->n == r->cap) {
 		size_t c = r->cap ? r->cap * 2 : 64, w = r->words;
-		if (grow(&r->idx, c, sizeof *r->idx) || grow(&r->mind, c, sizeof *r->mind) ||
-		    grow(&r->sum, c, sizeof *r->sum) || grow(&r->stamp, c, sizeof *r->stamp) ||
-		    grow(&r->seen, c * w, sizeof *r->seen) ||
-		    grow(&r->cur, c * w, sizeof *r->cur) || grow(&r->nxt, c * w, sizeof *r->nxt) ||
-		    grow(&r->front, c, sizeof *r->front) || grow(&r->next, c, sizeof *r->next))
+		if (graph_grow(&r->idx, c, sizeof *r->idx) || graph_grow(&r->mind, c, sizeof *r->mind) ||
+		    graph_grow(&r->sum, c, sizeof *r->sum) || graph_grow(&r->stamp, c, sizeof *r->stamp) ||
+		    graph_grow(&r->seen, c * w, sizeof *r->seen) ||
+		    graph_grow(&r->cur, c * w, sizeof *r->cur) || graph_grow(&r->nxt, c * w, sizeof *r->nxt) ||
+		    graph_grow(&r->front, c, sizeof *r->front) || graph_grow(&r->next, c, sizeof *r->next))
 			return -1;
 		r->cap = c;
 	}
