@@ -19,7 +19,6 @@
 #include "log.h"
 
 #define DB_QUEUE_MAX 10000
-#define DB_RETRY_MAX 3
 #define DB_BACKOFF_MIN_MS 100
 #define DB_BACKOFF_MAX_MS 5000
 #define DB_CONNECT_TIMEOUT_S 10

@@ -22,6 +22,13 @@
 
 struct db;
 
+/*
+ * Re-runs of a retryable statement after 40P01/40001, at once. A write that lost a
+ * race with a concurrent delete nearly always wins the next round; the bound only
+ * stops a livelock.
+ */
+#define DB_RETRY_MAX 10
+
 /* One prepared statement: name, SQL text with $n parameters, parameter count. */
 struct db_stmt {
 	const char *name;
