@@ -71,7 +71,7 @@ CLIENT_SRCS := $(sort $(wildcard client/*.c))
 TEST_SRCS := $(sort $(wildcard tests/check_*.c))
 MIGRATIONS := $(sort $(wildcard migrations/[0-9][0-9][0-9][0-9]_*.sql))
 # Suite names: tests/check_foo.c -> foo (the runner itself is not a suite).
-SUITES := $(filter-out main,$(patsubst tests/check_%.c,%,$(filter tests/check_%.c,$(TEST_SRCS))))
+SUITES := $(filter-out main,$(patsubst tests/check_%.c,%,$(TEST_SRCS)))
 
 SERVER_OBJS := $(SERVER_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/migrations.o
 CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(OBJ)/%.o)
@@ -141,24 +141,25 @@ $(GEN)/suites.h: FORCE
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; echo "GEN $@"; fi
 
 run:
-	cmdbd/dev/run.sh
+	bash cmdbd/dev/run.sh
 
 # deps first, then the build (a recursive make, so it runs after the packages exist).
+# Scripts run through their interpreter: no reliance on the executable bit.
 test:
-	cmdbd/dev/deps.sh test
+	sh cmdbd/dev/deps.sh test
 	$(MAKE) --no-print-directory all
-	CMDB_BUILD_DIR=$(BUILD) CMDB_SANITIZE=$(SANITIZE) tests/run.sh
+	CMDB_BUILD_DIR=$(BUILD) CMDB_SANITIZE=$(SANITIZE) bash tests/run.sh
 
 check: all
-	CMDB_BUILD_DIR=$(BUILD) CMDB_SANITIZE=$(SANITIZE) tests/run.sh --no-db
+	CMDB_BUILD_DIR=$(BUILD) CMDB_SANITIZE=$(SANITIZE) bash tests/run.sh --no-db
 
 valgrind:
 	@command -v valgrind >/dev/null || { echo "valgrind is not installed: apt-get install -y valgrind" >&2; exit 1; }
 	$(MAKE) --no-print-directory SANITIZE=0 all
-	CMDB_BUILD_DIR=build tests/run.sh --valgrind
+	CMDB_BUILD_DIR=build bash tests/run.sh --valgrind
 
 deps:
-	cmdbd/dev/deps.sh test
+	sh cmdbd/dev/deps.sh test
 
 fmt:
 	@command -v clang-format >/dev/null || { echo "clang-format is not installed: apt-get install -y clang-format" >&2; exit 1; }

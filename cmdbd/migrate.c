@@ -69,6 +69,27 @@ conn_error(PGconn *conn, char *buf, size_t size)
 	return buf;
 }
 
+/* Why a statement failed: PostgreSQL's primary message, else the connection's error
+ * (copied into buf). */
+static const char *
+result_error(PGconn *conn, const PGresult *res, char *buf, size_t size)
+{
+	const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+	return msg != NULL ? msg : conn_error(conn, buf, size);
+}
+
+/* One "event=migrate_error step=... error=..." line. */
+static void
+report_error(FILE *out, const char *step, PGconn *conn, const PGresult *res)
+{
+	char buf[512];
+
+	fprintf(out, "event=migrate_error step=%s error=", step);
+	put_value(out, result_error(conn, res, buf, sizeof(buf)));
+	fputc('\n', out);
+}
+
 /* Run a statement without parameters that must succeed with the given status.
  * On failure writes an event=migrate_error line naming `what` and returns -1. */
 static int
@@ -78,11 +99,7 @@ exec_simple(PGconn *conn, const char *sql, ExecStatusType want, const char *what
 	int rc = 0;
 
 	if (PQresultStatus(res) != want) {
-		char buf[512];
-
-		fprintf(out, "event=migrate_error step=%s error=", what);
-		put_value(out, res != NULL ? PQresultErrorMessage(res) : conn_error(conn, buf, sizeof(buf)));
-		fputc('\n', out);
+		report_error(out, what, conn, res);
 		rc = -1;
 	}
 	PQclear(res);
@@ -123,7 +140,6 @@ report_failure(const struct migration *m, PGconn *conn, const PGresult *res, FIL
 {
 	const char *pos = res != NULL ? PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION) : NULL;
 	const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-	const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	const char *detail = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
 	const char *hint = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_HINT) : NULL;
 	char buf[512];
@@ -135,7 +151,7 @@ report_failure(const struct migration *m, PGconn *conn, const PGresult *res, FIL
 	if (state != NULL)
 		fprintf(out, " sqlstate=%s", state);
 	fputs(" error=", out);
-	put_value(out, msg != NULL ? msg : conn_error(conn, buf, sizeof(buf)));
+	put_value(out, result_error(conn, res, buf, sizeof(buf)));
 	if (detail != NULL) {
 		fputs(" detail=", out);
 		put_value(out, detail);
@@ -228,9 +244,7 @@ load_applied(PGconn *conn, PGresult **applied, FILE *out)
 
 	*applied = NULL;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		fputs("event=migrate_error step=read_state error=", out);
-		put_value(out, PQresultErrorMessage(res));
-		fputc('\n', out);
+		report_error(out, "read_state", conn, res);
 		PQclear(res);
 		return -1;
 	}
@@ -241,9 +255,7 @@ load_applied(PGconn *conn, PGresult **applied, FILE *out)
 
 	res = PQexec(conn, SQL_SELECT_APPLIED);
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		fputs("event=migrate_error step=read_state error=", out);
-		put_value(out, PQresultErrorMessage(res));
-		fputc('\n', out);
+		report_error(out, "read_state", conn, res);
 		PQclear(res);
 		return -1;
 	}
@@ -328,12 +340,12 @@ migrate_run(PGconn *conn, bool status_only, FILE *out)
 	PGresult *applied = NULL;
 	int rc = -1;
 
-	if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-		char buf[512];
-
-		fputs("event=migrate_error step=connect error=", out);
-		put_value(out, conn != NULL ? conn_error(conn, buf, sizeof(buf)) : "no connection");
-		fputc('\n', out);
+	if (conn == NULL) {
+		fputs("event=migrate_error step=connect error=\"no connection\"\n", out);
+		return -1;
+	}
+	if (PQstatus(conn) != CONNECTION_OK) {
+		report_error(out, "connect", conn, NULL);
 		return -1;
 	}
 

@@ -1,6 +1,5 @@
 /*
- * check_e2e.c — suite "e2e": every tests/e2e/test_*.py, one Check test each, and the
- * SQL-level tests of the migrations' functions (tests/sql/run.sh) as one more.
+ * check_e2e.c — suite "e2e": every tests/e2e/test_*.py, one Check test each.
  *
  * The scripts (Python standard library, Debian's /usr/bin/python3) drive the real
  * binaries. They get the runner's environment: CMDB_TEST_ADMIN_URL (a superuser
@@ -19,10 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
-
 #define E2E_PYTHON "/usr/bin/python3"
-#define E2E_TIMEOUT_S 600
+#define E2E_TIMEOUT_S 600 /* per script */
 /* Keep at most this much of a script's output (its end: where failures are). */
 #define E2E_OUTPUT_MAX (256 * 1024)
 
@@ -149,65 +146,6 @@ START_TEST(test_e2e_script)
 }
 END_TEST
 
-/* Append " key='value'" to the conninfo string in buf, quoted as libpq wants. */
-static void
-conninfo_add(char *buf, size_t size, const char *key, const char *value)
-{
-	size_t len = strlen(buf);
-	int n = snprintf(buf + len, size - len, "%s%s='", len > 0 ? " " : "", key);
-
-	ck_assert_msg(n > 0 && (size_t)n < size - len, "conninfo too long");
-	len += (size_t)n;
-	for (const char *p = value; *p != '\0'; p++) {
-		ck_assert_msg(len + 4 < size, "conninfo too long");
-		if (*p == '\'' || *p == '\\')
-			buf[len++] = '\\';
-		buf[len++] = *p;
-	}
-	buf[len++] = '\'';
-	buf[len] = '\0';
-}
-
-/* tests/sql/run.sh against an empty database of its own, dropped afterwards. */
-START_TEST(test_sql_functions)
-{
-	const char *admin_url = getenv("CMDB_TEST_ADMIN_URL");
-	char script[4096], dbname[64], sql[128], conninfo[4096] = "";
-	char *argv[] = {"/bin/sh", script, conninfo, NULL};
-	PQconninfoOption *opts;
-	PGconn *admin;
-	PGresult *res;
-
-	snprintf(script, sizeof(script), "%s/tests/sql/run.sh", repo_dir());
-	snprintf(dbname, sizeof(dbname), "cmdb_sqltest_%ld", (long)getpid());
-
-	/* The admin conninfo with dbname replaced. */
-	opts = PQconninfoParse(admin_url, NULL);
-	ck_assert_ptr_nonnull(opts);
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
-		if (o->val != NULL && o->val[0] != '\0' && strcmp(o->keyword, "dbname") != 0)
-			conninfo_add(conninfo, sizeof(conninfo), o->keyword, o->val);
-	}
-	PQconninfoFree(opts);
-	conninfo_add(conninfo, sizeof(conninfo), "dbname", dbname);
-
-	admin = PQconnectdb(admin_url);
-	ck_assert_msg(PQstatus(admin) == CONNECTION_OK, "%s", PQerrorMessage(admin));
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-	res = PQexec(admin, sql);
-	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK, "%s", PQresultErrorMessage(res));
-	PQclear(res);
-
-	expect_success("tests/sql/run.sh", argv);
-
-	/* Reached only on success: a failed run leaves the database for a post-mortem,
-	 * and the throwaway cluster goes anyway. */
-	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", dbname);
-	PQclear(PQexec(admin, sql));
-	PQfinish(admin);
-}
-END_TEST
-
 START_TEST(test_e2e_listing)
 {
 	ck_abort_msg("%s", e2e_error);
@@ -227,14 +165,6 @@ suite_e2e(void)
 		fputs("e2e: skipped: CMDB_TEST_ADMIN_URL is not set (make test sets it)\n", stderr);
 		return s;
 	}
-	snprintf(pattern, sizeof(pattern), "%s/tests/sql/run.sh", repo_dir());
-	if (access(pattern, R_OK) == 0) {
-		tc = tcase_create("sql");
-		tcase_set_timeout(tc, E2E_TIMEOUT_S);
-		tcase_add_test(tc, test_sql_functions);
-		suite_add_tcase(s, tc);
-	}
-
 	snprintf(pattern, sizeof(pattern), "%s/tests/e2e/test_*.py", repo_dir());
 	rc = glob(pattern, 0, NULL, &e2e_scripts);
 	if (rc == GLOB_NOMATCH) {

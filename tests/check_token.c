@@ -163,8 +163,41 @@ START_TEST(test_name_valid)
 }
 END_TEST
 
+/* The generated table holds every migrations/NNNN_name.sql, byte for byte (the file's
+ * text plus a final newline if it lacked one), in strictly ascending version order. */
+START_TEST(test_migrations_embedded)
+{
+	const char *repo = getenv("CMDB_REPO");
+	char path[4096];
+
+	ck_assert_uint_ge(migrations_count, 1);
+	for (size_t i = 0; i < migrations_count; i++) {
+		const struct migration *m = &migrations[i];
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f;
+
+		if (i > 0)
+			ck_assert_int_gt(m->version, migrations[i - 1].version);
+		ck_assert_int_eq(migrate_latest_version() >= m->version, 1);
+		snprintf(path, sizeof(path), "%s/migrations/%04d_%s.sql",
+			 repo != NULL && repo[0] != '\0' ? repo : ".", m->version, m->name);
+		f = fopen(path, "rb");
+		ck_assert_msg(f != NULL, "%s: cannot open (run from the repository root)", path);
+		text = calloc(1, strlen(m->sql) + 2);
+		len = fread(text, 1, strlen(m->sql) + 1, f);
+		fclose(f);
+		if (len > 0 && text[len - 1] != '\n')
+			text[len++] = '\n';
+		ck_assert_msg(len == strlen(m->sql) && memcmp(text, m->sql, len) == 0,
+			      "%s differs from its embedded copy", path);
+		free(text);
+	}
+}
+END_TEST
+
 /* ------------------------------------------------------------------------------------
- * Database tests
+ * The CLI and the database: test_cli_usage needs no database, the "db" tcase does
  * ---------------------------------------------------------------------------------- */
 
 static const char *admin_url;
@@ -567,6 +600,7 @@ suite_token(void)
 			    (int)(sizeof(durations) / sizeof(durations[0])));
 	tcase_add_test(unit, test_name_valid);
 	tcase_add_test(unit, test_cli_usage);
+	tcase_add_test(unit, test_migrations_embedded);
 	suite_add_tcase(s, unit);
 
 	admin_url = getenv("CMDB_TEST_ADMIN_URL");

@@ -31,9 +31,9 @@ build=$repo/${CMDB_BUILD_DIR:-build}
 cd "$repo"
 
 if [ $mode = no-db ]; then
-    cmdbd/dev/deps.sh build
+    sh cmdbd/dev/deps.sh build
 else
-    cmdbd/dev/deps.sh test
+    sh cmdbd/dev/deps.sh test
 fi
 
 runner=$build/check_cmdb
@@ -66,15 +66,15 @@ fi
 tmp=$(mktemp -d /tmp/cmdbd-test.XXXXXX)
 chmod 755 "$tmp"
 cleanup() {
-    cmdbd/dev/pgcluster.sh destroy "$tmp/cluster" >/dev/null 2>&1 || true
+    sh cmdbd/dev/pgcluster.sh destroy "$tmp/cluster" >/dev/null 2>&1 || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
-PGCLUSTER_THROWAWAY=1 cmdbd/dev/pgcluster.sh start "$tmp/cluster"
-CMDB_TEST_ADMIN_URL=$(cmdbd/dev/pgcluster.sh url "$tmp/cluster" postgres)
+PGCLUSTER_THROWAWAY=1 sh cmdbd/dev/pgcluster.sh start "$tmp/cluster"
+CMDB_TEST_ADMIN_URL=$(sh cmdbd/dev/pgcluster.sh url "$tmp/cluster" postgres)
 export CMDB_TEST_ADMIN_URL
 
 run=("$runner")

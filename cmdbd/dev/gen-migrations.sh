@@ -26,7 +26,8 @@ for f in "$@"; do
         echo "$0: $f: migration files are named NNNN_name.sql (name: [a-z0-9_])" >&2
         exit 1
     fi
-    if tr -d '\000' <"$f" | cmp -s - "$f"; then :; else
+    # shellcheck disable=SC2094 # both only read the file
+    if ! tr -d '\000' <"$f" | cmp -s - "$f"; then
         echo "$0: $f: contains a NUL byte" >&2
         exit 1
     fi

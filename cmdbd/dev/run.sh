@@ -15,21 +15,21 @@ token_file=$state/admin.token
 listen=${CMDB_LISTEN:-127.0.0.1:8080}
 cmdbd=$repo/build/cmdbd
 
-cmdbd/dev/deps.sh run
+sh cmdbd/dev/deps.sh run
 make --no-print-directory -j2 all
 
 mkdir -p "$state"
 own_cluster=0
 if [ -z "${CMDB_DATABASE_URL:-}" ]; then
-    cmdbd/dev/pgcluster.sh start "$state"
+    sh cmdbd/dev/pgcluster.sh start "$state"
     own_cluster=1
-    CMDB_DATABASE_URL=$(cmdbd/dev/pgcluster.sh url "$state")
+    CMDB_DATABASE_URL=$(sh cmdbd/dev/pgcluster.sh url "$state")
     export CMDB_DATABASE_URL
 fi
 
 stop_cluster() {
-    if [ $own_cluster = 1 ]; then
-        cmdbd/dev/pgcluster.sh stop "$state" || true
+    if [ "$own_cluster" = 1 ]; then
+        sh cmdbd/dev/pgcluster.sh stop "$state" || true
     fi
 }
 trap stop_cluster EXIT
