@@ -144,7 +144,7 @@ main(int argc, char **argv)
 				goto out;
 			}
 			PQsetNoticeProcessor(conn, silent_notice, NULL);
-			rc = migrate_run(conn, status, stderr) == 0 ? 0 : 1;
+			rc = migrate_run(conn, status, status ? stdout : stderr) == 0 ? 0 : 1;
 			PQfinish(conn);
 		} else {
 			if (n == 0) {

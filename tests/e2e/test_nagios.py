@@ -49,6 +49,11 @@ class TestNagiosConfig(unittest.TestCase):
         d = tempfile.mkdtemp(prefix="cmdb-nagios-")
         self.addCleanup(shutil.rmtree, d, True)
         os.chmod(d, 0o777)  # nagios4 -v checks check_result_path as the nagios user
+        # The nagios user may not be able to enter the checkout (a 0700 home): check
+        # copies of the files, as an installation would have them.
+        for name in ("cmdb.cfg", "example-objects.cfg"):
+            shutil.copy(os.path.join(NAGIOS_DIR, name), d)
+            os.chmod(os.path.join(d, name), 0o644)
         with open(os.path.join(d, "timeperiods.cfg"), "w") as f:
             f.write("define timeperiod {\n timeperiod_name 24x7\n alias always\n"
                     + "".join(" %s 00:00-24:00\n" % day for day in (
@@ -62,8 +67,8 @@ class TestNagiosConfig(unittest.TestCase):
             f.write("\n".join([
                 "log_file=%s/nagios.log" % d,
                 "cfg_file=%s/timeperiods.cfg" % d,
-                "cfg_file=%s/cmdb.cfg" % NAGIOS_DIR,
-                "cfg_file=%s/example-objects.cfg" % NAGIOS_DIR,
+                "cfg_file=%s/cmdb.cfg" % d,
+                "cfg_file=%s/example-objects.cfg" % d,
                 "resource_file=%s/resource.cfg" % d,
                 "status_file=%s/status.dat" % d,
                 "temp_file=%s/nagios.tmp" % d,
