@@ -67,11 +67,12 @@ DEPFLAGS = -MMD -MP
 
 SERVER_SRCS := $(sort $(wildcard cmdbd/*.c))
 CLIENT_SRCS := $(sort $(wildcard client/*.c))
-# tests/check_*.c: the suites and their runner (tests/bench_*.c are separate programs).
-TEST_SRCS := $(sort $(wildcard tests/check_*.c))
+# tests/check_*.c: the suites and their runner; tests/pgtest.c: helpers they share
+# (tests/bench_*.c are separate programs).
+TEST_SRCS := $(sort $(wildcard tests/check_*.c)) tests/pgtest.c
 MIGRATIONS := $(sort $(wildcard migrations/[0-9][0-9][0-9][0-9]_*.sql))
 # Suite names: tests/check_foo.c -> foo (the runner itself is not a suite).
-SUITES := $(filter-out main,$(patsubst tests/check_%.c,%,$(TEST_SRCS)))
+SUITES := $(filter-out main,$(patsubst tests/check_%.c,%,$(filter tests/check_%.c,$(TEST_SRCS))))
 
 SERVER_OBJS := $(SERVER_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/migrations.o
 CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(OBJ)/%.o)

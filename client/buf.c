@@ -81,16 +81,25 @@ void cl_buf_putc(struct buf *b, char c)
 
 void cl_buf_printf(struct buf *b, const char *fmt, ...)
 {
+    /* Most lines fit the stack buffer: one formatting pass, and no vsnprintf(NULL, 0)
+     * (which GCC's sanitizer build flags as a null format string). */
+    char small[256];
     va_list ap;
+    int n;
+
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
     va_end(ap);
     if (n < 0)
         return;
     buf_grow(b, (size_t)n);
-    va_start(ap, fmt);
-    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    if ((size_t)n < sizeof(small)) {
+        memcpy(b->data + b->len, small, (size_t)n + 1);
+    } else {
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    }
     b->len += (size_t)n;
 }
 

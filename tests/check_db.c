@@ -31,6 +31,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "pgtest.h"
 
 /* ------------------------------------------------------------------ statements */
 
@@ -96,30 +97,6 @@ static char *conninfo; /* the scratch database, for db_new (malloc'd) */
 static PGconn *side;   /* a blocking connection to the scratch database */
 static struct event_base *base;
 
-/* Connect to database name on the admin server: name overrides the conninfo's. */
-static PGconn *
-connect_to(const char *name)
-{
-	const char *keys[] = {"dbname", "dbname", NULL};
-	const char *values[] = {admin_url, name, NULL};
-	PGconn *conn = PQconnectdbParams(keys, values, 1);
-
-	ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connect to %s: %s", name,
-		      PQerrorMessage(conn));
-	return conn;
-}
-
-static void
-exec_ok(PGconn *conn, const char *sql)
-{
-	PGresult *res = PQexec(conn, sql);
-
-	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK ||
-			  PQresultStatus(res) == PGRES_TUPLES_OK,
-		      "%s: %s", sql, PQresultErrorMessage(res));
-	PQclear(res);
-}
-
 /* One cell as a number (the query must return one row). */
 static long
 exec_long(PGconn *conn, const char *sql)
@@ -173,19 +150,19 @@ conninfo_for(const char *name)
 static void
 db_setup(void)
 {
-	PGconn *admin = connect_to("postgres");
+	PGconn *admin = pgtest_connect(admin_url, "postgres");
 	char sql[160];
 
 	log_set_level(getenv("CMDB_TEST_LOG") ? LOG_DEBUG : LOG_ERROR);
 	snprintf(dbname, sizeof(dbname), "cmdb_check_db_%ld_%d", (long)getpid(), db_counter++);
-	exec_ok(admin, "SET client_min_messages = warning");
+	pgtest_exec(admin, "SET client_min_messages = warning");
 	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", dbname);
-	exec_ok(admin, sql);
+	pgtest_exec(admin, sql);
 	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-	exec_ok(admin, sql);
+	pgtest_exec(admin, sql);
 	PQfinish(admin);
-	side = connect_to(dbname);
-	exec_ok(side, setup_sql);
+	side = pgtest_connect(admin_url, dbname);
+	pgtest_exec(side, setup_sql);
 	conninfo = conninfo_for(dbname);
 	base = event_base_new();
 	ck_assert_ptr_nonnull(base);
@@ -203,9 +180,9 @@ db_teardown(void)
 	side = NULL;
 	free(conninfo);
 	conninfo = NULL;
-	admin = connect_to("postgres");
+	admin = pgtest_connect(admin_url, "postgres");
 	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
-	exec_ok(admin, sql);
+	pgtest_exec(admin, sql);
 	PQfinish(admin);
 	log_set_level(LOG_INFO);
 }
@@ -492,7 +469,7 @@ START_TEST(test_lazy_prepare)
 	c = run1(db, S_LATE, NULL);
 	ck_assert_int_eq(c.status, DB_ERROR);
 	ck_assert_str_eq(c.sqlstate, "42P01");
-	exec_ok(side, "CREATE TABLE t_late (x int); INSERT INTO t_late VALUES (1), (2)");
+	pgtest_exec(side, "CREATE TABLE t_late (x int); INSERT INTO t_late VALUES (1), (2)");
 	c = run1(db, S_LATE, NULL);
 	ASSERT_OK(c, "2");
 	c = run1(db, S_PREPARED, NULL);
@@ -516,7 +493,7 @@ START_TEST(test_queue_beyond_pool)
 	enum { N = 6 };
 	struct db *db = pool(2, NULL);
 	struct call c[N] = {{0}};
-	char tags[N][8];
+	char tags[N][16];
 	char pids[N][32];
 	struct db_stats st;
 	double t0 = now_s(), elapsed;
@@ -850,7 +827,7 @@ START_TEST(test_listen_notify)
 	ck_assert_str_eq(l.payload, "hello");
 
 	/* From another session, the other channel, no payload. */
-	exec_ok(side, "NOTIFY t_other");
+	pgtest_exec(side, "NOTIFY t_other");
 	wait_count(&l.notifies, 2, 5000, "notifications");
 	ck_assert_str_eq(l.channel, "t_other");
 	ck_assert_str_eq(l.payload, "");

@@ -15,6 +15,7 @@
 
 #include "migrate.h"
 #include "token.h"
+#include "pgtest.h"
 
 /* ------------------------------------------------------------------------------------
  * Unit tests
@@ -202,45 +203,21 @@ END_TEST
 
 static const char *admin_url;
 
-/* Connect to database dbname on the admin server: dbname overrides the conninfo's. */
-static PGconn *
-connect_to(const char *dbname)
-{
-	const char *keys[] = {"dbname", "dbname", NULL};
-	const char *values[] = {admin_url, dbname, NULL};
-	PGconn *conn = PQconnectdbParams(keys, values, 1);
-
-	ck_assert_msg(PQstatus(conn) == CONNECTION_OK, "connect to %s: %s", dbname,
-		      PQerrorMessage(conn));
-	return conn;
-}
-
-static void
-exec_ok(PGconn *conn, const char *sql)
-{
-	PGresult *res = PQexec(conn, sql);
-
-	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK ||
-			      PQresultStatus(res) == PGRES_TUPLES_OK,
-		      "%s: %s", sql, PQresultErrorMessage(res));
-	PQclear(res);
-}
-
 /* A fresh, empty database for one test; its name goes into name[64]. */
 static PGconn *
 fresh_db(char name[64])
 {
-	PGconn *admin = connect_to("postgres");
+	PGconn *admin = pgtest_connect(admin_url, "postgres");
 	char sql[128];
 
-	exec_ok(admin, "SET client_min_messages = warning");
+	pgtest_exec(admin, "SET client_min_messages = warning");
 	snprintf(name, 64, "cmdb_test_token_%ld", (long)getpid());
 	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", name);
-	exec_ok(admin, sql);
+	pgtest_exec(admin, sql);
 	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
-	exec_ok(admin, sql);
+	pgtest_exec(admin, sql);
 	PQfinish(admin);
-	return connect_to(name);
+	return pgtest_connect(admin_url, name);
 }
 
 static void
@@ -250,9 +227,9 @@ drop_db(PGconn *conn, const char *name)
 	char sql[128];
 
 	PQfinish(conn);
-	admin = connect_to("postgres");
+	admin = pgtest_connect(admin_url, "postgres");
 	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", name);
-	exec_ok(admin, sql);
+	pgtest_exec(admin, sql);
 	PQfinish(admin);
 }
 
@@ -347,7 +324,7 @@ START_TEST(test_migrate_failure)
 	char *report, *value;
 	int rc;
 
-	exec_ok(conn, "CREATE TABLE nodes (x int)");
+	pgtest_exec(conn, "CREATE TABLE nodes (x int)");
 	report = run_migrate(conn, false, &rc);
 	ck_assert_int_eq(rc, -1);
 	ck_assert_msg(strstr(report, "event=migration_failed version=1 name=schema") != NULL,
@@ -476,7 +453,7 @@ START_TEST(test_token_cli)
 {
 	char db[64];
 	PGconn *conn = fresh_db(db);
-	PGconn *listener = connect_to(db);
+	PGconn *listener = pgtest_connect(admin_url, db);
 	char *out = NULL, *err = NULL, *value, *payload;
 	char hash[TOKEN_HASH_HEX_LEN + 1];
 	char token[TOKEN_MAX];
@@ -492,7 +469,7 @@ START_TEST(test_token_cli)
 	out = run_migrate(conn, false, &rc);
 	ck_assert_msg(rc == 0, "migrate: %s", out);
 	free(out);
-	exec_ok(listener, "LISTEN cmdb_tokens");
+	pgtest_exec(listener, "LISTEN cmdb_tokens");
 
 	/* create: the token alone on stdout, its hash in the table, a notification. */
 	rc = run_token(conn, &out, &err, create);
