@@ -443,7 +443,8 @@ hit_json(const graph *g, const struct owner_hit *hit)
 static json_t *
 hits_json(const graph *g, struct owner_hits *h)
 {
-	qsort(h->v, h->n, sizeof *h->v, cmp_hit);
+	if (h->n > 0) /* qsort's base must not be NULL, even for no elements */
+		qsort(h->v, h->n, sizeof *h->v, cmp_hit);
 	json_t *arr = json_array();
 	for (size_t i = 0; arr != NULL && i < h->n; i++) {
 		if (i > 0 && h->v[i].owner == h->v[i - 1].owner)
