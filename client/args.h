@@ -14,26 +14,26 @@
 #include <stddef.h>
 
 enum arg_type {
-    ARG_FLAG,    /* --name, no value */
-    ARG_VALUE,   /* --name VALUE or --name=VALUE; may repeat */
+	ARG_FLAG,  /* --name, no value */
+	ARG_VALUE, /* --name VALUE or --name=VALUE; may repeat */
 };
 
 /* One accepted option; arrays of these end with {NULL, 0}. */
 struct arg_spec {
-    const char *name;       /* without the leading "--" */
-    enum arg_type type;
+	const char *name; /* without the leading "--" */
+	enum arg_type type;
 };
 
 struct arg_opt {
-    const char *name;       /* the spec's name */
-    const char *value;      /* NULL for flags */
+	const char *name;  /* the spec's name */
+	const char *value; /* NULL for flags */
 };
 
 struct args {
-    const char **pos;       /* positionals, in order */
-    size_t npos;
-    struct arg_opt *opts;   /* options, in order (repeats kept) */
-    size_t nopts;
+	const char **pos; /* positionals, in order */
+	size_t npos;
+	struct arg_opt *opts; /* options, in order (repeats kept) */
+	size_t nopts;
 };
 
 /*
@@ -41,8 +41,8 @@ struct args {
  * global options (and their values). Returns its index, 0 when there is no
  * command, or -1 with a message in err (an unknown option before the command).
  */
-int cl_args_find_command(int argc, char *const *argv, const struct arg_spec *global,
-                      char *err, size_t errlen);
+int cl_args_find_command(int argc, char *const *argv, const struct arg_spec *global, char *err,
+			 size_t errlen);
 
 /*
  * Parses argv[1..argc) except index `skip` (the command word; pass 0 for
@@ -51,7 +51,7 @@ int cl_args_find_command(int argc, char *const *argv, const struct arg_spec *glo
  * Returns 0, or -1 with a message in err; on failure *out is left empty.
  */
 int cl_args_parse(int argc, char *const *argv, int skip, const struct arg_spec *global,
-               const struct arg_spec *cmd, struct args *out, char *err, size_t errlen);
+		  const struct arg_spec *cmd, struct args *out, char *err, size_t errlen);
 
 /* True when the option was given at least once. */
 bool cl_args_has(const struct args *a, const char *name);
@@ -67,7 +67,7 @@ const char *cl_args_next(const struct args *a, const char *name, size_t *iter);
  * err when it is not a whole decimal number in range.
  */
 int cl_args_number(const struct args *a, const char *name, long long min, long long max,
-                long long *out, char *err, size_t errlen);
+		   long long *out, char *err, size_t errlen);
 
 void cl_args_free(struct args *a);
 

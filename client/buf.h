@@ -11,20 +11,22 @@
 #include <stddef.h>
 
 struct buf {
-    char *data;   /* owned; NULL until the first append */
-    size_t len;   /* bytes used, excluding the terminating NUL */
-    size_t cap;   /* bytes allocated */
+	char *data; /* owned; NULL until the first append */
+	size_t len; /* bytes used, excluding the terminating NUL */
+	size_t cap; /* bytes allocated */
 };
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT                                                                                   \
+	{                                                                                          \
+		NULL, 0, 0                                                                         \
+	}
 
 /* Appends n bytes (may contain NULs). */
 void cl_buf_append(struct buf *b, const void *p, size_t n);
 /* Appends a NUL-terminated string. */
 void cl_buf_puts(struct buf *b, const char *s);
 void cl_buf_putc(struct buf *b, char c);
-void cl_buf_printf(struct buf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void cl_buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Returns the contents as a malloc'd NUL-terminated string (never NULL) and
  * leaves b empty; the caller frees the result. */
 char *cl_buf_detach(struct buf *b);

@@ -19,11 +19,11 @@
 
 /* Exit codes (SPEC §4). */
 enum {
-    CMDB_EXIT_OK = 0,
-    CMDB_EXIT_NOT_FOUND = 1,   /* HTTP 404 */
-    CMDB_EXIT_USAGE = 2,       /* bad arguments, HTTP 400 */
-    CMDB_EXIT_AUTH = 3,        /* HTTP 401, 403 */
-    CMDB_EXIT_SERVER = 4,      /* other HTTP errors, network, bad replies */
+	CMDB_EXIT_OK = 0,
+	CMDB_EXIT_NOT_FOUND = 1, /* HTTP 404 */
+	CMDB_EXIT_USAGE = 2,	 /* bad arguments, HTTP 400 */
+	CMDB_EXIT_AUTH = 3,	 /* HTTP 401, 403 */
+	CMDB_EXIT_SERVER = 4,	 /* other HTTP errors, network, bad replies */
 };
 
 #define CMDB_CONNECT_TIMEOUT_MS 5000
@@ -33,43 +33,43 @@ struct command;
 
 /* One run of the CLI. Owned by main(). */
 struct cmdb {
-    struct http_url url;
-    char *token;                  /* owned; NULL when none was found */
-    bool json;                    /* --json: print the server's JSON */
-    bool json_errors;             /* with --json, also print error bodies to stdout
-                                     (off where stdout is a JSON-lines stream) */
-    int timeout_ms;               /* per request, after connecting */
-    const struct args *args;      /* parsed command line (positionals exclude the command) */
-    const struct command *cmd;
-    int last_status;              /* HTTP status of the last reply; 0 = none (network) */
+	struct http_url url;
+	char *token;		 /* owned; NULL when none was found */
+	bool json;		 /* --json: print the server's JSON */
+	bool json_errors;	 /* with --json, also print error bodies to stdout
+				    (off where stdout is a JSON-lines stream) */
+	int timeout_ms;		 /* per request, after connecting */
+	const struct args *args; /* parsed command line (positionals exclude the command) */
+	const struct command *cmd;
+	int last_status; /* HTTP status of the last reply; 0 = none (network) */
 };
 
 /* A command: name, how many positionals, its options and its help. */
 struct command {
-    const char *name;
-    int (*run)(struct cmdb *c);
-    int min_pos, max_pos;         /* max_pos < 0: unlimited */
-    const struct arg_spec *options;
-    const char *usage;            /* "get REF" */
-    const char *summary;          /* one line */
-    const char *help;             /* option descriptions, or NULL */
+	const char *name;
+	int (*run)(struct cmdb *c);
+	int min_pos, max_pos; /* max_pos < 0: unlimited */
+	const struct arg_spec *options;
+	const char *usage;   /* "get REF" */
+	const char *summary; /* one line */
+	const char *help;    /* option descriptions, or NULL */
 };
 
 /* A request to make. Unset fields are zero. */
 struct cmdb_call {
-    const char *method;
-    const char *target;           /* path + query, without the URL prefix */
-    const char *body;             /* JSON text, or NULL */
-    size_t body_len;
-    const char *const *headers;   /* extra name, value pairs, NULL-terminated */
-    int timeout_ms;               /* 0: c->timeout_ms */
-    bool raw;                     /* do not parse a 2xx body as JSON (graph dot) */
+	const char *method;
+	const char *target; /* path + query, without the URL prefix */
+	const char *body;   /* JSON text, or NULL */
+	size_t body_len;
+	const char *const *headers; /* extra name, value pairs, NULL-terminated */
+	int timeout_ms;		    /* 0: c->timeout_ms */
+	bool raw;		    /* do not parse a 2xx body as JSON (graph dot) */
 };
 
 /* A successful reply. json is NULL for empty or raw bodies. */
 struct cmdb_reply {
-    struct http_response http;
-    json_t *json;
+	struct http_response http;
+	json_t *json;
 };
 
 /*
@@ -101,7 +101,7 @@ int cmdb_ref_path(const struct cmdb *c, struct buf *b, const char *ref);
 /* Reads an integer option in [min, max]: 1 present, 0 absent, or a usage
  * error printed and -1 returned. */
 int cmdb_number(const struct cmdb *c, const char *name, long long min, long long max,
-                long long *out);
+		long long *out);
 
 /* The commands (cmd_*.c). */
 int cmd_get(struct cmdb *c);

@@ -13,140 +13,148 @@
 #include "table.h"
 
 /* GETs `target` and, with --json, prints the body. *r is filled on success. */
-static int get_json(struct cmdb *c, const char *target, struct cmdb_reply *r)
+static int
+get_json(struct cmdb *c, const char *target, struct cmdb_reply *r)
 {
-    int rc = cmdb_request(c, &(struct cmdb_call){.method = "GET", .target = target}, r);
-    if (rc == 0 && c->json)
-        cmdb_print_json(r->json);
-    return rc;
+	int rc = cmdb_request(c, &(struct cmdb_call){.method = "GET", .target = target}, r);
+	if (rc == 0 && c->json)
+		cmdb_print_json(r->json);
+	return rc;
 }
 
 /* Adds ?name=N when the integer option is given. Returns 0 or a usage code. */
-static int add_number_param(struct cmdb *c, struct buf *t, const char *option,
-                            const char *param, long long min, long long max)
+static int
+add_number_param(struct cmdb *c, struct buf *t, const char *option, const char *param,
+		 long long min, long long max)
 {
-    long long v;
-    int has = cmdb_number(c, option, min, max, &v);
-    if (has < 0)
-        return CMDB_EXIT_USAGE;
-    if (has) {
-        char num[32];
-        snprintf(num, sizeof num, "%lld", v);
-        cl_query_add(t, param, num);
-    }
-    return 0;
+	long long v;
+	int has = cmdb_number(c, option, min, max, &v);
+	if (has < 0)
+		return CMDB_EXIT_USAGE;
+	if (has) {
+		char num[32];
+		snprintf(num, sizeof num, "%lld", v);
+		cl_query_add(t, param, num);
+	}
+	return 0;
 }
 
 /* --------------------------------------------------------------- owners */
 
-int cmd_owners(struct cmdb *c)
+int
+cmd_owners(struct cmdb *c)
 {
-    static const char *const head[] = {"OWNER", "RULE", "CONTACTS", "VIA"};
-    const char *ref = c->args->pos[0];
-    struct buf path = BUF_INIT;
-    struct cmdb_reply r;
-    int rc = cmdb_ref_path(c, &path, ref);
-    if (rc != 0)
-        goto out;
-    cl_buf_puts(&path, "/owners");
-    rc = get_json(c, cl_buf_str(&path), &r);
-    if (rc != 0 || c->json)
-        goto done;
-    const json_t *owners = json_object_get(r.json, "owners");
-    if (!json_is_array(owners)) {
-        rc = cmdb_bad_reply(&r, "no \"owners\" array");
-        goto done;
-    }
-    if (json_array_size(owners) == 0) {
-        printf("no owners found for %s\n", ref);
-        goto done;
-    }
-    struct table *t = cl_table_new(4, head);
-    size_t i;
-    json_t *o;
-    json_array_foreach((json_t *)owners, i, o) {
-        char *contacts = cl_fmt_contacts(json_object_get(o, "attributes"));
-        char *via = cl_fmt_join(json_object_get(o, "via"), " -> ");
-        const char *cells[] = {cl_jstr(o, "ref"), cl_jstr(o, "rule"), contacts, via};
-        cl_table_add(t, cells);
-        free(contacts);
-        free(via);
-    }
-    cl_table_print(t, stdout);
-    cl_table_free(t);
+	static const char *const head[] = {"OWNER", "RULE", "CONTACTS", "VIA"};
+	const char *ref = c->args->pos[0];
+	struct buf path = BUF_INIT;
+	struct cmdb_reply r;
+	int rc = cmdb_ref_path(c, &path, ref);
+	if (rc != 0)
+		goto out;
+	cl_buf_puts(&path, "/owners");
+	rc = get_json(c, cl_buf_str(&path), &r);
+	if (rc != 0 || c->json)
+		goto done;
+	const json_t *owners = json_object_get(r.json, "owners");
+	if (!json_is_array(owners)) {
+		rc = cmdb_bad_reply(&r, "no \"owners\" array");
+		goto done;
+	}
+	if (json_array_size(owners) == 0) {
+		printf("no owners found for %s\n", ref);
+		goto done;
+	}
+	struct table *t = cl_table_new(4, head);
+	size_t i;
+	json_t *o;
+	json_array_foreach((json_t *)owners, i, o)
+	{
+		char *contacts = cl_fmt_contacts(json_object_get(o, "attributes"));
+		char *via = cl_fmt_join(json_object_get(o, "via"), " -> ");
+		const char *cells[] = {cl_jstr(o, "ref"), cl_jstr(o, "rule"), contacts, via};
+		cl_table_add(t, cells);
+		free(contacts);
+		free(via);
+	}
+	cl_table_print(t, stdout);
+	cl_table_free(t);
 done:
-    cmdb_reply_free(&r);   /* zeroed by cmdb_request on failure */
+	cmdb_reply_free(&r); /* zeroed by cmdb_request on failure */
 out:
-    cl_buf_free(&path);
-    return rc;
+	cl_buf_free(&path);
+	return rc;
 }
 
 /* ------------------------------------------------ dependents, dependencies */
 
-static int walk(struct cmdb *c, const char *what)
+static int
+walk(struct cmdb *c, const char *what)
 {
-    static const char *const head[] = {"REF", "DEPTH", "VIA"};
-    const char *ref = c->args->pos[0];
-    struct buf path = BUF_INIT;
-    struct cmdb_reply r;
-    int rc = cmdb_ref_path(c, &path, ref);
-    if (rc != 0)
-        goto out;
-    cl_buf_printf(&path, "/%s", what);
-    if (add_number_param(c, &path, "depth", "depth", 0, 1000000) ||
-        add_number_param(c, &path, "limit", "limit", 1, 100000)) {
-        rc = CMDB_EXIT_USAGE;
-        goto out;
-    }
-    const char *types = cl_args_get(c->args, "types");
-    if (types)
-        cl_query_add(&path, "types", types);
-    rc = get_json(c, cl_buf_str(&path), &r);
-    if (rc != 0)
-        goto out;
-    const json_t *nodes = json_object_get(r.json, "nodes");
-    if (c->json) {
-        /* printed already */
-    } else if (!json_is_array(nodes)) {
-        rc = cmdb_bad_reply(&r, "no \"nodes\" array");
-    } else if (json_array_size(nodes) == 0) {
-        printf("%s: no %s\n", ref, what);
-    } else {
-        struct table *t = cl_table_new(3, head);
-        size_t i;
-        json_t *n;
-        json_array_foreach((json_t *)nodes, i, n) {
-            char *depth = cl_json_text(json_object_get(n, "depth"));
-            const json_t *via = json_object_get(n, "via");
-            char *via_text = json_is_object(via) ? cl_fmt_edge(via) : cl_xstrdup("-");
-            const char *cells[] = {cl_jstr(n, "ref"), depth, via_text};
-            cl_table_add(t, cells);
-            free(depth);
-            free(via_text);
-        }
-        cl_table_print(t, stdout);
-        cl_table_free(t);
-        if (json_is_true(json_object_get(r.json, "truncated"))) {
-            char *count = cl_json_text(json_object_get(r.json, "count"));
-            fprintf(stderr, "cmdb: showing %zu of %s %s; raise --limit for more\n",
-                    json_array_size(nodes), count, what);
-            free(count);
-        }
-    }
-    cmdb_reply_free(&r);
+	static const char *const head[] = {"REF", "DEPTH", "VIA"};
+	const char *ref = c->args->pos[0];
+	struct buf path = BUF_INIT;
+	struct cmdb_reply r;
+	int rc = cmdb_ref_path(c, &path, ref);
+	if (rc != 0)
+		goto out;
+	cl_buf_printf(&path, "/%s", what);
+	if (add_number_param(c, &path, "depth", "depth", 0, 1000000) ||
+	    add_number_param(c, &path, "limit", "limit", 1, 100000)) {
+		rc = CMDB_EXIT_USAGE;
+		goto out;
+	}
+	const char *types = cl_args_get(c->args, "types");
+	if (types)
+		cl_query_add(&path, "types", types);
+	rc = get_json(c, cl_buf_str(&path), &r);
+	if (rc != 0)
+		goto out;
+	const json_t *nodes = json_object_get(r.json, "nodes");
+	if (c->json) {
+		/* printed already */
+	} else if (!json_is_array(nodes)) {
+		rc = cmdb_bad_reply(&r, "no \"nodes\" array");
+	} else if (json_array_size(nodes) == 0) {
+		printf("%s: no %s\n", ref, what);
+	} else {
+		struct table *t = cl_table_new(3, head);
+		size_t i;
+		json_t *n;
+		json_array_foreach((json_t *)nodes, i, n)
+		{
+			char *depth = cl_json_text(json_object_get(n, "depth"));
+			const json_t *via = json_object_get(n, "via");
+			char *via_text = json_is_object(via) ? cl_fmt_edge(via) : cl_xstrdup("-");
+			const char *cells[] = {cl_jstr(n, "ref"), depth, via_text};
+			cl_table_add(t, cells);
+			free(depth);
+			free(via_text);
+		}
+		cl_table_print(t, stdout);
+		cl_table_free(t);
+		if (json_is_true(json_object_get(r.json, "truncated"))) {
+			char *count = cl_json_text(json_object_get(r.json, "count"));
+			fprintf(stderr, "cmdb: showing %zu of %s %s; raise --limit for more\n",
+				json_array_size(nodes), count, what);
+			free(count);
+		}
+	}
+	cmdb_reply_free(&r);
 out:
-    cl_buf_free(&path);
-    return rc;
+	cl_buf_free(&path);
+	return rc;
 }
 
-int cmd_dependents(struct cmdb *c)
+int
+cmd_dependents(struct cmdb *c)
 {
-    return walk(c, "dependents");
+	return walk(c, "dependents");
 }
 
-int cmd_dependencies(struct cmdb *c)
+int
+cmd_dependencies(struct cmdb *c)
 {
-    return walk(c, "dependencies");
+	return walk(c, "dependencies");
 }
 
 /* ----------------------------------------------------------------- path */
@@ -156,190 +164,202 @@ int cmd_dependencies(struct cmdb *c)
  * a hop walked against its direction (part_of, from system to component)
  * is drawn "<--type--".
  */
-static int print_chain(const struct cmdb_reply *r, const char *from, const json_t *hops)
+static int
+print_chain(const struct cmdb_reply *r, const char *from, const json_t *hops)
 {
-    struct buf line = BUF_INIT;
-    const char *at = from;
-    size_t i;
-    json_t *h;
-    cl_buf_puts(&line, from);
-    json_array_foreach((json_t *)hops, i, h) {
-        const char *hf = cl_jstr(h, "from"), *ht = cl_jstr(h, "to"), *type = cl_jstr(h, "type");
-        if (hf == NULL || ht == NULL || type == NULL) {
-            cl_buf_free(&line);
-            return cmdb_bad_reply(r, "a hop lacks from, type or to");
-        }
-        if (strcmp(hf, at) == 0) {
-            cl_buf_printf(&line, " --%s--> %s", type, ht);
-            at = ht;
-        } else if (strcmp(ht, at) == 0) {
-            cl_buf_printf(&line, " <--%s-- %s", type, hf);
-            at = hf;
-        } else {   /* not a chain: show the hop as it is */
-            cl_buf_printf(&line, " ... %s --%s--> %s", hf, type, ht);
-            at = ht;
-        }
-    }
-    char *clean = cl_text_sanitize(cl_buf_str(&line));
-    puts(clean);
-    free(clean);
-    cl_buf_free(&line);
-    return 0;
+	struct buf line = BUF_INIT;
+	const char *at = from;
+	size_t i;
+	json_t *h;
+	cl_buf_puts(&line, from);
+	json_array_foreach((json_t *)hops, i, h)
+	{
+		const char *hf = cl_jstr(h, "from"), *ht = cl_jstr(h, "to"),
+			   *type = cl_jstr(h, "type");
+		if (hf == NULL || ht == NULL || type == NULL) {
+			cl_buf_free(&line);
+			return cmdb_bad_reply(r, "a hop lacks from, type or to");
+		}
+		if (strcmp(hf, at) == 0) {
+			cl_buf_printf(&line, " --%s--> %s", type, ht);
+			at = ht;
+		} else if (strcmp(ht, at) == 0) {
+			cl_buf_printf(&line, " <--%s-- %s", type, hf);
+			at = hf;
+		} else { /* not a chain: show the hop as it is */
+			cl_buf_printf(&line, " ... %s --%s--> %s", hf, type, ht);
+			at = ht;
+		}
+	}
+	char *clean = cl_text_sanitize(cl_buf_str(&line));
+	puts(clean);
+	free(clean);
+	cl_buf_free(&line);
+	return 0;
 }
 
-int cmd_path(struct cmdb *c)
+int
+cmd_path(struct cmdb *c)
 {
-    char err[512];
-    struct ref_parts rp;
-    for (size_t i = 0; i < 2; i++)
-        if (cl_ref_split(c->args->pos[i], &rp, err, sizeof err) < 0)
-            return cmdb_usage(c, "%s", err);
-    struct buf t = BUF_INIT;
-    struct cmdb_reply r;
-    cl_buf_puts(&t, "/v1/path");
-    cl_query_add(&t, "from", c->args->pos[0]);
-    cl_query_add(&t, "to", c->args->pos[1]);
-    int rc = get_json(c, cl_buf_str(&t), &r);
-    cl_buf_free(&t);
-    if (rc != 0)
-        return rc;
-    const json_t *hops = json_object_get(r.json, "hops");
-    if (!c->json) {
-        if (!json_is_array(hops))
-            rc = cmdb_bad_reply(&r, "no \"hops\" array");
-        else
-            rc = print_chain(&r, c->args->pos[0], hops);
-    }
-    cmdb_reply_free(&r);
-    return rc;
+	char err[512];
+	struct ref_parts rp;
+	for (size_t i = 0; i < 2; i++)
+		if (cl_ref_split(c->args->pos[i], &rp, err, sizeof err) < 0)
+			return cmdb_usage(c, "%s", err);
+	struct buf t = BUF_INIT;
+	struct cmdb_reply r;
+	cl_buf_puts(&t, "/v1/path");
+	cl_query_add(&t, "from", c->args->pos[0]);
+	cl_query_add(&t, "to", c->args->pos[1]);
+	int rc = get_json(c, cl_buf_str(&t), &r);
+	cl_buf_free(&t);
+	if (rc != 0)
+		return rc;
+	const json_t *hops = json_object_get(r.json, "hops");
+	if (!c->json) {
+		if (!json_is_array(hops))
+			rc = cmdb_bad_reply(&r, "no \"hops\" array");
+		else
+			rc = print_chain(&r, c->args->pos[0], hops);
+	}
+	cmdb_reply_free(&r);
+	return rc;
 }
 
 /* ------------------------------------------------------------ rootcause */
 
-static void print_ref_line(const char *label, const json_t *refs)
+static void
+print_ref_line(const char *label, const json_t *refs)
 {
-    char *list = cl_fmt_join(refs, ", ");
-    char *clean = cl_text_sanitize(list[0] ? list : "-");
-    printf("%-15s%s\n", label, clean);
-    free(clean);
-    free(list);
+	char *list = cl_fmt_join(refs, ", ");
+	char *clean = cl_text_sanitize(list[0] ? list : "-");
+	printf("%-15s%s\n", label, clean);
+	free(clean);
+	free(list);
 }
 
-int cmd_rootcause(struct cmdb *c)
+int
+cmd_rootcause(struct cmdb *c)
 {
-    static const char *const head[] = {"RANK", "REF", "HEALTH", "DEPTH", "EXPLAINS"};
-    json_t *body = json_object(), *failing = json_array();
-    char *text = NULL;
-    int rc = 0;
-    json_object_set(body, "failing", failing);
-    for (size_t i = 0; i < c->args->npos; i++) {
-        char err[512];
-        struct ref_parts rp;
-        if (cl_ref_split(c->args->pos[i], &rp, err, sizeof err) < 0) {
-            rc = cmdb_usage(c, "%s", err);
-            goto out;
-        }
-        json_t *s = json_string(c->args->pos[i]);
-        if (s == NULL) {
-            rc = cmdb_usage(c, "ref '%s' is not valid UTF-8", c->args->pos[i]);
-            goto out;
-        }
-        json_array_append_new(failing, s);
-    }
-    long long max_depth;
-    int has = cmdb_number(c, "max-depth", 0, 1000000, &max_depth);
-    if (has < 0) {
-        rc = CMDB_EXIT_USAGE;
-        goto out;
-    }
-    if (has)
-        json_object_set_new(body, "max_depth", json_integer(max_depth));
-    text = cmdb_dump(body);
-    struct cmdb_reply r;
-    rc = cmdb_request(c, &(struct cmdb_call){.method = "POST", .target = "/v1/rootcause",
-                                             .body = text, .body_len = strlen(text)}, &r);
-    if (rc != 0)
-        goto out;
-    const json_t *cands = json_object_get(r.json, "candidates");
-    if (c->json) {
-        cmdb_print_json(r.json);
-    } else if (!json_is_array(cands)) {
-        rc = cmdb_bad_reply(&r, "no \"candidates\" array");
-    } else {
-        struct table *t = cl_table_new(5, head);
-        size_t i;
-        json_t *cand;
-        json_array_foreach((json_t *)cands, i, cand) {
-            char rank[32];
-            snprintf(rank, sizeof rank, "%zu", i + 1);
-            char *depth = cl_json_text(json_object_get(cand, "depth"));
-            char *explains = cl_fmt_join(json_object_get(cand, "explains"), ", ");
-            const char *cells[] = {rank, cl_jstr(cand, "ref"), cl_jstr(cand, "health"),
-                                   depth, explains};
-            cl_table_add(t, cells);
-            free(depth);
-            free(explains);
-        }
-        cl_table_print(t, stdout);
-        cl_table_free(t);
-        putchar('\n');
-        print_ref_line("root causes:", json_object_get(r.json, "root_causes"));
-        print_ref_line("minimal cover:", json_object_get(r.json, "minimal_cover"));
-    }
-    cmdb_reply_free(&r);
+	static const char *const head[] = {"RANK", "REF", "HEALTH", "DEPTH", "EXPLAINS"};
+	json_t *body = json_object(), *failing = json_array();
+	char *text = NULL;
+	int rc = 0;
+	json_object_set(body, "failing", failing);
+	for (size_t i = 0; i < c->args->npos; i++) {
+		char err[512];
+		struct ref_parts rp;
+		if (cl_ref_split(c->args->pos[i], &rp, err, sizeof err) < 0) {
+			rc = cmdb_usage(c, "%s", err);
+			goto out;
+		}
+		json_t *s = json_string(c->args->pos[i]);
+		if (s == NULL) {
+			rc = cmdb_usage(c, "ref '%s' is not valid UTF-8", c->args->pos[i]);
+			goto out;
+		}
+		json_array_append_new(failing, s);
+	}
+	long long max_depth;
+	int has = cmdb_number(c, "max-depth", 0, 1000000, &max_depth);
+	if (has < 0) {
+		rc = CMDB_EXIT_USAGE;
+		goto out;
+	}
+	if (has)
+		json_object_set_new(body, "max_depth", json_integer(max_depth));
+	text = cmdb_dump(body);
+	struct cmdb_reply r;
+	rc = cmdb_request(c,
+			  &(struct cmdb_call){.method = "POST",
+					      .target = "/v1/rootcause",
+					      .body = text,
+					      .body_len = strlen(text)},
+			  &r);
+	if (rc != 0)
+		goto out;
+	const json_t *cands = json_object_get(r.json, "candidates");
+	if (c->json) {
+		cmdb_print_json(r.json);
+	} else if (!json_is_array(cands)) {
+		rc = cmdb_bad_reply(&r, "no \"candidates\" array");
+	} else {
+		struct table *t = cl_table_new(5, head);
+		size_t i;
+		json_t *cand;
+		json_array_foreach((json_t *)cands, i, cand)
+		{
+			char rank[32];
+			snprintf(rank, sizeof rank, "%zu", i + 1);
+			char *depth = cl_json_text(json_object_get(cand, "depth"));
+			char *explains = cl_fmt_join(json_object_get(cand, "explains"), ", ");
+			const char *cells[] = {rank, cl_jstr(cand, "ref"), cl_jstr(cand, "health"),
+					       depth, explains};
+			cl_table_add(t, cells);
+			free(depth);
+			free(explains);
+		}
+		cl_table_print(t, stdout);
+		cl_table_free(t);
+		putchar('\n');
+		print_ref_line("root causes:", json_object_get(r.json, "root_causes"));
+		print_ref_line("minimal cover:", json_object_get(r.json, "minimal_cover"));
+	}
+	cmdb_reply_free(&r);
 out:
-    free(text);
-    json_decref(failing);
-    json_decref(body);
-    return rc;
+	free(text);
+	json_decref(failing);
+	json_decref(body);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- graph */
 
-int cmd_graph(struct cmdb *c)
+int
+cmd_graph(struct cmdb *c)
 {
-    char err[512];
-    struct ref_parts rp;
-    const char *root = c->args->pos[0];
-    if (cl_ref_split(root, &rp, err, sizeof err) < 0)
-        return cmdb_usage(c, "%s", err);
-    /* dot is the default: it is what a person renders; --json asks for json */
-    const char *format = cl_args_get(c->args, "format");
-    if (format == NULL)
-        format = c->json ? "json" : "dot";
-    if (strcmp(format, "dot") != 0 && strcmp(format, "json") != 0)
-        return cmdb_usage(c, "--format must be dot or json (got '%s')", format);
-    if (c->json && strcmp(format, "dot") == 0)
-        return cmdb_usage(c, "--json and --format dot contradict each other");
+	char err[512];
+	struct ref_parts rp;
+	const char *root = c->args->pos[0];
+	if (cl_ref_split(root, &rp, err, sizeof err) < 0)
+		return cmdb_usage(c, "%s", err);
+	/* dot is the default: it is what a person renders; --json asks for json */
+	const char *format = cl_args_get(c->args, "format");
+	if (format == NULL)
+		format = c->json ? "json" : "dot";
+	if (strcmp(format, "dot") != 0 && strcmp(format, "json") != 0)
+		return cmdb_usage(c, "--format must be dot or json (got '%s')", format);
+	if (c->json && strcmp(format, "dot") == 0)
+		return cmdb_usage(c, "--json and --format dot contradict each other");
 
-    struct buf t = BUF_INIT;
-    struct cmdb_reply r;
-    int rc = 0;
-    cl_buf_puts(&t, "/v1/graph");
-    cl_query_add(&t, "root", root);
-    if (add_number_param(c, &t, "depth", "depth", 0, 1000000)) {
-        rc = CMDB_EXIT_USAGE;
-        goto out;
-    }
-    const char *dir = cl_args_get(c->args, "direction");
-    if (dir)
-        cl_query_add(&t, "direction", dir);
-    cl_query_add(&t, "format", format);
-    bool dot = strcmp(format, "dot") == 0;
-    rc = cmdb_request(c, &(struct cmdb_call){.method = "GET", .target = cl_buf_str(&t),
-                                             .raw = dot}, &r);
-    if (rc != 0)
-        goto out;
-    if (dot) {
-        /* as-is, so it can be piped into dot(1) */
-        fwrite(r.http.body, 1, r.http.body_len, stdout);
-        if (r.http.body_len > 0 && r.http.body[r.http.body_len - 1] != '\n')
-            putchar('\n');
-    } else {
-        cmdb_print_json(r.json);
-    }
-    cmdb_reply_free(&r);
+	struct buf t = BUF_INIT;
+	struct cmdb_reply r;
+	int rc = 0;
+	cl_buf_puts(&t, "/v1/graph");
+	cl_query_add(&t, "root", root);
+	if (add_number_param(c, &t, "depth", "depth", 0, 1000000)) {
+		rc = CMDB_EXIT_USAGE;
+		goto out;
+	}
+	const char *dir = cl_args_get(c->args, "direction");
+	if (dir)
+		cl_query_add(&t, "direction", dir);
+	cl_query_add(&t, "format", format);
+	bool dot = strcmp(format, "dot") == 0;
+	rc = cmdb_request(
+	    c, &(struct cmdb_call){.method = "GET", .target = cl_buf_str(&t), .raw = dot}, &r);
+	if (rc != 0)
+		goto out;
+	if (dot) {
+		/* as-is, so it can be piped into dot(1) */
+		fwrite(r.http.body, 1, r.http.body_len, stdout);
+		if (r.http.body_len > 0 && r.http.body[r.http.body_len - 1] != '\n')
+			putchar('\n');
+	} else {
+		cmdb_print_json(r.json);
+	}
+	cmdb_reply_free(&r);
 out:
-    cl_buf_free(&t);
-    return rc;
+	cl_buf_free(&t);
+	return rc;
 }

@@ -25,46 +25,54 @@ static int cmd_version(struct cmdb *c);
 
 /* Accepted anywhere on the line, before or after the command. */
 static const struct arg_spec global_options[] = {
-    {"json", ARG_FLAG},
-    {"url", ARG_VALUE},
-    {"token", ARG_VALUE},
-    {"timeout", ARG_VALUE},
-    {"help", ARG_FLAG},
-    {"version", ARG_FLAG},
-    {NULL, ARG_FLAG},
+    {"json", ARG_FLAG}, {"url", ARG_VALUE},    {"token", ARG_VALUE}, {"timeout", ARG_VALUE},
+    {"help", ARG_FLAG}, {"version", ARG_FLAG}, {NULL, ARG_FLAG},
 };
 
 static const struct arg_spec opts_none[] = {{NULL, ARG_FLAG}};
 static const struct arg_spec opts_ls[] = {
-    {"kind", ARG_VALUE}, {"label", ARG_VALUE}, {"owner", ARG_VALUE},
-    {"orphan", ARG_FLAG}, {"health", ARG_VALUE}, {"prefix", ARG_VALUE},
-    {"limit", ARG_VALUE}, {"cursor", ARG_VALUE}, {"all", ARG_FLAG}, {NULL, ARG_FLAG},
+    {"kind", ARG_VALUE},   {"label", ARG_VALUE},  {"owner", ARG_VALUE}, {"orphan", ARG_FLAG},
+    {"health", ARG_VALUE}, {"prefix", ARG_VALUE}, {"limit", ARG_VALUE}, {"cursor", ARG_VALUE},
+    {"all", ARG_FLAG},	   {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_walk[] = {
-    {"depth", ARG_VALUE}, {"types", ARG_VALUE}, {"limit", ARG_VALUE}, {NULL, ARG_FLAG},
+    {"depth", ARG_VALUE},
+    {"types", ARG_VALUE},
+    {"limit", ARG_VALUE},
+    {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_rootcause[] = {{"max-depth", ARG_VALUE}, {NULL, ARG_FLAG}};
 static const struct arg_spec opts_push[] = {
-    {"dry-run", ARG_FLAG}, {"idempotency-key", ARG_VALUE}, {NULL, ARG_FLAG},
+    {"dry-run", ARG_FLAG},
+    {"idempotency-key", ARG_VALUE},
+    {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_health[] = {{"reason", ARG_VALUE}, {NULL, ARG_FLAG}};
 static const struct arg_spec opts_graph[] = {
-    {"depth", ARG_VALUE}, {"direction", ARG_VALUE}, {"format", ARG_VALUE}, {NULL, ARG_FLAG},
+    {"depth", ARG_VALUE},
+    {"direction", ARG_VALUE},
+    {"format", ARG_VALUE},
+    {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_changes[] = {
     {"since", ARG_VALUE}, {"limit", ARG_VALUE}, {"follow", ARG_FLAG},
-    {"wait", ARG_VALUE}, {NULL, ARG_FLAG},
+    {"wait", ARG_VALUE},  {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_put[] = {
-    {"attr", ARG_VALUE}, {"label", ARG_VALUE}, {"if-match", ARG_VALUE}, {NULL, ARG_FLAG},
+    {"attr", ARG_VALUE},
+    {"label", ARG_VALUE},
+    {"if-match", ARG_VALUE},
+    {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_link[] = {{"attr", ARG_VALUE}, {NULL, ARG_FLAG}};
 static const struct arg_spec opts_edges[] = {
-    {"direction", ARG_VALUE}, {"type", ARG_VALUE}, {NULL, ARG_FLAG},
+    {"direction", ARG_VALUE},
+    {"type", ARG_VALUE},
+    {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_deployments[] = {
-    {"node", ARG_VALUE}, {"limit", ARG_VALUE}, {"cursor", ARG_VALUE}, {"all", ARG_FLAG},
-    {NULL, ARG_FLAG},
+    {"node", ARG_VALUE}, {"limit", ARG_VALUE}, {"cursor", ARG_VALUE},
+    {"all", ARG_FLAG},	 {NULL, ARG_FLAG},
 };
 
 static const struct command commands[] = {
@@ -87,8 +95,8 @@ static const struct command commands[] = {
     {"dependencies", cmd_dependencies, 1, 1, opts_walk,
      "dependencies REF [--depth N] [--types T,...] [--limit N]",
      "everything REF needs (transitively)", NULL},
-    {"path", cmd_path, 2, 2, opts_none, "path FROM TO",
-     "shortest chain of needs from FROM to TO", NULL},
+    {"path", cmd_path, 2, 2, opts_none, "path FROM TO", "shortest chain of needs from FROM to TO",
+     NULL},
     {"rootcause", cmd_rootcause, 1, -1, opts_rootcause, "rootcause REF... [--max-depth N]",
      "rank the likely causes of a set of failing nodes", NULL},
     {"push", cmd_push, 1, 1, opts_push, "push FILE|- [--dry-run] [--idempotency-key K]",
@@ -99,8 +107,7 @@ static const struct command commands[] = {
     {"graph", cmd_graph, 1, 1, opts_graph,
      "graph REF [--depth N] [--direction dependents|dependencies|both] [--format dot|json]",
      "the subgraph around REF (dot by default: cmdb graph X | dot -Tsvg > map.svg)", NULL},
-    {"changes", cmd_changes, 0, 0, opts_changes,
-     "changes [--since N] [--limit N] [--follow]",
+    {"changes", cmd_changes, 0, 0, opts_changes, "changes [--since N] [--limit N] [--follow]",
      "the change feed, one line per change: seq at actor op ref",
      "  --since N       changes after seq N (default 0: from the start)\n"
      "  --follow        keep long-polling for new changes until interrupted\n"
@@ -123,439 +130,465 @@ static const struct command commands[] = {
 
 #define NCOMMANDS (sizeof commands / sizeof *commands)
 
-static const struct command *find_command(const char *name)
+static const struct command *
+find_command(const char *name)
 {
-    for (size_t i = 0; i < NCOMMANDS; i++)
-        if (strcmp(commands[i].name, name) == 0)
-            return &commands[i];
-    return NULL;
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
 }
 
 /* ------------------------------------------------------------------ help */
 
-static void print_general_help(FILE *f)
+static void
+print_general_help(FILE *f)
 {
-    fputs("usage: cmdb [--url URL] [--token TOKEN] [--json] COMMAND [ARGS]\n\n"
-          "Commands:\n", f);
-    for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
-    fputs("\nGlobal options (anywhere on the line):\n"
-          "  --json          print the server's JSON reply instead of a table\n"
-          "  --url URL       server (env CMDB_URL, default " DEFAULT_URL ")\n"
-          "  --token TOKEN   bearer token (env CMDB_TOKEN, else " TOKEN_FILE
-          " in the\n"
-          "                  current directory or a parent)\n"
-          "  --timeout SEC   seconds to wait for a reply (default 30)\n"
-          "\nREF is KIND/NAME, e.g. service/billing-api or database/pg-main:5432.\n"
-          "Exit: 0 ok, 1 not found, 2 usage, 3 auth, 4 server or network error.\n"
-          "Run 'cmdb help COMMAND' for a command's options.\n", f);
+	fputs("usage: cmdb [--url URL] [--token TOKEN] [--json] COMMAND [ARGS]\n\n"
+	      "Commands:\n",
+	      f);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-13s %s\n", commands[i].name, commands[i].summary);
+	fputs("\nGlobal options (anywhere on the line):\n"
+	      "  --json          print the server's JSON reply instead of a table\n"
+	      "  --url URL       server (env CMDB_URL, default " DEFAULT_URL ")\n"
+	      "  --token TOKEN   bearer token (env CMDB_TOKEN, else " TOKEN_FILE " in the\n"
+	      "                  current directory or a parent)\n"
+	      "  --timeout SEC   seconds to wait for a reply (default 30)\n"
+	      "\nREF is KIND/NAME, e.g. service/billing-api or database/pg-main:5432.\n"
+	      "Exit: 0 ok, 1 not found, 2 usage, 3 auth, 4 server or network error.\n"
+	      "Run 'cmdb help COMMAND' for a command's options.\n",
+	      f);
 }
 
-static void print_command_help(const struct command *cmd, FILE *f)
+static void
+print_command_help(const struct command *cmd, FILE *f)
 {
-    fprintf(f, "usage: cmdb %s\n\n%s\n", cmd->usage, cmd->summary);
-    if (cmd->help)
-        fprintf(f, "\n%s", cmd->help);
+	fprintf(f, "usage: cmdb %s\n\n%s\n", cmd->usage, cmd->summary);
+	if (cmd->help)
+		fprintf(f, "\n%s", cmd->help);
 }
 
-static int cmd_help(struct cmdb *c)
+static int
+cmd_help(struct cmdb *c)
 {
-    if (c->args->npos == 0) {
-        print_general_help(stdout);
-        return CMDB_EXIT_OK;
-    }
-    const struct command *cmd = find_command(c->args->pos[0]);
-    if (cmd == NULL)
-        return cmdb_fail(CMDB_EXIT_USAGE, "unknown command '%s' (see cmdb help)",
-                         c->args->pos[0]);
-    print_command_help(cmd, stdout);
-    return CMDB_EXIT_OK;
+	if (c->args->npos == 0) {
+		print_general_help(stdout);
+		return CMDB_EXIT_OK;
+	}
+	const struct command *cmd = find_command(c->args->pos[0]);
+	if (cmd == NULL)
+		return cmdb_fail(CMDB_EXIT_USAGE, "unknown command '%s' (see cmdb help)",
+				 c->args->pos[0]);
+	print_command_help(cmd, stdout);
+	return CMDB_EXIT_OK;
 }
 
-static int cmd_version(struct cmdb *c)
+static int
+cmd_version(struct cmdb *c)
 {
-    (void)c;
-    printf("cmdb %s\n", CMDB_VERSION);
-    return CMDB_EXIT_OK;
+	(void)c;
+	printf("cmdb %s\n", CMDB_VERSION);
+	return CMDB_EXIT_OK;
 }
 
 /* ---------------------------------------------------------- diagnostics */
 
-int cmdb_fail(int code, const char *fmt, ...)
+int
+cmdb_fail(int code, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cmdb: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return code;
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("cmdb: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	return code;
 }
 
-int cmdb_usage(const struct cmdb *c, const char *fmt, ...)
+int
+cmdb_usage(const struct cmdb *c, const char *fmt, ...)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cmdb: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    if (c && c->cmd)
-        fprintf(stderr, "usage: cmdb %s\n", c->cmd->usage);
-    return CMDB_EXIT_USAGE;
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("cmdb: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+	if (c && c->cmd)
+		fprintf(stderr, "usage: cmdb %s\n", c->cmd->usage);
+	return CMDB_EXIT_USAGE;
 }
 
-int cmdb_bad_reply(const struct cmdb_reply *r, const char *what)
+int
+cmdb_bad_reply(const struct cmdb_reply *r, const char *what)
 {
-    const char *rid = r->http.request_id;
-    return cmdb_fail(CMDB_EXIT_SERVER, "unexpected reply from the server: %s%s%s%s", what,
-                     rid ? " (request id " : "", rid ? rid : "", rid ? ")" : "");
+	const char *rid = r->http.request_id;
+	return cmdb_fail(CMDB_EXIT_SERVER, "unexpected reply from the server: %s%s%s%s", what,
+			 rid ? " (request id " : "", rid ? rid : "", rid ? ")" : "");
 }
 
-char *cmdb_dump(const json_t *body)
+char *
+cmdb_dump(const json_t *body)
 {
-    char *s = json_dumps(body, JSON_COMPACT);
-    if (s == NULL) {
-        fputs("cmdb: out of memory\n", stderr);
-        exit(CMDB_EXIT_SERVER);
-    }
-    return s;
+	char *s = json_dumps(body, JSON_COMPACT);
+	if (s == NULL) {
+		fputs("cmdb: out of memory\n", stderr);
+		exit(CMDB_EXIT_SERVER);
+	}
+	return s;
 }
 
-void cmdb_print_json(const json_t *j)
+void
+cmdb_print_json(const json_t *j)
 {
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
-    if (s != NULL) {
-        fputs(s, stdout);
-        fputc('\n', stdout);
-        free(s);
-    }
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_ENCODE_ANY);
+	if (s != NULL) {
+		fputs(s, stdout);
+		fputc('\n', stdout);
+		free(s);
+	}
 }
 
-int cmdb_ref_path(const struct cmdb *c, struct buf *b, const char *ref)
+int
+cmdb_ref_path(const struct cmdb *c, struct buf *b, const char *ref)
 {
-    char err[512];
-    if (cl_ref_path(b, ref, err, sizeof err) < 0)
-        return cmdb_usage(c, "%s", err);
-    return 0;
+	char err[512];
+	if (cl_ref_path(b, ref, err, sizeof err) < 0)
+		return cmdb_usage(c, "%s", err);
+	return 0;
 }
 
-int cmdb_number(const struct cmdb *c, const char *name, long long min, long long max,
-                long long *out)
+int
+cmdb_number(const struct cmdb *c, const char *name, long long min, long long max, long long *out)
 {
-    char err[256];
-    int rc = cl_args_number(c->args, name, min, max, out, err, sizeof err);
-    if (rc < 0)
-        cmdb_usage(c, "%s", err);
-    return rc;
+	char err[256];
+	int rc = cl_args_number(c->args, name, min, max, out, err, sizeof err);
+	if (rc < 0)
+		cmdb_usage(c, "%s", err);
+	return rc;
 }
 
 /* -------------------------------------------------------------- requests */
 
-static int exit_code_for_status(int status)
+static int
+exit_code_for_status(int status)
 {
-    if (status == 404)
-        return CMDB_EXIT_NOT_FOUND;
-    if (status == 400)
-        return CMDB_EXIT_USAGE;
-    if (status == 401 || status == 403)
-        return CMDB_EXIT_AUTH;
-    return CMDB_EXIT_SERVER;
+	if (status == 404)
+		return CMDB_EXIT_NOT_FOUND;
+	if (status == 400)
+		return CMDB_EXIT_USAGE;
+	if (status == 401 || status == 403)
+		return CMDB_EXIT_AUTH;
+	return CMDB_EXIT_SERVER;
 }
 
 /* Prints the details of an error body, one item per line, compact JSON. */
-static void print_error_details(const json_t *details)
+static void
+print_error_details(const json_t *details)
 {
-    if (details == NULL || json_is_null(details))
-        return;
-    if (json_is_array(details)) {
-        size_t i;
-        json_t *d;
-        json_array_foreach((json_t *)details, i, d) {
-            char *s = json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
-            char *clean = cl_text_sanitize(s ? s : "?");
-            fprintf(stderr, "cmdb:   %s\n", clean);
-            free(clean);
-            free(s);
-        }
-        return;
-    }
-    char *s = json_dumps(details, JSON_COMPACT | JSON_ENCODE_ANY);
-    char *clean = cl_text_sanitize(s ? s : "?");
-    fprintf(stderr, "cmdb:   details: %s\n", clean);
-    free(clean);
-    free(s);
+	if (details == NULL || json_is_null(details))
+		return;
+	if (json_is_array(details)) {
+		size_t i;
+		json_t *d;
+		json_array_foreach((json_t *)details, i, d)
+		{
+			char *s = json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
+			char *clean = cl_text_sanitize(s ? s : "?");
+			fprintf(stderr, "cmdb:   %s\n", clean);
+			free(clean);
+			free(s);
+		}
+		return;
+	}
+	char *s = json_dumps(details, JSON_COMPACT | JSON_ENCODE_ANY);
+	char *clean = cl_text_sanitize(s ? s : "?");
+	fprintf(stderr, "cmdb:   details: %s\n", clean);
+	free(clean);
+	free(s);
 }
 
 /* Reports a non-2xx reply; returns its exit code. Everything the server
  * sent is sanitized before it reaches the terminal. */
-static int report_http_error(const struct cmdb *c, const struct http_response *h)
+static int
+report_http_error(const struct cmdb *c, const struct http_response *h)
 {
-    json_error_t jerr;
-    json_t *body = h->body_len ? json_loadb(h->body, h->body_len, 0, &jerr) : NULL;
-    json_t *error = json_object_get(body, "error");
-    const char *message = cl_jstr(error, "message");
-    const char *code = cl_jstr(error, "code");
-    const char *rid = cl_jstr(error, "request_id");
-    struct buf line = BUF_INIT;
-    if (rid == NULL)
-        rid = h->request_id;
+	json_error_t jerr;
+	json_t *body = h->body_len ? json_loadb(h->body, h->body_len, 0, &jerr) : NULL;
+	json_t *error = json_object_get(body, "error");
+	const char *message = cl_jstr(error, "message");
+	const char *code = cl_jstr(error, "code");
+	const char *rid = cl_jstr(error, "request_id");
+	struct buf line = BUF_INIT;
+	if (rid == NULL)
+		rid = h->request_id;
 
-    if (message != NULL) {
-        cl_buf_printf(&line, "%s (HTTP %d%s%s", message, h->status, code ? " " : "",
-                      code ? code : "");
-    } else {
-        /* not our error shape: show the start of whatever came back */
-        cl_buf_printf(&line, "the server answered HTTP %d %s", h->status,
-                      h->reason ? h->reason : "");
-        if (h->body_len) {
-            cl_buf_puts(&line, ": ");
-            cl_buf_append(&line, h->body, h->body_len > 200 ? 200 : h->body_len);
-        }
-        cl_buf_puts(&line, h->body_len ? " (not a JSON error body" : " (empty body");
-    }
-    if (rid)
-        cl_buf_printf(&line, ", request id %s", rid);
-    cl_buf_putc(&line, ')');
-    char *clean = cl_text_sanitize(cl_buf_str(&line));
-    fprintf(stderr, "cmdb: %s\n", clean);
-    free(clean);
-    cl_buf_free(&line);
+	if (message != NULL) {
+		cl_buf_printf(&line, "%s (HTTP %d%s%s", message, h->status, code ? " " : "",
+			      code ? code : "");
+	} else {
+		/* not our error shape: show the start of whatever came back */
+		cl_buf_printf(&line, "the server answered HTTP %d %s", h->status,
+			      h->reason ? h->reason : "");
+		if (h->body_len) {
+			cl_buf_puts(&line, ": ");
+			cl_buf_append(&line, h->body, h->body_len > 200 ? 200 : h->body_len);
+		}
+		cl_buf_puts(&line, h->body_len ? " (not a JSON error body" : " (empty body");
+	}
+	if (rid)
+		cl_buf_printf(&line, ", request id %s", rid);
+	cl_buf_putc(&line, ')');
+	char *clean = cl_text_sanitize(cl_buf_str(&line));
+	fprintf(stderr, "cmdb: %s\n", clean);
+	free(clean);
+	cl_buf_free(&line);
 
-    if (error && h->status != 404)   /* a 404's message already names the missing thing */
-        print_error_details(json_object_get(error, "details"));
-    if (h->status == 401)
-        fprintf(stderr, "cmdb: hint: %s\n",
-                c->token ? "the token was refused; check CMDB_TOKEN or --token"
-                         : "no token found: set CMDB_TOKEN, pass --token, or run where "
-                           TOKEN_FILE " exists");
-    if (c->json_errors && body != NULL)
-        cmdb_print_json(body);
-    json_decref(body);
-    return exit_code_for_status(h->status);
+	if (error && h->status != 404) /* a 404's message already names the missing thing */
+		print_error_details(json_object_get(error, "details"));
+	if (h->status == 401)
+		fprintf(
+		    stderr, "cmdb: hint: %s\n",
+		    c->token
+			? "the token was refused; check CMDB_TOKEN or --token"
+			: "no token found: set CMDB_TOKEN, pass --token, or run where " TOKEN_FILE
+			  " exists");
+	if (c->json_errors && body != NULL)
+		cmdb_print_json(body);
+	json_decref(body);
+	return exit_code_for_status(h->status);
 }
 
-void cmdb_reply_free(struct cmdb_reply *r)
+void
+cmdb_reply_free(struct cmdb_reply *r)
 {
-    cl_http_response_free(&r->http);
-    json_decref(r->json);
-    r->json = NULL;
+	cl_http_response_free(&r->http);
+	json_decref(r->json);
+	r->json = NULL;
 }
 
-int cmdb_request(struct cmdb *c, const struct cmdb_call *call, struct cmdb_reply *out)
+int
+cmdb_request(struct cmdb *c, const struct cmdb_call *call, struct cmdb_reply *out)
 {
-    char err[512];
-    struct buf target = BUF_INIT, wire = BUF_INIT, auth = BUF_INIT;
-    const char *hdrs[32];
-    size_t n = 0;
-    int rc = CMDB_EXIT_SERVER;
-    *out = (struct cmdb_reply){{0, NULL, NULL, 0, NULL, NULL}, NULL};
-    c->last_status = 0;
+	char err[512];
+	struct buf target = BUF_INIT, wire = BUF_INIT, auth = BUF_INIT;
+	const char *hdrs[32];
+	size_t n = 0;
+	int rc = CMDB_EXIT_SERVER;
+	*out = (struct cmdb_reply){{0, NULL, NULL, 0, NULL, NULL}, NULL};
+	c->last_status = 0;
 
-    cl_buf_puts(&target, c->url.prefix);
-    cl_buf_puts(&target, call->target);
-    if (c->token) {
-        cl_buf_printf(&auth, "Bearer %s", c->token);
-        hdrs[n++] = "Authorization";
-        hdrs[n++] = cl_buf_str(&auth);
-    }
-    hdrs[n++] = "User-Agent";
-    hdrs[n++] = "cmdb/" CMDB_VERSION;
-    hdrs[n++] = "Accept";
-    hdrs[n++] = call->raw ? "*/*" : "application/json";
-    if (call->body) {
-        hdrs[n++] = "Content-Type";
-        hdrs[n++] = "application/json";
-    }
-    for (const char *const *h = call->headers; h && h[0] && n + 2 < 32; h += 2) {
-        hdrs[n++] = h[0];
-        hdrs[n++] = h[1];
-    }
-    hdrs[n] = NULL;
+	cl_buf_puts(&target, c->url.prefix);
+	cl_buf_puts(&target, call->target);
+	if (c->token) {
+		cl_buf_printf(&auth, "Bearer %s", c->token);
+		hdrs[n++] = "Authorization";
+		hdrs[n++] = cl_buf_str(&auth);
+	}
+	hdrs[n++] = "User-Agent";
+	hdrs[n++] = "cmdb/" CMDB_VERSION;
+	hdrs[n++] = "Accept";
+	hdrs[n++] = call->raw ? "*/*" : "application/json";
+	if (call->body) {
+		hdrs[n++] = "Content-Type";
+		hdrs[n++] = "application/json";
+	}
+	for (const char *const *h = call->headers; h && h[0] && n + 2 < 32; h += 2) {
+		hdrs[n++] = h[0];
+		hdrs[n++] = h[1];
+	}
+	hdrs[n] = NULL;
 
-    struct http_request rq = {
-        .method = call->method,
-        .target = cl_buf_str(&target),
-        .host_header = c->url.host_header,
-        .headers = hdrs,
-        .body = call->body,
-        .body_len = call->body_len,
-        .send_body = strcmp(call->method, "POST") == 0 || strcmp(call->method, "PUT") == 0,
-    };
-    if (cl_http_build_request(&rq, &wire, err, sizeof err) < 0) {
-        rc = cmdb_fail(CMDB_EXIT_USAGE, "%s", err);
-        goto out;
-    }
-    int timeout = call->timeout_ms ? call->timeout_ms : c->timeout_ms;
-    if (cl_http_exchange(&c->url, wire.data, wire.len, CMDB_CONNECT_TIMEOUT_MS, timeout,
-                         &out->http, err, sizeof err) < 0) {
-        rc = cmdb_fail(CMDB_EXIT_SERVER, "%s", err);
-        goto out;
-    }
-    c->last_status = out->http.status;
-    if (out->http.status < 200 || out->http.status > 299) {
-        rc = report_http_error(c, &out->http);
-        cl_http_response_free(&out->http);
-        goto out;
-    }
-    if (!call->raw && out->http.body_len > 0) {
-        json_error_t jerr;
-        out->json = json_loadb(out->http.body, out->http.body_len, 0, &jerr);
-        if (out->json == NULL) {
-            const char *rid = out->http.request_id;
-            rc = cmdb_fail(CMDB_EXIT_SERVER,
-                           "the server's reply is not valid JSON (HTTP %d%s%s): %s",
-                           out->http.status, rid ? ", request id " : "", rid ? rid : "",
-                           jerr.text);
-            cl_http_response_free(&out->http);
-            goto out;
-        }
-    }
-    rc = CMDB_EXIT_OK;
+	struct http_request rq = {
+	    .method = call->method,
+	    .target = cl_buf_str(&target),
+	    .host_header = c->url.host_header,
+	    .headers = hdrs,
+	    .body = call->body,
+	    .body_len = call->body_len,
+	    .send_body = strcmp(call->method, "POST") == 0 || strcmp(call->method, "PUT") == 0,
+	};
+	if (cl_http_build_request(&rq, &wire, err, sizeof err) < 0) {
+		rc = cmdb_fail(CMDB_EXIT_USAGE, "%s", err);
+		goto out;
+	}
+	int timeout = call->timeout_ms ? call->timeout_ms : c->timeout_ms;
+	if (cl_http_exchange(&c->url, wire.data, wire.len, CMDB_CONNECT_TIMEOUT_MS, timeout,
+			     &out->http, err, sizeof err) < 0) {
+		rc = cmdb_fail(CMDB_EXIT_SERVER, "%s", err);
+		goto out;
+	}
+	c->last_status = out->http.status;
+	if (out->http.status < 200 || out->http.status > 299) {
+		rc = report_http_error(c, &out->http);
+		cl_http_response_free(&out->http);
+		goto out;
+	}
+	if (!call->raw && out->http.body_len > 0) {
+		json_error_t jerr;
+		out->json = json_loadb(out->http.body, out->http.body_len, 0, &jerr);
+		if (out->json == NULL) {
+			const char *rid = out->http.request_id;
+			rc = cmdb_fail(CMDB_EXIT_SERVER,
+				       "the server's reply is not valid JSON (HTTP %d%s%s): %s",
+				       out->http.status, rid ? ", request id " : "", rid ? rid : "",
+				       jerr.text);
+			cl_http_response_free(&out->http);
+			goto out;
+		}
+	}
+	rc = CMDB_EXIT_OK;
 out:
-    cl_buf_free(&target);
-    cl_buf_free(&wire);
-    cl_buf_free(&auth);
-    return rc;
+	cl_buf_free(&target);
+	cl_buf_free(&wire);
+	cl_buf_free(&auth);
+	return rc;
 }
 
 /* --------------------------------------------------------- configuration */
 
 /* Reads the first line of path, trimmed; NULL when missing or empty. */
-static char *read_token_file(const char *path)
+static char *
+read_token_file(const char *path)
 {
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return NULL;
-    char line[4096];
-    char *tok = NULL;
-    if (fgets(line, sizeof line, f) != NULL) {
-        size_t n = strcspn(line, "\r\n");
-        while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
-            n--;
-        if (n > 0)
-            tok = cl_xstrndup(line, n);
-    }
-    fclose(f);
-    return tok;
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return NULL;
+	char line[4096];
+	char *tok = NULL;
+	if (fgets(line, sizeof line, f) != NULL) {
+		size_t n = strcspn(line, "\r\n");
+		while (n > 0 && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+			n--;
+		if (n > 0)
+			tok = cl_xstrndup(line, n);
+	}
+	fclose(f);
+	return tok;
 }
 
 /* Looks for TOKEN_FILE in the current directory and each parent. */
-static char *find_token_file(void)
+static char *
+find_token_file(void)
 {
-    char *dir = getcwd(NULL, 0);
-    char *tok = NULL;
-    if (dir == NULL)
-        return NULL;
-    for (;;) {
-        struct buf path = BUF_INIT;
-        cl_buf_printf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, TOKEN_FILE);
-        tok = read_token_file(cl_buf_str(&path));
-        cl_buf_free(&path);
-        char *slash = strrchr(dir, '/');
-        if (tok != NULL || slash == NULL || strcmp(dir, "/") == 0)
-            break;
-        if (slash == dir)
-            slash[1] = '\0';    /* parent is "/" */
-        else
-            *slash = '\0';
-    }
-    free(dir);
-    return tok;
+	char *dir = getcwd(NULL, 0);
+	char *tok = NULL;
+	if (dir == NULL)
+		return NULL;
+	for (;;) {
+		struct buf path = BUF_INIT;
+		cl_buf_printf(&path, "%s/%s", strcmp(dir, "/") == 0 ? "" : dir, TOKEN_FILE);
+		tok = read_token_file(cl_buf_str(&path));
+		cl_buf_free(&path);
+		char *slash = strrchr(dir, '/');
+		if (tok != NULL || slash == NULL || strcmp(dir, "/") == 0)
+			break;
+		if (slash == dir)
+			slash[1] = '\0'; /* parent is "/" */
+		else
+			*slash = '\0';
+	}
+	free(dir);
+	return tok;
 }
 
 /* Fills the URL, token and timeout from flags and environment. Returns an exit code. */
-static int configure(struct cmdb *c)
+static int
+configure(struct cmdb *c)
 {
-    char err[512];
-    const char *url = cl_args_get(c->args, "url");
-    if (url == NULL)
-        url = getenv("CMDB_URL");
-    if (url == NULL || url[0] == '\0')
-        url = DEFAULT_URL;
-    if (cl_http_url_parse(url, &c->url, err, sizeof err) < 0)
-        return cmdb_usage(c, "%s", err);
+	char err[512];
+	const char *url = cl_args_get(c->args, "url");
+	if (url == NULL)
+		url = getenv("CMDB_URL");
+	if (url == NULL || url[0] == '\0')
+		url = DEFAULT_URL;
+	if (cl_http_url_parse(url, &c->url, err, sizeof err) < 0)
+		return cmdb_usage(c, "%s", err);
 
-    const char *tok = cl_args_get(c->args, "token");
-    if (tok == NULL)
-        tok = getenv("CMDB_TOKEN");
-    c->token = tok && tok[0] ? cl_xstrdup(tok) : find_token_file();
+	const char *tok = cl_args_get(c->args, "token");
+	if (tok == NULL)
+		tok = getenv("CMDB_TOKEN");
+	c->token = tok && tok[0] ? cl_xstrdup(tok) : find_token_file();
 
-    long long secs = 30;
-    if (cmdb_number(c, "timeout", 1, 3600, &secs) < 0)
-        return CMDB_EXIT_USAGE;
-    c->timeout_ms = (int)secs * 1000;
-    return CMDB_EXIT_OK;
+	long long secs = 30;
+	if (cmdb_number(c, "timeout", 1, 3600, &secs) < 0)
+		return CMDB_EXIT_USAGE;
+	c->timeout_ms = (int)secs * 1000;
+	return CMDB_EXIT_OK;
 }
 
 /* Flushes stdout; a failed write (full disk, closed pipe) is an error. */
-static int finish_output(int rc)
+static int
+finish_output(int rc)
 {
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        if (errno == EPIPE)
-            return rc;
-        return cmdb_fail(rc ? rc : CMDB_EXIT_SERVER, "writing output failed: %s",
-                         strerror(errno));
-    }
-    return rc;
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (errno == EPIPE)
+			return rc;
+		return cmdb_fail(rc ? rc : CMDB_EXIT_SERVER, "writing output failed: %s",
+				 strerror(errno));
+	}
+	return rc;
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
-    char err[512];
-    struct args args = {NULL, 0, NULL, 0};
-    struct cmdb c = {.args = &args};
-    int rc;
+	char err[512];
+	struct args args = {NULL, 0, NULL, 0};
+	struct cmdb c = {.args = &args};
+	int rc;
 
-    int at = cl_args_find_command(argc, argv, global_options, err, sizeof err);
-    if (at < 0) {
-        rc = cmdb_fail(CMDB_EXIT_USAGE, "%s (see cmdb help)", err);
-        goto out;
-    }
-    if (at > 0) {
-        c.cmd = find_command(argv[at]);
-        if (c.cmd == NULL) {
-            rc = cmdb_fail(CMDB_EXIT_USAGE, "unknown command '%s' (see cmdb help)", argv[at]);
-            goto out;
-        }
-    }
-    if (cl_args_parse(argc, argv, at, global_options, c.cmd ? c.cmd->options : NULL, &args,
-                      err, sizeof err) < 0) {
-        rc = cmdb_usage(&c, "%s", err);
-        goto out;
-    }
-    if (c.cmd == NULL) {
-        if (cl_args_has(&args, "version"))
-            rc = cmd_version(&c);
-        else if (cl_args_has(&args, "help") || args.npos == 0) {
-            print_general_help(cl_args_has(&args, "help") ? stdout : stderr);
-            rc = cl_args_has(&args, "help") ? CMDB_EXIT_OK : CMDB_EXIT_USAGE;
-        } else
-            rc = cmdb_fail(CMDB_EXIT_USAGE, "no command given (see cmdb help)");
-        goto out;
-    }
-    if (cl_args_has(&args, "help")) {
-        print_command_help(c.cmd, stdout);
-        rc = CMDB_EXIT_OK;
-        goto out;
-    }
-    if ((int)args.npos < c.cmd->min_pos ||
-        (c.cmd->max_pos >= 0 && (int)args.npos > c.cmd->max_pos)) {
-        rc = args.npos < (size_t)c.cmd->min_pos
-                 ? cmdb_usage(&c, "%s: missing argument", c.cmd->name)
-                 : cmdb_usage(&c, "%s: unexpected argument '%s'", c.cmd->name,
-                              args.pos[c.cmd->max_pos]);
-        goto out;
-    }
-    c.json = cl_args_has(&args, "json");
-    c.json_errors = c.json;
-    rc = configure(&c);
-    if (rc == CMDB_EXIT_OK)
-        rc = c.cmd->run(&c);
+	int at = cl_args_find_command(argc, argv, global_options, err, sizeof err);
+	if (at < 0) {
+		rc = cmdb_fail(CMDB_EXIT_USAGE, "%s (see cmdb help)", err);
+		goto out;
+	}
+	if (at > 0) {
+		c.cmd = find_command(argv[at]);
+		if (c.cmd == NULL) {
+			rc = cmdb_fail(CMDB_EXIT_USAGE, "unknown command '%s' (see cmdb help)",
+				       argv[at]);
+			goto out;
+		}
+	}
+	if (cl_args_parse(argc, argv, at, global_options, c.cmd ? c.cmd->options : NULL, &args, err,
+			  sizeof err) < 0) {
+		rc = cmdb_usage(&c, "%s", err);
+		goto out;
+	}
+	if (c.cmd == NULL) {
+		if (cl_args_has(&args, "version"))
+			rc = cmd_version(&c);
+		else if (cl_args_has(&args, "help") || args.npos == 0) {
+			print_general_help(cl_args_has(&args, "help") ? stdout : stderr);
+			rc = cl_args_has(&args, "help") ? CMDB_EXIT_OK : CMDB_EXIT_USAGE;
+		} else
+			rc = cmdb_fail(CMDB_EXIT_USAGE, "no command given (see cmdb help)");
+		goto out;
+	}
+	if (cl_args_has(&args, "help")) {
+		print_command_help(c.cmd, stdout);
+		rc = CMDB_EXIT_OK;
+		goto out;
+	}
+	if ((int)args.npos < c.cmd->min_pos ||
+	    (c.cmd->max_pos >= 0 && (int)args.npos > c.cmd->max_pos)) {
+		rc = args.npos < (size_t)c.cmd->min_pos
+			 ? cmdb_usage(&c, "%s: missing argument", c.cmd->name)
+			 : cmdb_usage(&c, "%s: unexpected argument '%s'", c.cmd->name,
+				      args.pos[c.cmd->max_pos]);
+		goto out;
+	}
+	c.json = cl_args_has(&args, "json");
+	c.json_errors = c.json;
+	rc = configure(&c);
+	if (rc == CMDB_EXIT_OK)
+		rc = c.cmd->run(&c);
 out:
-    rc = finish_output(rc);
-    cl_args_free(&args);
-    cl_http_url_free(&c.url);
-    free(c.token);
-    return rc;
+	rc = finish_output(rc);
+	cl_args_free(&args);
+	cl_http_url_free(&c.url);
+	free(c.token);
+	return rc;
 }

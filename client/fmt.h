@@ -41,7 +41,7 @@ char *cl_fmt_join(const json_t *array, const char *sep);
  * strings. Sets *key (malloc'd) and *value (a new reference). Returns 0, or
  * -1 with a message in err (`what` names the option, e.g. "--attr").
  */
-int cl_parse_kv(const char *arg, const char *what, int allow_json, char **key,
-                json_t **value, char *err, size_t errlen);
+int cl_parse_kv(const char *arg, const char *what, int allow_json, char **key, json_t **value,
+		char *err, size_t errlen);
 
 #endif

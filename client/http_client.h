@@ -20,8 +20,7 @@
  * Returns 0 with *resp filled (free with cl_http_response_free), or -1 with a
  * human-readable message in err (refused, timed out, malformed reply ...).
  */
-int cl_http_exchange(const struct http_url *url, const char *request, size_t len,
-                  int connect_ms, int timeout_ms, struct http_response *resp,
-                  char *err, size_t errlen);
+int cl_http_exchange(const struct http_url *url, const char *request, size_t len, int connect_ms,
+		     int timeout_ms, struct http_response *resp, char *err, size_t errlen);
 
 #endif

@@ -16,8 +16,8 @@
 
 /* A split ref. `name` points into the ref string that was split (not owned). */
 struct ref_parts {
-    char kind[REF_KIND_MAX + 1];
-    const char *name;
+	char kind[REF_KIND_MAX + 1];
+	const char *name;
 };
 
 /* True when s[0..len) is a valid kind: [a-z][a-z0-9_]{0,31}. */

@@ -58,8 +58,7 @@ typedef json_t *(*api_decorate_fn)(struct http_req *r, json_t *body, int *status
  * the reply waits until the in-memory graph has applied it (read-your-writes);
  * decorate (may be NULL) may replace the body. SQLSTATEs map to HTTP in one place.
  */
-void api_call_db(struct http_req *r, int stmt, const char *const *params,
-		 api_decorate_fn decorate);
+void api_call_db(struct http_req *r, int stmt, const char *const *params, api_decorate_fn decorate);
 
 /* Replies with the error a failed database call deserves (503, 400, 409, 500). */
 void api_reply_db_error(struct http_req *r, const struct db_result *res);
@@ -74,8 +73,7 @@ bool api_path_ref(struct http_req *r, char *kind, char *name, char *ref);
  * Parses query parameter name as an integer in [min, max]; absent → def.
  * Returns true, or replies 400 naming the parameter and returns false.
  */
-bool api_query_long(struct http_req *r, const char *name, long min, long max, long def,
-		    long *out);
+bool api_query_long(struct http_req *r, const char *name, long min, long max, long def, long *out);
 
 /* Rejects query parameters not in the NULL-terminated allowed list (400). */
 bool api_query_only(struct http_req *r, const char *const *allowed);

@@ -50,8 +50,7 @@ api_changes(struct http_req *r)
 	long since, limit, wait;
 	struct changes_req *c;
 
-	if (!api_query_only(r, allowed) ||
-	    !api_query_long(r, "since", 0, LONG_MAX, 0, &since) ||
+	if (!api_query_only(r, allowed) || !api_query_long(r, "since", 0, LONG_MAX, 0, &since) ||
 	    !api_query_long(r, "limit", 1, CHANGES_LIMIT_MAX, CHANGES_LIMIT_DEFAULT, &limit) ||
 	    !api_query_long(r, "wait", 0, CHANGES_WAIT_MAX, 0, &wait))
 		return;
@@ -65,8 +64,8 @@ api_changes(struct http_req *r)
 	snprintf(c->limit, sizeof(c->limit), "%ld", limit);
 	if (wait > 0 && !server_shutting_down() &&
 	    tailer_applied(server_tailer()) <= (long long)since) {
-		if (tailer_wait(server_tailer(), (long long)since + 1, (int)wait * 1000, woken, c) ==
-		    0)
+		if (tailer_wait(server_tailer(), (long long)since + 1, (int)wait * 1000, woken,
+				c) == 0)
 			return;
 	}
 	run_query(c);

@@ -33,8 +33,7 @@ api_reply_db_error(struct http_req *r, const struct db_result *res)
 	const char *st = res->sqlstate ? res->sqlstate : "";
 
 	if (res->status == DB_UNAVAILABLE) {
-		http_reply_error(r, 503, "unavailable",
-				 json_pack("{s:s}", "reason", res->message),
+		http_reply_error(r, 503, "unavailable", json_pack("{s:s}", "reason", res->message),
 				 "database unavailable; try again");
 		return;
 	}
@@ -131,8 +130,7 @@ db_reply(void *arg, const struct db_result *res)
 			p->status = status;
 			p->body = body;
 			tailer_poke(server_tailer());
-			if (tailer_wait(server_tailer(), seq,
-					API_RYW_TIMEOUT_MS, ryw_done, p) == 0)
+			if (tailer_wait(server_tailer(), seq, API_RYW_TIMEOUT_MS, ryw_done, p) == 0)
 				return;
 			free(p);
 		}
@@ -202,7 +200,8 @@ api_query_only(struct http_req *r, const char *const *allowed)
 {
 	struct evkeyval *kv;
 
-	TAILQ_FOREACH(kv, &r->query, next) {
+	TAILQ_FOREACH(kv, &r->query, next)
+	{
 		const char *const *a = allowed;
 
 		while (*a != NULL && strcmp(*a, kv->key) != 0)
@@ -250,11 +249,12 @@ api_hand_source(struct http_req *r, char out[80])
 	}
 	out[o] = '\0';
 	if (!auth_source_allowed(&r->tok, out)) {
-		http_reply_error(r, 403, "forbidden",
-				 json_pack("{s:s,s:s}", "source", out, "allowed", r->tok.source_glob),
-				 "token %s may only write sources matching %s; a hand edit is "
-				 "recorded under %s",
-				 r->tok.name, r->tok.source_glob, out);
+		http_reply_error(
+		    r, 403, "forbidden",
+		    json_pack("{s:s,s:s}", "source", out, "allowed", r->tok.source_glob),
+		    "token %s may only write sources matching %s; a hand edit is "
+		    "recorded under %s",
+		    r->tok.name, r->tok.source_glob, out);
 		return false;
 	}
 	return true;

@@ -46,11 +46,8 @@ check_triple(struct http_req *r, const char *from, const char *type, const char 
 }
 
 static const struct jv_field edge_fields[] = {
-	{"from", JV_STRING, true},
-	{"type", JV_STRING, true},
-	{"to", JV_STRING, true},
-	{"attributes", JV_OBJECT, false},
-	{NULL, JV_ANY, false},
+    {"from", JV_STRING, true},	      {"type", JV_STRING, true}, {"to", JV_STRING, true},
+    {"attributes", JV_OBJECT, false}, {NULL, JV_ANY, false},
 };
 
 void
@@ -98,7 +95,10 @@ api_edge_delete(struct http_req *r)
 	if (!api_query_only(r, allowed))
 		return;
 	if (from == NULL || type == NULL || to == NULL) {
-		http_reply_bad(r, from == NULL ? "from" : type == NULL ? "type" : "to",
+		http_reply_bad(r,
+			       from == NULL   ? "from"
+			       : type == NULL ? "type"
+					      : "to",
 			       "is required");
 		return;
 	}

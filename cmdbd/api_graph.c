@@ -71,8 +71,7 @@ walk(struct http_req *r, bool dependents)
 	long idx, depth, limit;
 	unsigned mask;
 
-	if (!api_query_only(r, allowed) ||
-	    !api_query_long(r, "depth", 0, DEPTH_MAX, -1, &depth) ||
+	if (!api_query_only(r, allowed) || !api_query_long(r, "depth", 0, DEPTH_MAX, -1, &depth) ||
 	    !api_query_long(r, "limit", 1, WALK_LIMIT_MAX, WALK_LIMIT_DEFAULT, &limit))
 		return;
 	if (graph_impact_mask_parse(http_query(r, "types"), &mask) != 0) {
@@ -85,10 +84,10 @@ walk(struct http_req *r, bool dependents)
 	}
 	if ((idx = path_node(r)) < 0)
 		return;
-	reply_result(r, dependents ? graph_dependents(server_graph(), idx, (int)depth, mask,
-						      (size_t)limit)
-				   : graph_dependencies(server_graph(), idx, (int)depth, mask,
-							(size_t)limit));
+	reply_result(
+	    r, dependents
+		   ? graph_dependents(server_graph(), idx, (int)depth, mask, (size_t)limit)
+		   : graph_dependencies(server_graph(), idx, (int)depth, mask, (size_t)limit));
 }
 
 void
@@ -135,9 +134,9 @@ api_path(struct http_req *r)
 }
 
 static const struct jv_field rootcause_fields[] = {
-	{"failing", JV_ARRAY, true},
-	{"max_depth", JV_INTEGER, false},
-	{NULL, JV_ANY, false},
+    {"failing", JV_ARRAY, true},
+    {"max_depth", JV_INTEGER, false},
+    {NULL, JV_ANY, false},
 };
 
 void
@@ -162,7 +161,8 @@ api_rootcause(struct http_req *r)
 	if (md != NULL) {
 		max_depth = (long)json_integer_value(md);
 		if (max_depth < 0 || max_depth > DEPTH_MAX) {
-			http_reply_bad(r, "max_depth", "must be an integer from 0 to %d", DEPTH_MAX);
+			http_reply_bad(r, "max_depth", "must be an integer from 0 to %d",
+				       DEPTH_MAX);
 			return;
 		}
 	}
@@ -178,7 +178,8 @@ api_rootcause(struct http_req *r)
 		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
 		return;
 	}
-	json_array_foreach(failing, i, item) {
+	json_array_foreach(failing, i, item)
+	{
 		const char *ref = json_string_value(item);
 		const char *why = ref ? model_ref_parse(ref, NULL, NULL) : "must be a ref string";
 		char path[32];

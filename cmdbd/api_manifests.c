@@ -76,11 +76,11 @@ api_manifest_post(struct http_req *r)
 	source = json_string_value(json_object_get(r->json, "source"));
 	if (!auth_source_allowed(&r->tok, source)) {
 		metrics_count_manifest("rejected");
-		http_reply_error(r, 403, "forbidden",
-				 json_pack("{s:s,s:s}", "source", source, "allowed",
-					   r->tok.source_glob),
-				 "token %s may not write source %s (allowed: %s)", r->tok.name,
-				 source, r->tok.source_glob);
+		http_reply_error(
+		    r, 403, "forbidden",
+		    json_pack("{s:s,s:s}", "source", source, "allowed", r->tok.source_glob),
+		    "token %s may not write source %s (allowed: %s)", r->tok.name, source,
+		    r->tok.source_glob);
 		return;
 	}
 	{

@@ -30,8 +30,8 @@ none_match_hit(const char *header, const char *etag)
 			p++;
 		if (strncmp(p, "W/", 2) == 0)
 			p += 2;
-		if (strncmp(p, etag, elen) == 0 && (p[elen] == '\0' || p[elen] == ',' ||
-						     p[elen] == ' '))
+		if (strncmp(p, etag, elen) == 0 &&
+		    (p[elen] == '\0' || p[elen] == ',' || p[elen] == ' '))
 			return true;
 		while (*p && *p != ',')
 			p++;
@@ -66,8 +66,8 @@ decorate_node(struct http_req *r, json_t *body, int *status)
 		json_decref(o);
 	}
 	json_object_set_new(body, "owners", owners ? owners : json_array());
-	json_object_set_new(body, "edges", json_pack("{s:I,s:I}", "in", (json_int_t)in, "out",
-						     (json_int_t)out));
+	json_object_set_new(body, "edges",
+			    json_pack("{s:I,s:I}", "in", (json_int_t)in, "out", (json_int_t)out));
 	return body;
 }
 
@@ -83,9 +83,9 @@ api_node_get(struct http_req *r)
 }
 
 static const struct jv_field node_put_fields[] = {
-	{"attributes", JV_OBJECT, false},
-	{"labels", JV_STRING_MAP, false},
-	{NULL, JV_ANY, false},
+    {"attributes", JV_OBJECT, false},
+    {"labels", JV_STRING_MAP, false},
+    {NULL, JV_ANY, false},
 };
 
 void
@@ -116,8 +116,8 @@ api_node_put(struct http_req *r)
 	attrs_text = attrs ? json_dumps(attrs, JSON_COMPACT) : NULL;
 	labels_text = labels ? json_dumps(labels, JSON_COMPACT) : NULL;
 	{
-		const char *params[7] = {kind, name, attrs_text, labels_text, ifm_param,
-					 r->tok.name, source};
+		const char *params[7] = {kind,	    name,	 attrs_text, labels_text,
+					 ifm_param, r->tok.name, source};
 
 		api_call_db(r, SQL_NODE_PUT, params, NULL);
 	}
@@ -147,7 +147,7 @@ api_node_delete(struct http_req *r)
 void
 api_node_list(struct http_req *r)
 {
-	static const char *const allowed[] = {"kind",	"label", "owner", "q", "orphan",
+	static const char *const allowed[] = {"kind",	"label", "owner",  "q", "orphan",
 					      "health", "limit", "cursor", NULL};
 	const char *kind = http_query(r, "kind"), *label = http_query(r, "label");
 	const char *owner = http_query(r, "owner"), *q = http_query(r, "q");
@@ -172,8 +172,8 @@ api_node_list(struct http_req *r)
 		http_reply_bad(r, "health", "must be one of ok, degraded, down, unknown");
 		return;
 	}
-	if (q != NULL && (*q == '\0' || strlen(q) > MODEL_REF_MAX ||
-			  !model_utf8_valid(q, strlen(q)))) {
+	if (q != NULL &&
+	    (*q == '\0' || strlen(q) > MODEL_REF_MAX || !model_utf8_valid(q, strlen(q)))) {
 		http_reply_bad(r, "q", "must be a non-empty prefix of at most %d bytes",
 			       MODEL_REF_MAX);
 		return;
@@ -252,9 +252,9 @@ api_node_edges(struct http_req *r)
 }
 
 static const struct jv_field health_fields[] = {
-	{"state", JV_STRING, true},
-	{"reason", JV_STRING, false},
-	{NULL, JV_ANY, false},
+    {"state", JV_STRING, true},
+    {"reason", JV_STRING, false},
+    {NULL, JV_ANY, false},
 };
 
 void

@@ -47,10 +47,14 @@ const char *
 auth_scope_name(enum auth_scope s)
 {
 	switch (s) {
-	case AUTH_READ: return "read";
-	case AUTH_WRITE: return "write";
-	case AUTH_ADMIN: return "admin";
-	case AUTH_NONE: break;
+	case AUTH_READ:
+		return "read";
+	case AUTH_WRITE:
+		return "write";
+	case AUTH_ADMIN:
+		return "admin";
+	case AUTH_NONE:
+		break;
 	}
 	return "none";
 }
@@ -209,8 +213,7 @@ decide(struct http_req *r, const struct auth_entry *e, enum auth_scope need,
 		return;
 	}
 	if (e->expires_at != 0 && (long long)time(NULL) >= e->expires_at) {
-		http_reply_error(r, 401, "unauthorized", NULL, "token %s has expired",
-				 e->tok.name);
+		http_reply_error(r, 401, "unauthorized", NULL, "token %s has expired", e->tok.name);
 		return;
 	}
 	r->tok = e->tok;

@@ -24,37 +24,37 @@ struct cfg_def {
 #define F(field) offsetof(struct cfg, field)
 
 static const struct cfg_def defs[] = {
-	{"database", "CMDB_DATABASE_URL", CFG_STR, F(database_url), "dbname=cmdb", 0, 0,
-	 "libpq connection string or URI"},
-	{"listen", "CMDB_LISTEN", CFG_STR, F(listen), "127.0.0.1:8080", 0, 0,
-	 "address to serve HTTP on (host:port)"},
-	{"max-body", "CMDB_MAX_BODY", CFG_LONG, F(max_body_bytes), "4194304", 1024, 1L << 30,
-	 "largest request body in bytes"},
-	{"max-header-bytes", "CMDB_MAX_HEADER_BYTES", CFG_LONG, F(max_header_bytes), "16384", 1024,
-	 1L << 20, "largest request header block in bytes"},
-	{"max-headers", "CMDB_MAX_HEADERS", CFG_LONG, F(max_headers), "100", 8, 10000,
-	 "most request headers"},
-	{"json-max-depth", "CMDB_JSON_MAX_DEPTH", CFG_LONG, F(json_max_depth), "32", 2, 1000,
-	 "deepest JSON nesting accepted"},
-	{"idle-timeout", "CMDB_IDLE_TIMEOUT", CFG_LONG, F(idle_timeout), "75", 1, 86400,
-	 "seconds an idle client connection is kept"},
-	{"db-pool", "CMDB_DB_POOL", CFG_LONG, F(db_pool_size), "4", 1, 64,
-	 "database connections for requests"},
-	{"manifest-max-nodes", "CMDB_MANIFEST_MAX_NODES", CFG_LONG, F(manifest_max_nodes),
-	 "10000", 1, 1000000, "most nodes in one manifest"},
-	{"manifest-max-edges", "CMDB_MANIFEST_MAX_EDGES", CFG_LONG, F(manifest_max_edges),
-	 "10000", 1, 1000000, "most edges in one manifest"},
-	{"shutdown-grace", "CMDB_SHUTDOWN_GRACE", CFG_LONG, F(shutdown_grace), "10", 0, 600,
-	 "seconds to finish in-flight requests on SIGTERM"},
-	{"log-level", "CMDB_LOG_LEVEL", CFG_STR, F(log_level), "info", 0, 0,
-	 "debug, info, warn or error"},
+    {"database", "CMDB_DATABASE_URL", CFG_STR, F(database_url), "dbname=cmdb", 0, 0,
+     "libpq connection string or URI"},
+    {"listen", "CMDB_LISTEN", CFG_STR, F(listen), "127.0.0.1:8080", 0, 0,
+     "address to serve HTTP on (host:port)"},
+    {"max-body", "CMDB_MAX_BODY", CFG_LONG, F(max_body_bytes), "4194304", 1024, 1L << 30,
+     "largest request body in bytes"},
+    {"max-header-bytes", "CMDB_MAX_HEADER_BYTES", CFG_LONG, F(max_header_bytes), "16384", 1024,
+     1L << 20, "largest request header block in bytes"},
+    {"max-headers", "CMDB_MAX_HEADERS", CFG_LONG, F(max_headers), "100", 8, 10000,
+     "most request headers"},
+    {"json-max-depth", "CMDB_JSON_MAX_DEPTH", CFG_LONG, F(json_max_depth), "32", 2, 1000,
+     "deepest JSON nesting accepted"},
+    {"idle-timeout", "CMDB_IDLE_TIMEOUT", CFG_LONG, F(idle_timeout), "75", 1, 86400,
+     "seconds an idle client connection is kept"},
+    {"db-pool", "CMDB_DB_POOL", CFG_LONG, F(db_pool_size), "4", 1, 64,
+     "database connections for requests"},
+    {"manifest-max-nodes", "CMDB_MANIFEST_MAX_NODES", CFG_LONG, F(manifest_max_nodes), "10000", 1,
+     1000000, "most nodes in one manifest"},
+    {"manifest-max-edges", "CMDB_MANIFEST_MAX_EDGES", CFG_LONG, F(manifest_max_edges), "10000", 1,
+     1000000, "most edges in one manifest"},
+    {"shutdown-grace", "CMDB_SHUTDOWN_GRACE", CFG_LONG, F(shutdown_grace), "10", 0, 600,
+     "seconds to finish in-flight requests on SIGTERM"},
+    {"log-level", "CMDB_LOG_LEVEL", CFG_STR, F(log_level), "info", 0, 0,
+     "debug, info, warn or error"},
 };
 
 #define NDEFS (sizeof(defs) / sizeof(defs[0]))
 
 static int
-set_value(struct cfg *c, const struct cfg_def *d, const char *value, const char *origin,
-	  char *err, size_t errlen)
+set_value(struct cfg *c, const struct cfg_def *d, const char *value, const char *origin, char *err,
+	  size_t errlen)
 {
 	char *target = (char *)c + d->offset;
 
@@ -75,8 +75,9 @@ set_value(struct cfg *c, const struct cfg_def *d, const char *value, const char 
 		errno = 0;
 		v = strtol(value, &end, 10);
 		if (errno != 0 || end == value || *end != '\0' || v < d->min || v > d->max) {
-			snprintf(err, errlen, "%s: %s must be an integer from %ld to %ld (got \"%s\")",
-				 origin, d->flag, d->min, d->max, value);
+			snprintf(err, errlen,
+				 "%s: %s must be an integer from %ld to %ld (got \"%s\")", origin,
+				 d->flag, d->min, d->max, value);
 			return -1;
 		}
 		*(long *)target = v;

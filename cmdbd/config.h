@@ -13,18 +13,18 @@
 #include <stdio.h>
 
 struct cfg {
-	char *database_url;	     /* libpq conninfo; CMDB_DATABASE_URL */
-	char *listen;		     /* host:port; CMDB_LISTEN */
-	long max_body_bytes;	     /* JSON 413 above this */
-	long max_header_bytes;	     /* 431/400 above this (evhttp) */
-	long max_headers;	     /* header count limit */
-	long json_max_depth;	     /* nesting limit */
-	long idle_timeout;	     /* seconds a connection may idle */
-	long db_pool_size;	     /* async connections for requests */
-	long manifest_max_nodes;     /* per manifest */
-	long manifest_max_edges;     /* per manifest */
-	long shutdown_grace;	     /* seconds to finish in-flight requests */
-	char *log_level;	     /* debug|info|warn|error */
+	char *database_url;	 /* libpq conninfo; CMDB_DATABASE_URL */
+	char *listen;		 /* host:port; CMDB_LISTEN */
+	long max_body_bytes;	 /* JSON 413 above this */
+	long max_header_bytes;	 /* 431/400 above this (evhttp) */
+	long max_headers;	 /* header count limit */
+	long json_max_depth;	 /* nesting limit */
+	long idle_timeout;	 /* seconds a connection may idle */
+	long db_pool_size;	 /* async connections for requests */
+	long manifest_max_nodes; /* per manifest */
+	long manifest_max_edges; /* per manifest */
+	long shutdown_grace;	 /* seconds to finish in-flight requests */
+	char *log_level;	 /* debug|info|warn|error */
 };
 
 /* Fills c with defaults. Strings are static or owned by c (see cfg_free). */

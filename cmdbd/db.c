@@ -41,12 +41,12 @@ struct db_conn {
 	PGconn *pg;
 	enum conn_state state;
 	int sock;
-	struct event *ev;	/* socket event, re-assigned as needs change */
-	struct event *timer;	/* reconnect backoff and connect timeout */
+	struct event *ev;    /* socket event, re-assigned as needs change */
+	struct event *timer; /* reconnect backoff and connect timeout */
 	int backoff_ms;
-	bool *prepared;		/* per statement */
-	struct db_job *job;	/* running job (PREPARING/BUSY) */
-	PGresult *result;	/* first result of the running command */
+	bool *prepared;	    /* per statement */
+	struct db_job *job; /* running job (PREPARING/BUSY) */
+	PGresult *result;   /* first result of the running command */
 };
 
 struct db {
@@ -60,9 +60,9 @@ struct db {
 	struct db_listen listen;
 	struct db_job *head, *tail;
 	int queued;
-	struct db_job *failed;	/* answered DB_UNAVAILABLE from the loop, see fail_later() */
+	struct db_job *failed; /* answered DB_UNAVAILABLE from the loop, see fail_later() */
 	struct event *fail_ev;
-	bool closing;		/* in db_free(): queries fail at once */
+	bool closing; /* in db_free(): queries fail at once */
 	struct db_stats stats;
 };
 
@@ -395,8 +395,8 @@ conn_send_job(struct db_conn *c)
 		ok = PQsendPrepare(c->pg, s->name, s->sql, s->nparams, NULL);
 	} else {
 		c->state = CS_BUSY;
-		ok = PQsendQueryPrepared(c->pg, s->name, s->nparams,
-					 (const char *const *)j->params, NULL, NULL, 0);
+		ok = PQsendQueryPrepared(c->pg, s->name, s->nparams, (const char *const *)j->params,
+					 NULL, NULL, 0);
 	}
 	if (!ok) {
 		conn_lost(c, PQerrorMessage(c->pg));
@@ -580,8 +580,8 @@ conn_event_cb(evutil_socket_t fd, short what, void *arg)
 /* ---------------------------------------------------------------- API */
 
 struct db *
-db_new(struct event_base *base, const char *conninfo, int pool_size,
-       const struct db_stmt *stmts, int nstmts, const struct db_listen *listen)
+db_new(struct event_base *base, const char *conninfo, int pool_size, const struct db_stmt *stmts,
+       int nstmts, const struct db_listen *listen)
 {
 	struct db *db = calloc(1, sizeof(*db));
 	int total = pool_size + (listen ? 1 : 0);

@@ -61,11 +61,15 @@ rc_local(struct rc *r, uint32_t v, uint32_t *lv)
 	}
 	if (r->n == r->cap) {
 		size_t c = r->cap ? r->cap * 2 : 64, w = r->words;
-		if (graph_grow(&r->idx, c, sizeof *r->idx) || graph_grow(&r->mind, c, sizeof *r->mind) ||
-		    graph_grow(&r->sum, c, sizeof *r->sum) || graph_grow(&r->stamp, c, sizeof *r->stamp) ||
+		if (graph_grow(&r->idx, c, sizeof *r->idx) ||
+		    graph_grow(&r->mind, c, sizeof *r->mind) ||
+		    graph_grow(&r->sum, c, sizeof *r->sum) ||
+		    graph_grow(&r->stamp, c, sizeof *r->stamp) ||
 		    graph_grow(&r->seen, c * w, sizeof *r->seen) ||
-		    graph_grow(&r->cur, c * w, sizeof *r->cur) || graph_grow(&r->nxt, c * w, sizeof *r->nxt) ||
-		    graph_grow(&r->front, c, sizeof *r->front) || graph_grow(&r->next, c, sizeof *r->next))
+		    graph_grow(&r->cur, c * w, sizeof *r->cur) ||
+		    graph_grow(&r->nxt, c * w, sizeof *r->nxt) ||
+		    graph_grow(&r->front, c, sizeof *r->front) ||
+		    graph_grow(&r->next, c, sizeof *r->next))
 			return -1;
 		r->cap = c;
 	}

@@ -29,8 +29,8 @@ struct http_server {
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
 	const struct cfg *cfg;
-	int inflight;	/* requests not yet answered */
-	int unflushed;	/* answers still being written */
+	int inflight;  /* requests not yet answered */
+	int unflushed; /* answers still being written */
 	bool draining;
 	bool drained;
 	struct event *flush_timer;
@@ -118,25 +118,44 @@ const char *
 http_status_text(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 304: return "Not Modified";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 409: return "Conflict";
-	case 412: return "Precondition Failed";
-	case 413: return "Payload Too Large";
-	case 415: return "Unsupported Media Type";
-	case 422: return "Unprocessable Entity";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 503: return "Service Unavailable";
-	default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 204:
+		return "No Content";
+	case 304:
+		return "Not Modified";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 409:
+		return "Conflict";
+	case 412:
+		return "Precondition Failed";
+	case 413:
+		return "Payload Too Large";
+	case 415:
+		return "Unsupported Media Type";
+	case 422:
+		return "Unprocessable Entity";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
 	}
 }
 
@@ -153,15 +172,24 @@ static const char *
 method_name(enum evhttp_cmd_type m)
 {
 	switch (m) {
-	case EVHTTP_REQ_GET: return "GET";
-	case EVHTTP_REQ_POST: return "POST";
-	case EVHTTP_REQ_HEAD: return "HEAD";
-	case EVHTTP_REQ_PUT: return "PUT";
-	case EVHTTP_REQ_DELETE: return "DELETE";
-	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-	case EVHTTP_REQ_TRACE: return "TRACE";
-	case EVHTTP_REQ_CONNECT: return "CONNECT";
-	case EVHTTP_REQ_PATCH: return "PATCH";
+	case EVHTTP_REQ_GET:
+		return "GET";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	case EVHTTP_REQ_OPTIONS:
+		return "OPTIONS";
+	case EVHTTP_REQ_TRACE:
+		return "TRACE";
+	case EVHTTP_REQ_CONNECT:
+		return "CONNECT";
+	case EVHTTP_REQ_PATCH:
+		return "PATCH";
 	}
 	return "OTHER";
 }
@@ -182,9 +210,9 @@ send_and_free(struct http_req *r, int status, struct evbuffer *buf)
 	evhttp_request_set_on_complete_cb(r->ev, reply_flushed, r->srv);
 	evhttp_send_reply(r->ev, status, http_status_text(status), buf);
 	metrics_observe_request(route, status, dt);
-	log_info("event=request id=%s method=%s path=%s route=%s status=%d ms=%.2f token=%s",
-		 r->id, method_name(r->method), log_q(uri, qpath, sizeof(qpath)), route,
-		 status, dt * 1000.0, r->tok.name[0] ? r->tok.name : "-");
+	log_info("event=request id=%s method=%s path=%s route=%s status=%d ms=%.2f token=%s", r->id,
+		 method_name(r->method), log_q(uri, qpath, sizeof(qpath)), route, status,
+		 dt * 1000.0, r->tok.name[0] ? r->tok.name : "-");
 	if (buf != NULL)
 		evbuffer_free(buf);
 	req_free(r);
@@ -229,8 +257,7 @@ http_reply_json(struct http_req *r, int status, json_t *body)
 }
 
 void
-http_reply_text(struct http_req *r, int status, const char *ctype, const char *text,
-		size_t len)
+http_reply_text(struct http_req *r, int status, const char *ctype, const char *text, size_t len)
 {
 	struct evbuffer *buf = evbuffer_new();
 
@@ -247,8 +274,8 @@ http_reply_empty(struct http_req *r, int status)
 }
 
 static void
-reply_error_v(struct http_req *r, int status, const char *code, json_t *details,
-	      const char *fmt, va_list ap)
+reply_error_v(struct http_req *r, int status, const char *code, json_t *details, const char *fmt,
+	      va_list ap)
 {
 	char msg[1024];
 	json_t *err;
@@ -266,8 +293,8 @@ reply_error_v(struct http_req *r, int status, const char *code, json_t *details,
 }
 
 void
-http_reply_error(struct http_req *r, int status, const char *code, json_t *details,
-		 const char *fmt, ...)
+http_reply_error(struct http_req *r, int status, const char *code, json_t *details, const char *fmt,
+		 ...)
 {
 	va_list ap;
 
@@ -368,7 +395,8 @@ count_headers(struct evhttp_request *ev, size_t *bytes)
 	int n = 0;
 
 	*bytes = 0;
-	TAILQ_FOREACH(kv, h, next) {
+	TAILQ_FOREACH(kv, h, next)
+	{
 		n++;
 		*bytes += strlen(kv->key) + strlen(kv->value) + 4;
 	}
@@ -474,8 +502,8 @@ handle_request(struct evhttp_request *ev, void *arg)
 			http_reply_bad(r, err.path[0] ? err.path : NULL, "%s", err.msg);
 			return;
 		}
-	} else if (r->body_len > 0 && r->method != EVHTTP_REQ_GET &&
-		   r->method != EVHTTP_REQ_HEAD && r->method != EVHTTP_REQ_DELETE) {
+	} else if (r->body_len > 0 && r->method != EVHTTP_REQ_GET && r->method != EVHTTP_REQ_HEAD &&
+		   r->method != EVHTTP_REQ_DELETE) {
 		http_reply_bad(r, NULL, "this endpoint takes no request body");
 		return;
 	}
@@ -506,7 +534,8 @@ http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_draine
 	if (s->http == NULL)
 		goto fail;
 	if (cfg_split_listen(cfg->listen, &host, &port) != 0) {
-		log_error("event=listen_failed listen=%s reason=\"expected host:port\"", cfg->listen);
+		log_error("event=listen_failed listen=%s reason=\"expected host:port\"",
+			  cfg->listen);
 		goto fail;
 	}
 	/*
@@ -515,8 +544,7 @@ http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_draine
 	 * only stop what would be absurd to buffer.
 	 */
 	evhttp_set_max_headers_size(s->http, (ev_ssize_t)cfg->max_header_bytes * 4);
-	evhttp_set_max_body_size(s->http,
-				 (ev_ssize_t)cfg->max_body_bytes * HTTP_HARD_BODY_FACTOR);
+	evhttp_set_max_body_size(s->http, (ev_ssize_t)cfg->max_body_bytes * HTTP_HARD_BODY_FACTOR);
 	evhttp_set_timeout(s->http, (int)cfg->idle_timeout);
 	evhttp_set_flags(s->http, EVHTTP_SERVER_LINGERING_CLOSE);
 	/* Every method reaches the router, which answers 405 in JSON with Allow. */

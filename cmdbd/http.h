@@ -37,13 +37,13 @@ struct http_req {
 	const struct route *route;
 	char *segs[HTTP_MAX_SEGS]; /* percent-decoded path segments, owned */
 	int nsegs;
-	struct evkeyvalq query;	   /* decoded query parameters */
-	char *body;		   /* raw body, NUL-terminated, owned; NULL if none */
+	struct evkeyvalq query; /* decoded query parameters */
+	char *body;		/* raw body, NUL-terminated, owned; NULL if none */
 	size_t body_len;
-	json_t *json;		   /* parsed body when the route takes JSON, owned */
-	struct auth_token tok;	   /* the caller, after auth */
+	json_t *json;	       /* parsed body when the route takes JSON, owned */
+	struct auth_token tok; /* the caller, after auth */
 	struct timespec t0;
-	void *state;		   /* handler-private, freed with state_free */
+	void *state; /* handler-private, freed with state_free */
 	void (*state_free)(void *);
 	struct http_req *wait_next; /* for modules that park requests (long poll) */
 };
@@ -96,7 +96,7 @@ void http_reply_error(struct http_req *r, int status, const char *code, json_t *
 
 /* 400 naming a field or parameter: details {"field": path}. Frees r. */
 void http_reply_bad(struct http_req *r, const char *field, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* The reason phrase of a status ("Not Found"). */
 const char *http_status_text(int status);

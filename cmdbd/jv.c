@@ -42,7 +42,8 @@ jv_depth(const json_t *v)
 		const char *k;
 		json_t *child;
 
-		json_object_foreach((json_t *)v, k, child) {
+		json_object_foreach((json_t *)v, k, child)
+		{
 			int d = jv_depth(child);
 			if (d > max)
 				max = d;
@@ -53,7 +54,8 @@ jv_depth(const json_t *v)
 		size_t i;
 		json_t *child;
 
-		json_array_foreach(v, i, child) {
+		json_array_foreach(v, i, child)
+		{
 			int d = jv_depth(child);
 			if (d > max)
 				max = d;
@@ -82,7 +84,8 @@ jv_parse_object(const char *buf, size_t len, int max_depth, struct jv_err *err)
 	if (v == NULL) {
 		switch (json_error_code(&jerr)) {
 		case json_error_null_character:
-			jv_fail(err, "", "", "strings must not contain NUL (\\u0000) (line %d, column %d)",
+			jv_fail(err, "", "",
+				"strings must not contain NUL (\\u0000) (line %d, column %d)",
 				jerr.line, jerr.column);
 			break;
 		case json_error_duplicate_key:
@@ -90,11 +93,13 @@ jv_parse_object(const char *buf, size_t len, int max_depth, struct jv_err *err)
 				jerr.column);
 			break;
 		case json_error_end_of_input_expected:
-			jv_fail(err, "", "", "trailing data after the JSON object (line %d, column %d)",
+			jv_fail(err, "", "",
+				"trailing data after the JSON object (line %d, column %d)",
 				jerr.line, jerr.column);
 			break;
 		default:
-			jv_fail(err, "", "", "request body is not valid JSON: %s (line %d, column %d)",
+			jv_fail(err, "", "",
+				"request body is not valid JSON: %s (line %d, column %d)",
 				jerr.text, jerr.line, jerr.column);
 		}
 		return NULL;
@@ -160,7 +165,8 @@ type_ok(const json_t *v, enum jv_type t, const char *path, struct jv_err *err)
 	case JV_STRING_MAP:
 		if (!json_is_object(v))
 			return false;
-		json_object_foreach((json_t *)v, k, child) {
+		json_object_foreach((json_t *)v, k, child)
+		{
 			if (!json_is_string(child)) {
 				jv_fail(err, path, k, "must be a string");
 				return false;
@@ -180,7 +186,8 @@ jv_check_object(const json_t *obj, const char *path, const struct jv_field *fiel
 
 	if (!json_is_object(obj))
 		return jv_fail(err, path, "", "must be an object");
-	json_object_foreach((json_t *)obj, key, value) {
+	json_object_foreach((json_t *)obj, key, value)
+	{
 		const struct jv_field *f = fields;
 		char fpath[JV_PATH_MAX];
 

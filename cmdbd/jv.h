@@ -59,7 +59,7 @@ bool jv_check_object(const json_t *obj, const char *path, const struct jv_field 
 
 /* Fills err with status 400, path = prefix + field, and a printf message. Returns false. */
 bool jv_fail(struct jv_err *err, const char *prefix, const char *field, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 /* Joins prefix and field into out: "" + "ref" → "ref"; "nodes[3]" + "ref" → "nodes[3].ref". */
 void jv_path_join(char *out, size_t size, const char *prefix, const char *field);

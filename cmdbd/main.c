@@ -24,14 +24,13 @@
 static void
 usage(FILE *out)
 {
-	fprintf(out,
-		"usage: cmdbd serve [--listen HOST:PORT] [options]\n"
-		"       cmdbd migrate [--status] [--database CONNINFO]\n"
-		"       cmdbd token create --name N --scope read|write|admin [--source GLOB] "
-		"[--expires 90d]\n"
-		"       cmdbd token list | token revoke NAME\n"
-		"       cmdbd version\n\n"
-		"options (flag, environment, meaning):\n");
+	fprintf(out, "usage: cmdbd serve [--listen HOST:PORT] [options]\n"
+		     "       cmdbd migrate [--status] [--database CONNINFO]\n"
+		     "       cmdbd token create --name N --scope read|write|admin [--source GLOB] "
+		     "[--expires 90d]\n"
+		     "       cmdbd token list | token revoke NAME\n"
+		     "       cmdbd version\n\n"
+		     "options (flag, environment, meaning):\n");
 	cfg_usage(out);
 }
 
@@ -112,7 +111,8 @@ main(int argc, char **argv)
 		}
 		lvl = log_level_parse(cfg.log_level);
 		if (lvl < 0) {
-			fprintf(stderr, "cmdbd serve: log-level must be debug, info, warn or error\n");
+			fprintf(stderr,
+				"cmdbd serve: log-level must be debug, info, warn or error\n");
 			goto out;
 		}
 		log_set_level((enum log_level)lvl);

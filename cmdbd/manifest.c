@@ -13,31 +13,34 @@
 #define TEXT_MAX 1024
 
 static const struct jv_field top_fields[] = {
-	{"manifest", JV_STRING, true},	 {"source", JV_STRING, true},
-	{"generation", JV_INTEGER, false}, {"deployment", JV_OBJECT, false},
-	{"nodes", JV_ARRAY, false},	 {"edges", JV_ARRAY, false},
-	{"extensions", JV_OBJECT, false}, {NULL, JV_ANY, false},
+    {"manifest", JV_STRING, true},     {"source", JV_STRING, true},
+    {"generation", JV_INTEGER, false}, {"deployment", JV_OBJECT, false},
+    {"nodes", JV_ARRAY, false},	       {"edges", JV_ARRAY, false},
+    {"extensions", JV_OBJECT, false},  {NULL, JV_ANY, false},
 };
 
 static const struct jv_field deployment_fields[] = {
-	{"node", JV_STRING, false},	   {"version", JV_STRING, false},
-	{"revision", JV_STRING, false},	   {"environment", JV_STRING, false},
-	{"actor", JV_STRING, false},	   {"status", JV_STRING, false},
-	{"started_at", JV_STRING, false},  {"finished_at", JV_STRING, false},
-	{NULL, JV_ANY, false},
+    {"node", JV_STRING, false},
+    {"version", JV_STRING, false},
+    {"revision", JV_STRING, false},
+    {"environment", JV_STRING, false},
+    {"actor", JV_STRING, false},
+    {"status", JV_STRING, false},
+    {"started_at", JV_STRING, false},
+    {"finished_at", JV_STRING, false},
+    {NULL, JV_ANY, false},
 };
 
 static const struct jv_field node_fields[] = {
-	{"ref", JV_STRING, true},
-	{"attributes", JV_OBJECT, false},
-	{"labels", JV_STRING_MAP, false},
-	{NULL, JV_ANY, false},
+    {"ref", JV_STRING, true},
+    {"attributes", JV_OBJECT, false},
+    {"labels", JV_STRING_MAP, false},
+    {NULL, JV_ANY, false},
 };
 
 static const struct jv_field edge_fields[] = {
-	{"from", JV_STRING, true},	  {"type", JV_STRING, true},
-	{"to", JV_STRING, true},	  {"attributes", JV_OBJECT, false},
-	{NULL, JV_ANY, false},
+    {"from", JV_STRING, true},	      {"type", JV_STRING, true}, {"to", JV_STRING, true},
+    {"attributes", JV_OBJECT, false}, {NULL, JV_ANY, false},
 };
 
 static bool
@@ -66,9 +69,8 @@ manifest_time_valid(const char *s)
 	int mon, day, hh, mm, ss;
 
 	if (strlen(s) < 20 || !digits(p, 4) || p[4] != '-' || !digits(p + 5, 2) || p[7] != '-' ||
-	    !digits(p + 8, 2) || (p[10] != 'T' && p[10] != 't') ||
-	    !digits(p + 11, 2) || p[13] != ':' || !digits(p + 14, 2) || p[16] != ':' ||
-	    !digits(p + 17, 2))
+	    !digits(p + 8, 2) || (p[10] != 'T' && p[10] != 't') || !digits(p + 11, 2) ||
+	    p[13] != ':' || !digits(p + 14, 2) || p[16] != ':' || !digits(p + 17, 2))
 		return false;
 	mon = atoi(p + 5);
 	day = atoi(p + 8);
@@ -123,7 +125,8 @@ check_deployment(const json_t *d, struct jv_err *err)
 
 	if (!jv_check_object(d, "deployment", deployment_fields, err))
 		return false;
-	json_object_foreach((json_t *)d, key, v) {
+	json_object_foreach((json_t *)d, key, v)
+	{
 		const char *s = json_string_value(v);
 
 		if (strlen(s) > TEXT_MAX)
@@ -177,7 +180,8 @@ check_nodes(const json_t *nodes, struct jv_err *err)
 
 	if (keys == NULL)
 		return jv_fail(err, "nodes", "", "out of memory");
-	json_array_foreach(nodes, i, node) {
+	json_array_foreach(nodes, i, node)
+	{
 		char path[JV_PATH_MAX];
 
 		snprintf(path, sizeof(path), "nodes[%zu]", i);
@@ -195,9 +199,9 @@ check_nodes(const json_t *nodes, struct jv_err *err)
 		char path[JV_PATH_MAX];
 
 		snprintf(path, sizeof(path), "nodes[%zu]", b);
-		ok = jv_fail(err, path, "ref", "declares %s again (first at nodes[%zu])",
-			     json_string_value(json_object_get(json_array_get(nodes, a), "ref")),
-			     a);
+		ok =
+		    jv_fail(err, path, "ref", "declares %s again (first at nodes[%zu])",
+			    json_string_value(json_object_get(json_array_get(nodes, a), "ref")), a);
 	}
 out:
 	free(keys);
@@ -217,7 +221,8 @@ check_edges(const json_t *edges, struct jv_err *err)
 		ok = jv_fail(err, "edges", "", "out of memory");
 		goto out;
 	}
-	json_array_foreach(edges, i, edge) {
+	json_array_foreach(edges, i, edge)
+	{
 		char path[JV_PATH_MAX];
 		const char *from, *type, *to;
 
@@ -273,9 +278,10 @@ manifest_validate(const json_t *m, const struct manifest_limits *lim, struct jv_
 		return false;
 	version = json_string_value(json_object_get(m, "manifest"));
 	if (strcmp(version, MANIFEST_VERSION) != 0)
-		return jv_fail(err, "", "manifest",
-			       "unsupported manifest version \"%.40s\"; supported: " MANIFEST_VERSION,
-			       version);
+		return jv_fail(
+		    err, "", "manifest",
+		    "unsupported manifest version \"%.40s\"; supported: " MANIFEST_VERSION,
+		    version);
 	source = json_string_value(json_object_get(m, "source"));
 	if (!model_source_valid(source))
 		return jv_fail(err, "", "source", "must match [a-z0-9][a-z0-9_.:-]{0,127}");

@@ -15,7 +15,7 @@
 #define NBUCKETS 12
 
 static const double bucket_le[NBUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-					   0.05,   0.1,   0.25,   0.5,   1.0,  5.0};
+					   0.05,   0.1,	  0.25,	  0.5,	 1.0,  5.0};
 
 struct status_count {
 	int status;
@@ -32,8 +32,7 @@ struct route_stats {
 
 static struct route_stats stats[MAX_ROUTES + 1]; /* last = "none" */
 
-static const char *const manifest_outcomes[] = {"applied", "noop", "dry_run", "rejected",
-						"failed"};
+static const char *const manifest_outcomes[] = {"applied", "noop", "dry_run", "rejected", "failed"};
 static unsigned long manifest_counts[5];
 
 static int
@@ -118,11 +117,11 @@ metrics_render(char **buf, size_t *len)
 		if (name == NULL)
 			continue;
 		for (int k = 0; k < stats[i].nstatus; k++)
-			rc |= metrics_appendf(buf, len,
-					      "cmdb_http_requests_total{route=\"%s\",status=\"%d\"} "
-					      "%lu\n",
-					      name, stats[i].by_status[k].status,
-					      stats[i].by_status[k].count);
+			rc |= metrics_appendf(
+			    buf, len,
+			    "cmdb_http_requests_total{route=\"%s\",status=\"%d\"} "
+			    "%lu\n",
+			    name, stats[i].by_status[k].status, stats[i].by_status[k].count);
 	}
 	rc |= metrics_appendf(buf, len,
 			      "# HELP cmdb_http_request_duration_seconds Time to answer, by "
@@ -136,18 +135,18 @@ metrics_render(char **buf, size_t *len)
 		for (int b = 0; b < NBUCKETS; b++) {
 			cum += stats[i].buckets[b];
 			rc |= metrics_appendf(
-				buf, len,
-				"cmdb_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
-				"%lu\n",
-				name, bucket_le[b], cum);
+			    buf, len,
+			    "cmdb_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} "
+			    "%lu\n",
+			    name, bucket_le[b], cum);
 		}
 		cum += stats[i].buckets[NBUCKETS];
 		rc |= metrics_appendf(
-			buf, len,
-			"cmdb_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n"
-			"cmdb_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
-			"cmdb_http_request_duration_seconds_count{route=\"%s\"} %lu\n",
-			name, cum, name, stats[i].sum, name, stats[i].count);
+		    buf, len,
+		    "cmdb_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lu\n"
+		    "cmdb_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+		    "cmdb_http_request_duration_seconds_count{route=\"%s\"} %lu\n",
+		    name, cum, name, stats[i].sum, name, stats[i].count);
 	}
 	rc |= metrics_appendf(buf, len,
 			      "# HELP cmdb_manifests_total Manifests received, by outcome.\n"

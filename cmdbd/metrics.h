@@ -21,6 +21,6 @@ int metrics_render(char **buf, size_t *len);
 
 /* printf-append helper shared with the gauges in api_ops.c. Returns 0 or -1. */
 int metrics_appendf(char **buf, size_t *len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -14,19 +14,18 @@
 #define MIGRATE_LOCK_SQL_LOCK "SELECT pg_advisory_lock(7164492956121524082)"
 #define MIGRATE_LOCK_SQL_UNLOCK "SELECT pg_advisory_unlock(7164492956121524082)"
 
-static const char SQL_CREATE_TABLE[] =
-	"CREATE TABLE IF NOT EXISTS schema_migrations ("
-	" version integer PRIMARY KEY,"
-	" name text NOT NULL,"
-	" applied_at timestamptz NOT NULL DEFAULT now())";
+static const char SQL_CREATE_TABLE[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
+				       " version integer PRIMARY KEY,"
+				       " name text NOT NULL,"
+				       " applied_at timestamptz NOT NULL DEFAULT now())";
 
 static const char SQL_SELECT_APPLIED[] =
-	"SELECT version, name,"
-	" to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-	" FROM schema_migrations ORDER BY version";
+    "SELECT version, name,"
+    " to_char(applied_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    " FROM schema_migrations ORDER BY version";
 
 static const char SQL_INSERT_APPLIED[] =
-	"INSERT INTO schema_migrations (version, name) VALUES ($1::integer, $2)";
+    "INSERT INTO schema_migrations (version, name) VALUES ($1::integer, $2)";
 
 /* Print s as a log value: bare when it is one plain word, else double-quoted with
  * backslash escapes, so that one event stays one line. */
@@ -283,7 +282,8 @@ print_status(const PGresult *applied, FILE *out)
 
 		snprintf(label, sizeof(label), "%04d_%s", m->version, m->name);
 		if (row >= 0)
-			fprintf(out, "%-*s  applied %s\n", width, label, PQgetvalue(applied, row, 2));
+			fprintf(out, "%-*s  applied %s\n", width, label,
+				PQgetvalue(applied, row, 2));
 		else
 			fprintf(out, "%-*s  pending\n", width, label);
 	}
@@ -291,7 +291,9 @@ print_status(const PGresult *applied, FILE *out)
 		int version = atoi(PQgetvalue(applied, row, 0));
 
 		if (!is_known(version))
-			fprintf(out, "%04d_%s  applied %s (unknown to this cmdbd: it is older than the database)\n",
+			fprintf(out,
+				"%04d_%s  applied %s (unknown to this cmdbd: it is older than the "
+				"database)\n",
 				version, PQgetvalue(applied, row, 1), PQgetvalue(applied, row, 2));
 	}
 }
@@ -322,8 +324,9 @@ apply_pending(PGconn *conn, FILE *out)
 		int version = atoi(PQgetvalue(applied, row, 0));
 
 		if (!is_known(version))
-			fprintf(out, "event=migration_unknown version=%d name=%s"
-				     " note=\"applied by a newer cmdbd\"\n",
+			fprintf(out,
+				"event=migration_unknown version=%d name=%s"
+				" note=\"applied by a newer cmdbd\"\n",
 				version, PQgetvalue(applied, row, 1));
 	}
 	if (count == 0)
@@ -358,7 +361,8 @@ migrate_run(PGconn *conn, bool status_only, FILE *out)
 	}
 
 	/* NOTICEs such as "relation already exists, skipping" are noise here. */
-	if (exec_simple(conn, "SET client_min_messages = warning", PGRES_COMMAND_OK, "set", out) != 0)
+	if (exec_simple(conn, "SET client_min_messages = warning", PGRES_COMMAND_OK, "set", out) !=
+	    0)
 		return -1;
 	if (exec_simple(conn, MIGRATE_LOCK_SQL_LOCK, PGRES_TUPLES_OK, "lock", out) != 0)
 		goto out;

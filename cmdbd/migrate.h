@@ -19,7 +19,7 @@
 #include <libpq-fe.h>
 
 struct migration {
-	int version;      /* NNNN of the file name */
+	int version;	  /* NNNN of the file name */
 	const char *name; /* the rest of the file name, without ".sql" */
 	const char *sql;  /* the file's text */
 };

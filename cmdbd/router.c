@@ -28,29 +28,36 @@ struct route {
 #define DEL EVHTTP_REQ_DELETE
 
 static const struct route routes[] = {
-	{GET, "healthz", {"healthz"}, api_healthz, AUTH_NONE, false},
-	{GET, "readyz", {"readyz"}, api_readyz, AUTH_NONE, false},
-	{GET, "metrics", {"metrics"}, api_metrics, AUTH_NONE, false},
-	{GET, "nodes.list", {"v1", "nodes"}, api_node_list, AUTH_READ, false},
-	{GET, "node.get", {"v1", "nodes", "*", "*"}, api_node_get, AUTH_READ, false},
-	{PUT, "node.put", {"v1", "nodes", "*", "*"}, api_node_put, AUTH_WRITE, true},
-	{DEL, "node.delete", {"v1", "nodes", "*", "*"}, api_node_delete, AUTH_WRITE, false},
-	{GET, "node.edges", {"v1", "nodes", "*", "*", "edges"}, api_node_edges, AUTH_READ, false},
-	{PUT, "node.health", {"v1", "nodes", "*", "*", "health"}, api_node_health, AUTH_WRITE,
-	 true},
-	{GET, "node.dependents", {"v1", "nodes", "*", "*", "dependents"}, api_dependents,
-	 AUTH_READ, false},
-	{GET, "node.dependencies", {"v1", "nodes", "*", "*", "dependencies"}, api_dependencies,
-	 AUTH_READ, false},
-	{GET, "node.owners", {"v1", "nodes", "*", "*", "owners"}, api_owners, AUTH_READ, false},
-	{PUT, "edge.put", {"v1", "edges"}, api_edge_put, AUTH_WRITE, true},
-	{DEL, "edge.delete", {"v1", "edges"}, api_edge_delete, AUTH_WRITE, false},
-	{POST, "manifest.post", {"v1", "manifests"}, api_manifest_post, AUTH_WRITE, true},
-	{GET, "deployments.list", {"v1", "deployments"}, api_deployments, AUTH_READ, false},
-	{GET, "changes", {"v1", "changes"}, api_changes, AUTH_READ, false},
-	{GET, "path", {"v1", "path"}, api_path, AUTH_READ, false},
-	{POST, "rootcause", {"v1", "rootcause"}, api_rootcause, AUTH_READ, true},
-	{GET, "graph", {"v1", "graph"}, api_graph, AUTH_READ, false},
+    {GET, "healthz", {"healthz"}, api_healthz, AUTH_NONE, false},
+    {GET, "readyz", {"readyz"}, api_readyz, AUTH_NONE, false},
+    {GET, "metrics", {"metrics"}, api_metrics, AUTH_NONE, false},
+    {GET, "nodes.list", {"v1", "nodes"}, api_node_list, AUTH_READ, false},
+    {GET, "node.get", {"v1", "nodes", "*", "*"}, api_node_get, AUTH_READ, false},
+    {PUT, "node.put", {"v1", "nodes", "*", "*"}, api_node_put, AUTH_WRITE, true},
+    {DEL, "node.delete", {"v1", "nodes", "*", "*"}, api_node_delete, AUTH_WRITE, false},
+    {GET, "node.edges", {"v1", "nodes", "*", "*", "edges"}, api_node_edges, AUTH_READ, false},
+    {PUT, "node.health", {"v1", "nodes", "*", "*", "health"}, api_node_health, AUTH_WRITE, true},
+    {GET,
+     "node.dependents",
+     {"v1", "nodes", "*", "*", "dependents"},
+     api_dependents,
+     AUTH_READ,
+     false},
+    {GET,
+     "node.dependencies",
+     {"v1", "nodes", "*", "*", "dependencies"},
+     api_dependencies,
+     AUTH_READ,
+     false},
+    {GET, "node.owners", {"v1", "nodes", "*", "*", "owners"}, api_owners, AUTH_READ, false},
+    {PUT, "edge.put", {"v1", "edges"}, api_edge_put, AUTH_WRITE, true},
+    {DEL, "edge.delete", {"v1", "edges"}, api_edge_delete, AUTH_WRITE, false},
+    {POST, "manifest.post", {"v1", "manifests"}, api_manifest_post, AUTH_WRITE, true},
+    {GET, "deployments.list", {"v1", "deployments"}, api_deployments, AUTH_READ, false},
+    {GET, "changes", {"v1", "changes"}, api_changes, AUTH_READ, false},
+    {GET, "path", {"v1", "path"}, api_path, AUTH_READ, false},
+    {POST, "rootcause", {"v1", "rootcause"}, api_rootcause, AUTH_READ, true},
+    {GET, "graph", {"v1", "graph"}, api_graph, AUTH_READ, false},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -151,11 +158,16 @@ static const char *
 method_text(enum evhttp_cmd_type m)
 {
 	switch (m) {
-	case EVHTTP_REQ_GET: return "GET, HEAD";
-	case EVHTTP_REQ_PUT: return "PUT";
-	case EVHTTP_REQ_POST: return "POST";
-	case EVHTTP_REQ_DELETE: return "DELETE";
-	default: return "";
+	case EVHTTP_REQ_GET:
+		return "GET, HEAD";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_DELETE:
+		return "DELETE";
+	default:
+		return "";
 	}
 }
 

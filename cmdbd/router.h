@@ -26,8 +26,8 @@ enum router_result { ROUTER_OK, ROUTER_NOT_FOUND, ROUTER_BAD_METHOD };
  * ROUTER_BAD_METHOD *out is set (for the latter, to a route of that path, so
  * router_allowed() can list what is allowed). HEAD matches GET routes.
  */
-enum router_result router_match(enum evhttp_cmd_type method, const char *const *segs,
-				int nsegs, const struct route **out);
+enum router_result router_match(enum evhttp_cmd_type method, const char *const *segs, int nsegs,
+				const struct route **out);
 
 const char *router_route_name(const struct route *rt);
 route_fn router_handler(const struct route *rt);

@@ -36,13 +36,41 @@ struct server {
 
 static struct server srv;
 
-struct auth *server_auth(void) { return srv.auth; }
-struct db *server_db(void) { return srv.db; }
-graph *server_graph(void) { return srv.g; }
-struct tailer *server_tailer(void) { return srv.tailer; }
-const struct cfg *server_cfg(void) { return srv.cfg; }
-struct event_base *server_base(void) { return srv.base; }
-bool server_shutting_down(void) { return srv.stopping; }
+struct auth *
+server_auth(void)
+{
+	return srv.auth;
+}
+struct db *
+server_db(void)
+{
+	return srv.db;
+}
+graph *
+server_graph(void)
+{
+	return srv.g;
+}
+struct tailer *
+server_tailer(void)
+{
+	return srv.tailer;
+}
+const struct cfg *
+server_cfg(void)
+{
+	return srv.cfg;
+}
+struct event_base *
+server_base(void)
+{
+	return srv.base;
+}
+bool
+server_shutting_down(void)
+{
+	return srv.stopping;
+}
 
 static const char *const channels[] = {"cmdb_changes", "cmdb_tokens", NULL};
 

@@ -16,8 +16,8 @@
 /* Incremental interface, for data that arrives in pieces. */
 struct sha256_ctx {
 	uint32_t state[8];
-	uint64_t total;    /* bytes hashed so far */
-	uint8_t buf[64];   /* pending partial block */
+	uint64_t total;	 /* bytes hashed so far */
+	uint8_t buf[64]; /* pending partial block */
 	size_t buf_len;
 };
 

@@ -5,45 +5,40 @@
 #include "sql.h"
 
 const struct db_stmt sql_statements[SQL_COUNT] = {
-	[SQL_READY] = {"ready", "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, false},
-	[SQL_TOKENS_ALL] = {"tokens_all",
-			    "SELECT name, hash, scope, coalesce(source_glob, ''),"
-			    " coalesce(extract(epoch FROM expires_at)::bigint, 0),"
-			    " revoked_at IS NOT NULL FROM tokens",
-			    0, false},
-	[SQL_TOKEN_ONE] = {"token_one",
-			   "SELECT name, hash, scope, coalesce(source_glob, ''),"
-			   " coalesce(extract(epoch FROM expires_at)::bigint, 0),"
-			   " revoked_at IS NOT NULL FROM tokens WHERE hash = $1",
-			   1, false},
-	[SQL_NODE_GET] = {"node_get", "SELECT cmdb_node_get($1, $2)", 2, false},
-	[SQL_NODE_PUT] = {"node_put",
-			  "SELECT cmdb_node_put($1, $2, $3::jsonb, $4::jsonb, $5, $6, $7)", 7,
-			  true},
-	[SQL_NODE_DELETE] = {"node_delete", "SELECT cmdb_node_delete($1, $2, $3, $4, $5)", 5,
-			     true},
-	[SQL_NODE_LIST] = {"node_list", "SELECT cmdb_node_list($1::jsonb)", 1, false},
-	[SQL_NODE_EDGES] = {"node_edges", "SELECT cmdb_node_edges($1, $2, $3, $4)", 4, false},
-	[SQL_NODE_HEALTH] = {"node_health", "SELECT cmdb_node_health($1, $2, $3, $4, $5, $6)", 6,
-			     true},
-	[SQL_EDGE_PUT] = {"edge_put", "SELECT cmdb_edge_put($1, $2, $3, $4::jsonb, $5, $6)", 6,
-			  true},
-	[SQL_EDGE_DELETE] = {"edge_delete", "SELECT cmdb_edge_delete($1, $2, $3, $4, $5)", 5,
-			     true},
-	[SQL_CHANGES] = {"changes", "SELECT cmdb_changes($1::bigint, $2::int)", 2, false},
-	/* The tailer's read: just what the in-memory graph needs, in seq order. */
-	[SQL_CHANGES_TAIL] = {"changes_tail",
-			      "SELECT seq, op,"
-			      " coalesce(after, before)->>'ref',"
-			      " coalesce(after, before)->>'from',"
-			      " coalesce(after, before)->>'type',"
-			      " coalesce(after, before)->>'to',"
-			      " after->>'health',"
-			      " after->'attributes'"
-			      " FROM changes WHERE seq > $1::bigint ORDER BY seq LIMIT 20000",
-			      1, false},
-	[SQL_MANIFEST_APPLY] = {"manifest_apply",
-				"SELECT cmdb_apply_manifest($1::jsonb, $2, $3, $4, $5::boolean)", 5,
-				true},
-	[SQL_DEPLOYMENTS] = {"deployments", "SELECT cmdb_deployments($1, $2::int, $3)", 3, false},
+    [SQL_READY] = {"ready", "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, false},
+    [SQL_TOKENS_ALL] = {"tokens_all",
+			"SELECT name, hash, scope, coalesce(source_glob, ''),"
+			" coalesce(extract(epoch FROM expires_at)::bigint, 0),"
+			" revoked_at IS NOT NULL FROM tokens",
+			0, false},
+    [SQL_TOKEN_ONE] = {"token_one",
+		       "SELECT name, hash, scope, coalesce(source_glob, ''),"
+		       " coalesce(extract(epoch FROM expires_at)::bigint, 0),"
+		       " revoked_at IS NOT NULL FROM tokens WHERE hash = $1",
+		       1, false},
+    [SQL_NODE_GET] = {"node_get", "SELECT cmdb_node_get($1, $2)", 2, false},
+    [SQL_NODE_PUT] = {"node_put", "SELECT cmdb_node_put($1, $2, $3::jsonb, $4::jsonb, $5, $6, $7)",
+		      7, true},
+    [SQL_NODE_DELETE] = {"node_delete", "SELECT cmdb_node_delete($1, $2, $3, $4, $5)", 5, true},
+    [SQL_NODE_LIST] = {"node_list", "SELECT cmdb_node_list($1::jsonb)", 1, false},
+    [SQL_NODE_EDGES] = {"node_edges", "SELECT cmdb_node_edges($1, $2, $3, $4)", 4, false},
+    [SQL_NODE_HEALTH] = {"node_health", "SELECT cmdb_node_health($1, $2, $3, $4, $5, $6)", 6, true},
+    [SQL_EDGE_PUT] = {"edge_put", "SELECT cmdb_edge_put($1, $2, $3, $4::jsonb, $5, $6)", 6, true},
+    [SQL_EDGE_DELETE] = {"edge_delete", "SELECT cmdb_edge_delete($1, $2, $3, $4, $5)", 5, true},
+    [SQL_CHANGES] = {"changes", "SELECT cmdb_changes($1::bigint, $2::int)", 2, false},
+    /* The tailer's read: just what the in-memory graph needs, in seq order. */
+    [SQL_CHANGES_TAIL] = {"changes_tail",
+			  "SELECT seq, op,"
+			  " coalesce(after, before)->>'ref',"
+			  " coalesce(after, before)->>'from',"
+			  " coalesce(after, before)->>'type',"
+			  " coalesce(after, before)->>'to',"
+			  " after->>'health',"
+			  " after->'attributes'"
+			  " FROM changes WHERE seq > $1::bigint ORDER BY seq LIMIT 20000",
+			  1, false},
+    [SQL_MANIFEST_APPLY] = {"manifest_apply",
+			    "SELECT cmdb_apply_manifest($1::jsonb, $2, $3, $4, $5::boolean)", 5,
+			    true},
+    [SQL_DEPLOYMENTS] = {"deployments", "SELECT cmdb_deployments($1, $2::int, $3)", 3, false},
 };

@@ -238,12 +238,24 @@ copy_unescape(char *s)
 		}
 		p++;
 		switch (*p) {
-		case 't': *o++ = '\t'; break;
-		case 'n': *o++ = '\n'; break;
-		case 'r': *o++ = '\r'; break;
-		case 'b': *o++ = '\b'; break;
-		case 'f': *o++ = '\f'; break;
-		case 'v': *o++ = '\v'; break;
+		case 't':
+			*o++ = '\t';
+			break;
+		case 'n':
+			*o++ = '\n';
+			break;
+		case 'r':
+			*o++ = '\r';
+			break;
+		case 'b':
+			*o++ = '\b';
+			break;
+		case 'f':
+			*o++ = '\f';
+			break;
+		case 'v':
+			*o++ = '\v';
+			break;
 		default:
 			if (*p >= '0' && *p <= '7') {
 				int v = 0;
@@ -283,8 +295,7 @@ copy_fields(char *line, char **fields, int n)
 
 /* Streams one COPY ... TO STDOUT and calls row() per line. Returns rows or -1. */
 static long
-copy_stream(PGconn *conn, const char *sql, int nfields,
-	    int (*row)(graph *g, char **f), graph *g)
+copy_stream(PGconn *conn, const char *sql, int nfields, int (*row)(graph *g, char **f), graph *g)
 {
 	PGresult *res = PQexec(conn, sql);
 	char *buf = NULL;

@@ -145,31 +145,29 @@ token_parse_duration(const char *text, long long *seconds)
 
 /* One statement: insert, then notify (delivered at commit, i.e. only if it stored). */
 static const char SQL_CREATE[] =
-	"WITH ins AS ("
-	" INSERT INTO tokens (name, hash, scope, source_glob, expires_at)"
-	" VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 second')"
-	" RETURNING name, expires_at)"
-	" SELECT pg_notify('cmdb_tokens', name),"
-	" coalesce(to_char(expires_at AT TIME ZONE 'UTC', " TS_FMT "), 'never') FROM ins";
+    "WITH ins AS ("
+    " INSERT INTO tokens (name, hash, scope, source_glob, expires_at)"
+    " VALUES ($1, $2, $3, $4, now() + $5::bigint * interval '1 second')"
+    " RETURNING name, expires_at)"
+    " SELECT pg_notify('cmdb_tokens', name),"
+    " coalesce(to_char(expires_at AT TIME ZONE 'UTC', " TS_FMT "), 'never') FROM ins";
 
-static const char SQL_UNCREATE[] =
-	"WITH del AS (DELETE FROM tokens WHERE name = $1 RETURNING name)"
-	" SELECT pg_notify('cmdb_tokens', name) FROM del";
+static const char SQL_UNCREATE[] = "WITH del AS (DELETE FROM tokens WHERE name = $1 RETURNING name)"
+				   " SELECT pg_notify('cmdb_tokens', name) FROM del";
 
 static const char SQL_LIST[] =
-	"SELECT name, scope, coalesce(source_glob, '-'),"
-	" coalesce(to_char(expires_at AT TIME ZONE 'UTC', " TS_FMT "), 'never'),"
-	" to_char(created_at AT TIME ZONE 'UTC', " TS_FMT "),"
-	" coalesce(to_char(revoked_at AT TIME ZONE 'UTC', " TS_FMT "), '-')"
-	" FROM tokens ORDER BY name COLLATE \"C\"";
+    "SELECT name, scope, coalesce(source_glob, '-'),"
+    " coalesce(to_char(expires_at AT TIME ZONE 'UTC', " TS_FMT "), 'never'),"
+    " to_char(created_at AT TIME ZONE 'UTC', " TS_FMT "),"
+    " coalesce(to_char(revoked_at AT TIME ZONE 'UTC', " TS_FMT "), '-')"
+    " FROM tokens ORDER BY name COLLATE \"C\"";
 
-static const char SQL_REVOKE[] =
-	"WITH upd AS (UPDATE tokens SET revoked_at = now()"
-	" WHERE name = $1 AND revoked_at IS NULL RETURNING name)"
-	" SELECT pg_notify('cmdb_tokens', name) FROM upd";
+static const char SQL_REVOKE[] = "WITH upd AS (UPDATE tokens SET revoked_at = now()"
+				 " WHERE name = $1 AND revoked_at IS NULL RETURNING name)"
+				 " SELECT pg_notify('cmdb_tokens', name) FROM upd";
 
 static const char SQL_REVOKED_AT[] =
-	"SELECT to_char(revoked_at AT TIME ZONE 'UTC', " TS_FMT ") FROM tokens WHERE name = $1";
+    "SELECT to_char(revoked_at AT TIME ZONE 'UTC', " TS_FMT ") FROM tokens WHERE name = $1";
 
 static void
 usage(FILE *out)
@@ -284,9 +282,10 @@ parse_create(int argc, char **argv, struct create_args *a)
 	if (a->name == NULL)
 		return usage_error("create: %s is required", "--name");
 	if (!token_name_valid(a->name))
-		return usage_error("invalid token name '%s': 1-64 characters of A-Z a-z 0-9 _ . : @ -,"
-				   " starting with a letter or digit",
-				   a->name);
+		return usage_error(
+		    "invalid token name '%s': 1-64 characters of A-Z a-z 0-9 _ . : @ -,"
+		    " starting with a letter or digit",
+		    a->name);
 	if (a->scope == NULL)
 		return usage_error("create: %s is required", "--scope");
 	if (strcmp(a->scope, "read") != 0 && strcmp(a->scope, "write") != 0 &&
@@ -294,9 +293,11 @@ parse_create(int argc, char **argv, struct create_args *a)
 		return usage_error("invalid scope '%s': read, write or admin", a->scope);
 	if (a->source != NULL) {
 		if (strcmp(a->scope, "write") != 0)
-			return usage_error("--source restricts write tokens; scope is %s", a->scope);
+			return usage_error("--source restricts write tokens; scope is %s",
+					   a->scope);
 		if (a->source[0] == '\0' || strlen(a->source) > 255)
-			return usage_error("invalid --source glob '%s': 1-255 characters", a->source);
+			return usage_error("invalid --source glob '%s': 1-255 characters",
+					   a->source);
 		for (const char *p = a->source; *p != '\0'; p++) {
 			if ((unsigned char)*p < ' ' || *p == 0x7f)
 				return usage_error("invalid --source glob '%s': control character",
@@ -354,8 +355,9 @@ cmd_create(int argc, char **argv, PGconn *conn)
 
 		if (state != NULL && strcmp(state, "23505") == 0 && constraint != NULL &&
 		    strcmp(constraint, "tokens_pkey") == 0) {
-			fprintf(stderr, "cmdbd token: a token named '%s' already exists"
-					" (revoked tokens keep their name)\n",
+			fprintf(stderr,
+				"cmdbd token: a token named '%s' already exists"
+				" (revoked tokens keep their name)\n",
 				a.name);
 			rc = 1;
 		} else {
@@ -366,8 +368,9 @@ cmd_create(int argc, char **argv, PGconn *conn)
 
 	/* The token goes to stdout alone, once; if it cannot be written, nobody has it. */
 	if (printf("%s\n", token) < 0 || fflush(stdout) != 0 || ferror(stdout)) {
-		fprintf(stderr, "cmdbd token: cannot write the token to stdout: %s;"
-				" token '%s' removed again\n",
+		fprintf(stderr,
+			"cmdbd token: cannot write the token to stdout: %s;"
+			" token '%s' removed again\n",
 			strerror(errno), a.name);
 		uncreate(conn, a.name);
 		rc = 1;
@@ -386,8 +389,8 @@ out:
 static void
 print_table(const PGresult *res, FILE *out)
 {
-	static const char *const header[] = {"NAME", "SCOPE", "SOURCE", "EXPIRES", "CREATED",
-					     "REVOKED"};
+	static const char *const header[] = {"NAME",	"SCOPE",   "SOURCE",
+					     "EXPIRES", "CREATED", "REVOKED"};
 	enum { NCOLS = sizeof(header) / sizeof(header[0]) };
 	int width[NCOLS];
 

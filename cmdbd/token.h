@@ -19,7 +19,7 @@
 #define TOKEN_PREFIX_LEN 5
 #define TOKEN_RANDOM_BYTES 32
 #define TOKEN_LEN (TOKEN_PREFIX_LEN + 2 * TOKEN_RANDOM_BYTES) /* 69 */
-#define TOKEN_MAX (TOKEN_LEN + 1)                              /* with the NUL */
+#define TOKEN_MAX (TOKEN_LEN + 1)			      /* with the NUL */
 #define TOKEN_HASH_HEX_LEN 64
 #define TOKEN_NAME_MAX 64
 

@@ -129,7 +129,8 @@ expect_success(const char *name, char *const argv[])
 		free(out);
 		return;
 	}
-	fprintf(stderr, "----- %s failed after %.1f s; its output: -----\n%s%s----- end of %s -----\n",
+	fprintf(stderr,
+		"----- %s failed after %.1f s; its output: -----\n%s%s----- end of %s -----\n",
 		name, secs, out, out[0] != '\0' && out[strlen(out) - 1] != '\n' ? "\n" : "", name);
 	free(out);
 	if (WIFSIGNALED(status))
@@ -174,7 +175,8 @@ suite_e2e(void)
 	tc = tcase_create("scripts");
 	tcase_set_timeout(tc, E2E_TIMEOUT_S);
 	if (rc != 0) {
-		snprintf(e2e_error, sizeof(e2e_error), "cannot list %s (glob error %d)", pattern, rc);
+		snprintf(e2e_error, sizeof(e2e_error), "cannot list %s (glob error %d)", pattern,
+			 rc);
 		tcase_add_test(tc, test_e2e_listing);
 	} else {
 		atexit(free_scripts);

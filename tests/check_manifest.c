@@ -393,9 +393,9 @@ static const struct {
     {"2026-11-21T10:00:00-00:00", true},
     {"2026-11-21T10:00:00+15:59", true},
     {"2026-11-21T10:00:00+16:00", false}, /* beyond PostgreSQL's offsets */
-    {"2026-12-31T23:59:60Z", false}, /* leap second: not accepted */
-    {"2024-02-29T00:00:00Z", true},  /* leap year */
-    {"2000-02-29T00:00:00Z", true},  /* divisible by 400 */
+    {"2026-12-31T23:59:60Z", false},	  /* leap second: not accepted */
+    {"2024-02-29T00:00:00Z", true},	  /* leap year */
+    {"2000-02-29T00:00:00Z", true},	  /* divisible by 400 */
     {"2026-01-31T00:00:00Z", true},
     {"", false},
     {"yesterday", false},

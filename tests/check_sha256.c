@@ -20,16 +20,16 @@ static const struct {
 	const char *input;
 	const char *digest;
 } vectors[] = {
-	{"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
-	{"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
-	{"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-	 "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
-	/* Not FIPS: digests from coreutils' sha256sum, for the padding edge cases. 55 bytes
-	 * is the longest message whose padding fits one block; 64 needs a second. */
-	{"0000000000000000000000000000000000000000000000000000000",
-	 "9f8ef876f51f5313c91cc3f6b8119af09d8bbdd72098fa149b2780eb3591d6be"},
-	{"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-	 "a8ae6e6ee929abea3afcfc5258c8ccd6f85273e0d4626d26c7279f3250f77c8e"},
+    {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+    {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+    {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+     "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+    /* Not FIPS: digests from coreutils' sha256sum, for the padding edge cases. 55 bytes
+     * is the longest message whose padding fits one block; 64 needs a second. */
+    {"0000000000000000000000000000000000000000000000000000000",
+     "9f8ef876f51f5313c91cc3f6b8119af09d8bbdd72098fa149b2780eb3591d6be"},
+    {"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+     "a8ae6e6ee929abea3afcfc5258c8ccd6f85273e0d4626d26c7279f3250f77c8e"},
 };
 
 START_TEST(test_vectors)
@@ -80,7 +80,8 @@ START_TEST(test_incremental)
 
 			sha256_init(&ctx);
 			for (size_t off = 0; off < len; off += step)
-				sha256_update(&ctx, data + off, len - off < step ? len - off : step);
+				sha256_update(&ctx, data + off,
+					      len - off < step ? len - off : step);
 			sha256_final(&ctx, parts);
 			ck_assert_msg(memcmp(whole, parts, sizeof(whole)) == 0,
 				      "len %zu step %zu differs", len, step);

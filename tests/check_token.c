@@ -62,7 +62,7 @@ START_TEST(test_ct_equal)
 	ck_assert(!token_ct_equal("abcdef", "xbcdef", 6));
 	ck_assert(!token_ct_equal("abcdef", "abcdex", 6));
 	ck_assert(!token_ct_equal("\x01", "\x81", 1)); /* differs in the top bit only */
-	ck_assert(token_ct_equal("abc", "abd", 2));     /* only n bytes are compared */
+	ck_assert(token_ct_equal("abc", "abd", 2));    /* only n bytes are compared */
 	ck_assert(token_ct_equal("", "x", 0));
 }
 END_TEST
@@ -72,21 +72,21 @@ static const struct {
 	const char *source;
 	bool match;
 } globs[] = {
-	{NULL, "anything", true},
-	{NULL, NULL, true},
-	{"*", "capistrano:billing-api", true},
-	{"capistrano:*", "capistrano:billing-api", true},
-	{"capistrano:*", "fabric:billing-api", false},
-	{"capistrano:*", "capistrano", false},
-	{"ci.*", "ci.github", true},
-	{"ci.?", "ci.gh", false},
-	{"a*", "a/b", true}, /* '/' is not special (no FNM_PATHNAME) */
-	{"*b", ".b", true},  /* nor a leading '.' (no FNM_PERIOD) */
-	{"[ab]x", "bx", true},
-	{"[ab]x", "cx", false},
-	{"exact", "exact", true},
-	{"exact", "exact2", false},
-	{"capistrano:*", NULL, false},
+    {NULL, "anything", true},
+    {NULL, NULL, true},
+    {"*", "capistrano:billing-api", true},
+    {"capistrano:*", "capistrano:billing-api", true},
+    {"capistrano:*", "fabric:billing-api", false},
+    {"capistrano:*", "capistrano", false},
+    {"ci.*", "ci.github", true},
+    {"ci.?", "ci.gh", false},
+    {"a*", "a/b", true}, /* '/' is not special (no FNM_PATHNAME) */
+    {"*b", ".b", true},	 /* nor a leading '.' (no FNM_PERIOD) */
+    {"[ab]x", "bx", true},
+    {"[ab]x", "cx", false},
+    {"exact", "exact", true},
+    {"exact", "exact2", false},
+    {"capistrano:*", NULL, false},
 };
 
 START_TEST(test_glob_match)
@@ -102,27 +102,27 @@ static const struct {
 	const char *text;
 	long long seconds; /* -1: must be rejected */
 } durations[] = {
-	{"90d", 90LL * 86400},
-	{"12h", 12 * 3600},
-	{"30m", 1800},
-	{"45s", 45},
-	{"1s", 1},
-	{"36600d", TOKEN_MAX_LIFETIME_S},
-	{"36601d", -1},
-	{"99999999999999999999d", -1},
-	{"0d", -1},
-	{"0", -1},
-	{"", -1},
-	{"d", -1},
-	{"1", -1},
-	{"-1d", -1},
-	{"+1d", -1},
-	{" 1d", -1},
-	{"1d ", -1},
-	{"1.5h", -1},
-	{"1x", -1},
-	{"1dd", -1},
-	{"1D", -1},
+    {"90d", 90LL * 86400},
+    {"12h", 12 * 3600},
+    {"30m", 1800},
+    {"45s", 45},
+    {"1s", 1},
+    {"36600d", TOKEN_MAX_LIFETIME_S},
+    {"36601d", -1},
+    {"99999999999999999999d", -1},
+    {"0d", -1},
+    {"0", -1},
+    {"", -1},
+    {"d", -1},
+    {"1", -1},
+    {"-1d", -1},
+    {"+1d", -1},
+    {" 1d", -1},
+    {"1d ", -1},
+    {"1.5h", -1},
+    {"1x", -1},
+    {"1dd", -1},
+    {"1D", -1},
 };
 
 START_TEST(test_parse_duration)
@@ -306,7 +306,7 @@ START_TEST(test_migrate)
 	ck_assert_int_eq(rc, 0);
 	applied = strstr(report, " applied 20");
 	ck_assert_msg(strncmp(report, "0001_schema ", 12) == 0 && applied != NULL &&
-			      applied < strchr(report, '\n'),
+			  applied < strchr(report, '\n'),
 		      "status after: %s", report);
 	ck_assert_msg(strstr(report, "pending") == NULL, "status after: %s", report);
 	free(report);
@@ -388,19 +388,19 @@ START_TEST(test_cli_usage)
 	char *bad_name[] = {"token", "create", "--name", "-x", "--scope", "read", NULL};
 	char *bad_scope[] = {"token", "create", "--name", "x", "--scope", "root", NULL};
 	char *source_read[] = {"token", "create", "--name=x", "--scope=read", "--source=a*", NULL};
-	char *bad_expiry[] = {"token", "create", "--name", "x", "--scope", "read", "--expires",
-			      "soon", NULL};
+	char *bad_expiry[] = {"token", "create",    "--name", "x", "--scope",
+			      "read",  "--expires", "soon",   NULL};
 	char *missing_value[] = {"token", "create", "--name", NULL};
 	char *twice[] = {"token", "create", "--name", "x", "--name", "y", "--scope", "read", NULL};
 	char *stray[] = {"token", "create", "--name", "x", "--scope", "read", "extra", NULL};
 	char *list_arg[] = {"token", "list", "extra", NULL};
 	char *revoke_none[] = {"token", "revoke", NULL};
 	char *revoke_two[] = {"token", "revoke", "a", "b", NULL};
-	char *valid[] = {"token", "create", "--name", "x", "--scope", "write", "--source",
-			 "ci:*", "--expires", "1h", NULL};
-	char **cases[] = {no_action, bad_action, no_name, bad_name, bad_scope, source_read,
-			  bad_expiry, missing_value, twice, stray, list_arg, revoke_none,
-			  revoke_two};
+	char *valid[] = {"token",    "create", "--name",    "x",  "--scope", "write",
+			 "--source", "ci:*",   "--expires", "1h", NULL};
+	char **cases[] = {no_action,   bad_action,  no_name,	   bad_name, bad_scope,
+			  source_read, bad_expiry,  missing_value, twice,    stray,
+			  list_arg,    revoke_none, revoke_two};
 
 	char *out, *err;
 
@@ -457,8 +457,8 @@ START_TEST(test_token_cli)
 	char *out = NULL, *err = NULL, *value, *payload;
 	char hash[TOKEN_HASH_HEX_LEN + 1];
 	char token[TOKEN_MAX];
-	char *create[] = {"token", "create", "--name", "ci@deploy", "--scope", "write",
-			  "--source", "capistrano:*", "--expires", "90d", NULL};
+	char *create[] = {"token",    "create",	      "--name",	   "ci@deploy", "--scope", "write",
+			  "--source", "capistrano:*", "--expires", "90d",	NULL};
 	char *create_admin[] = {"token", "create", "--name=admin", "--scope=admin", NULL};
 	char *list[] = {"token", "list", NULL};
 	char *revoke[] = {"token", "revoke", "ci@deploy", NULL};
@@ -505,8 +505,9 @@ START_TEST(test_token_cli)
 
 	rc = run_token(conn, &out, &err, create_admin);
 	ck_assert_msg(rc == 0, "create admin failed: %s", err);
-	value = query_value(conn, "SELECT coalesce(source_glob, '-') || ' ' ||"
-				  " coalesce(expires_at::text, 'never') FROM tokens WHERE name = $1",
+	value = query_value(conn,
+			    "SELECT coalesce(source_glob, '-') || ' ' ||"
+			    " coalesce(expires_at::text, 'never') FROM tokens WHERE name = $1",
 			    "admin");
 	ck_assert_str_eq(value, "- never");
 	free(value);

@@ -24,7 +24,7 @@ pgtest_exec(PGconn *conn, const char *sql)
 	PGresult *res = PQexec(conn, sql);
 
 	ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK ||
-			      PQresultStatus(res) == PGRES_TUPLES_OK,
+			  PQresultStatus(res) == PGRES_TUPLES_OK,
 		      "%s: %s", sql, PQresultErrorMessage(res));
 	PQclear(res);
 }
