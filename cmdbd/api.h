@@ -11,6 +11,7 @@
 
 #include "db.h"
 #include "http.h"
+#include "jv.h"
 
 /* api_ops.c */
 void api_healthz(struct http_req *r);
@@ -91,6 +92,12 @@ bool api_hand_source(struct http_req *r, char out[80]);
  * 412 and returns false when the header can never match (not a version tag).
  */
 bool api_if_match(struct http_req *r, char out[32], const char **param);
+
+/*
+ * Checks the request's JSON body against fields (only those, required ones
+ * present, right types). Replies 400 naming the field and returns false otherwise.
+ */
+bool api_body_fields(struct http_req *r, const struct jv_field *fields);
 
 /* Validates an attributes object: object, at most 64 KiB serialised. */
 bool api_check_attributes(struct http_req *r, json_t *attrs, const char *field);

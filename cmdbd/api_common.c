@@ -290,6 +290,17 @@ api_if_match(struct http_req *r, char out[32], const char **param)
 }
 
 bool
+api_body_fields(struct http_req *r, const struct jv_field *fields)
+{
+	struct jv_err err = {0};
+
+	if (jv_check_object(r->json, "", fields, &err))
+		return true;
+	http_reply_bad(r, err.path, "%s", err.msg);
+	return false;
+}
+
+bool
 api_check_attributes(struct http_req *r, json_t *attrs, const char *field)
 {
 	size_t size;

@@ -54,17 +54,14 @@ void
 api_edge_put(struct http_req *r)
 {
 	static const char *const no_params[] = {NULL};
-	struct jv_err err = {0};
 	const char *from, *type, *to;
 	json_t *attrs;
 	char source[80], *attrs_text = NULL;
 
 	if (!api_query_only(r, no_params))
 		return;
-	if (!jv_check_object(r->json, "", edge_fields, &err)) {
-		http_reply_bad(r, err.path, "%s", err.msg);
+	if (!api_body_fields(r, edge_fields))
 		return;
-	}
 	from = json_string_value(json_object_get(r->json, "from"));
 	type = json_string_value(json_object_get(r->json, "type"));
 	to = json_string_value(json_object_get(r->json, "to"));

@@ -143,7 +143,6 @@ void
 api_rootcause(struct http_req *r)
 {
 	static const char *const no_params[] = {NULL};
-	struct jv_err err = {0};
 	json_t *failing, *missing, *item, *md;
 	long *idx = NULL;
 	long max_depth = 16;
@@ -151,10 +150,8 @@ api_rootcause(struct http_req *r)
 
 	if (!api_query_only(r, no_params))
 		return;
-	if (!jv_check_object(r->json, "", rootcause_fields, &err)) {
-		http_reply_bad(r, err.path, "%s", err.msg);
+	if (!api_body_fields(r, rootcause_fields))
 		return;
-	}
 	failing = json_object_get(r->json, "failing");
 	n = json_array_size(failing);
 	md = json_object_get(r->json, "max_depth");

@@ -93,16 +93,13 @@ api_node_put(struct http_req *r)
 {
 	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], source[80], ifm[32];
 	const char *ifm_param;
-	struct jv_err err = {0};
 	json_t *attrs, *labels;
 	char *attrs_text = NULL, *labels_text = NULL;
 
 	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL))
 		return;
-	if (!jv_check_object(r->json, "", node_put_fields, &err)) {
-		http_reply_bad(r, err.path, "%s", err.msg);
+	if (!api_body_fields(r, node_put_fields))
 		return;
-	}
 	attrs = json_object_get(r->json, "attributes");
 	labels = json_object_get(r->json, "labels");
 	if (attrs != NULL && !api_check_attributes(r, attrs, "attributes"))
@@ -261,15 +258,12 @@ void
 api_node_health(struct http_req *r)
 {
 	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], source[80];
-	struct jv_err err = {0};
 	const char *state, *reason;
 
 	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL))
 		return;
-	if (!jv_check_object(r->json, "", health_fields, &err)) {
-		http_reply_bad(r, err.path, "%s", err.msg);
+	if (!api_body_fields(r, health_fields))
 		return;
-	}
 	state = json_string_value(json_object_get(r->json, "state"));
 	reason = json_string_value(json_object_get(r->json, "reason"));
 	if (!model_health_valid(state)) {
