@@ -281,9 +281,17 @@ reply_error_v(struct http_req *r, int status, const char *code, json_t *details,
 	json_t *err;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* Messages may quote client input: keep them valid UTF-8 (JSON strings must be). */
+	if (!model_utf8_valid(msg, strlen(msg)))
+		for (char *p = msg; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
 	err = json_pack("{s:{s:i,s:s,s:s,s:s,s:o}}", "error", "status", status, "code", code,
 			"message", msg, "request_id", r->id, "details",
 			details ? details : json_null());
+	if (err == NULL) /* details that would not serialise: say it without them */
+		err = json_pack("{s:{s:i,s:s,s:s,s:s,s:n}}", "error", "status", status, "code",
+				code, "message", msg, "request_id", r->id, "details");
 	if (status == 401)
 		http_set_header(r, "WWW-Authenticate", "Bearer realm=\"cmdbd\"");
 	if (status >= 500)
