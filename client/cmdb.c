@@ -114,7 +114,7 @@ static const struct command commands[] = {
      "                  (with --json: one change object per line)\n"},
     {"put", cmd_put, 1, 1, opts_put,
      "put REF [--attr k=v | --attr k:=JSON]... [--label k=v]... [--if-match VERSION]",
-     "create or update a node by hand (attributes and labels merge)", NULL},
+     "create or update a node by hand (--attr and --label sets replace the stored ones)", NULL},
     {"rm", cmd_rm, 1, 1, opts_none, "rm REF", "delete a node and its edges", NULL},
     {"link", cmd_link, 3, 3, opts_link, "link FROM TYPE TO [--attr k=v | --attr k:=JSON]...",
      "create or update an edge (TYPE: depends_on runs_on connects_to part_of owned_by)", NULL},
