@@ -93,6 +93,9 @@ bool api_hand_source(struct http_req *r, char out[80]);
  */
 bool api_if_match(struct http_req *r, char out[32], const char **param);
 
+/* Replies 503 (Retry-After) and returns false while the map is still loading. */
+bool api_require_map(struct http_req *r);
+
 /*
  * Checks the request's JSON body against fields (only those, required ones
  * present, right types). Replies 400 naming the field and returns false otherwise.

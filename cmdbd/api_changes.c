@@ -62,7 +62,8 @@ api_changes(struct http_req *r)
 	c->r = r;
 	snprintf(c->since, sizeof(c->since), "%ld", since);
 	snprintf(c->limit, sizeof(c->limit), "%ld", limit);
-	if (wait > 0 && !server_shutting_down() &&
+	/* Long-polls park on the tailer; before the map is loaded they just ask. */
+	if (wait > 0 && !server_shutting_down() && server_tailer() != NULL &&
 	    tailer_applied(server_tailer()) <= (long long)since) {
 		if (tailer_wait(server_tailer(), (long long)since + 1, (int)wait * 1000, woken,
 				c) == 0)

@@ -122,7 +122,8 @@ db_reply(void *arg, const struct db_result *res)
 		json_decref(body);
 		body = NULL;
 	}
-	if (seq > tailer_applied(server_tailer())) {
+	/* Before the map is loaded there is nothing to wait for: the load will see it. */
+	if (server_tailer() != NULL && seq > tailer_applied(server_tailer())) {
 		struct pending_reply *p = malloc(sizeof(*p));
 
 		if (p != NULL) {
@@ -286,6 +287,17 @@ api_if_match(struct http_req *r, char out[32], const char **param)
 	}
 	http_reply_error(r, 412, "precondition_failed", NULL,
 			 "If-Match %.60s does not match the current version", h);
+	return false;
+}
+
+bool
+api_require_map(struct http_req *r)
+{
+	if (server_map_ready())
+		return true;
+	http_set_header(r, "Retry-After", "1");
+	http_reply_error(r, 503, "starting", NULL,
+			 "the map is still being loaded from the database; try again shortly");
 	return false;
 }
 

@@ -26,6 +26,8 @@ resolve(struct http_req *r, const char *ref, const char *field)
 	const char *why;
 	long idx;
 
+	if (!api_require_map(r))
+		return -1;
 	if (ref == NULL) {
 		http_reply_bad(r, field, "is required");
 		return -1;
@@ -148,7 +150,7 @@ api_rootcause(struct http_req *r)
 	long max_depth = 16;
 	size_t i, n;
 
-	if (!api_query_only(r, no_params))
+	if (!api_query_only(r, no_params) || !api_require_map(r))
 		return;
 	if (!api_body_fields(r, rootcause_fields))
 		return;

@@ -77,7 +77,8 @@ api_node_get(struct http_req *r)
 	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1];
 	const char *params[2] = {kind, name};
 
-	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL))
+	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL) ||
+	    !api_require_map(r)) /* its owners come from the map */
 		return;
 	api_call_db(r, SQL_NODE_GET, params, decorate_node);
 }

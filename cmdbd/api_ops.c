@@ -11,6 +11,12 @@
 #include "sql.h"
 #include "tailer.h"
 
+static long long
+applied_seq(void)
+{
+	return server_tailer() ? tailer_applied(server_tailer()) : 0;
+}
+
 void
 api_healthz(struct http_req *r)
 {
@@ -38,7 +44,7 @@ ready_done(void *arg, const struct db_result *res)
 	}
 	http_reply_json(r, 200,
 			json_pack("{s:s,s:i,s:I}", "status", "ready", "schema", have, "seq",
-				  (json_int_t)tailer_applied(server_tailer())));
+				  (json_int_t)applied_seq()));
 }
 
 void
@@ -46,6 +52,11 @@ api_readyz(struct http_req *r)
 {
 	if (server_shutting_down()) {
 		http_reply_error(r, 503, "shutting_down", NULL, "server is shutting down");
+		return;
+	}
+	if (!server_map_ready()) {
+		http_reply_error(r, 503, "starting", NULL,
+				 "the map is still being loaded from the database");
 		return;
 	}
 	if (db_query(server_db(), SQL_READY, NULL, ready_done, r) != 0)
@@ -90,7 +101,7 @@ api_metrics(struct http_req *r)
 	    "# TYPE cmdb_change_seq gauge\ncmdb_change_seq %lld\n",
 	    st.total, st.up, st.busy, st.queued, st.queries, st.errors, st.unavailable, st.retries,
 	    st.reconnects, graph_node_count(server_graph()), graph_edge_count(server_graph()),
-	    tailer_applied(server_tailer()));
+	    applied_seq());
 	if (rc != 0 || buf == NULL) {
 		free(buf);
 		http_reply_error(r, 500, "internal", NULL, "could not render metrics");

@@ -306,8 +306,9 @@ conn_start(struct db_conn *c)
 	if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
 		const char *msg = c->pg ? PQerrorMessage(c->pg) : "out of memory";
 
-		log_warn("event=db_connect_failed conn=%d reason=\"%.*s\"", c->id,
-			 (int)strcspn(msg, "\n"), msg);
+		log_msg(c->backoff_ms <= DB_BACKOFF_MIN_MS ? LOG_WARN : LOG_DEBUG,
+			"event=db_connect_failed conn=%d reason=\"%.*s\"", c->id,
+			(int)strcspn(msg, "\n"), msg);
 		conn_close(c);
 		c->state = CS_DOWN;
 		schedule_retry(c);

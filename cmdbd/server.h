@@ -22,7 +22,10 @@ int server_run(const struct cfg *cfg);
 struct auth *server_auth(void);
 struct db *server_db(void);
 graph *server_graph(void);
+/* NULL until the map has been loaded (see server_map_ready). */
 struct tailer *server_tailer(void);
+/* True once the map is loaded and followed: graph queries may be answered. */
+bool server_map_ready(void);
 const struct cfg *server_cfg(void);
 struct event_base *server_base(void);
 bool server_shutting_down(void);

@@ -8,9 +8,11 @@
 - every write leaves rows in `changes` with strictly increasing seq, under the source
   api:<token name>, and a reader following since=N misses nothing under concurrency."""
 
+import http.client
 import json
 import os
 import signal
+import subprocess
 import socket
 import sys
 import threading
@@ -96,6 +98,49 @@ class DatabaseOutage(ServerTestCase):
         self.assertStatus(s.get("/v1/nodes?limit=5"), 200)
         # And the in-memory side caught up: the new node is in the graph.
         self.assertStatus(s.get(node_path("service/out-b") + "/dependents"), 200)
+
+    def test_server_started_before_the_database(self):
+        """A cmdbd started while PostgreSQL is down answers /healthz at once, says
+        503 on /readyz and on graph queries, and serves the map once the database
+        arrives — no restart, whatever the start order."""
+        s = self.srv
+        self.assertStatus(s.put_node("service/early-a"), (200, 201))
+        port = lib.free_port()
+        self.cluster.stop("fast")
+        up = False
+        log = open(s.log_path + ".early", "ab")
+        proc = subprocess.Popen([lib.CMDBD_BIN, "serve", "--listen", "127.0.0.1:%d" % port],
+                                env=s._env(), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=log)
+        try:
+            def get(path, token=None):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                try:
+                    hdrs = {"Authorization": "Bearer " + s.token("admin")} if token else {}
+                    conn.request("GET", path, headers=hdrs)
+                    resp = conn.getresponse()
+                    return resp.status, resp.read()
+                except OSError as e:
+                    return 0, repr(e)
+                finally:
+                    conn.close()
+
+            r = poll(lambda: get("/healthz"), lambda r: r[0] == 200, 10)
+            self.assertEqual(r[0], 200, "/healthz while the database was never there")
+            self.assertEqual(get("/readyz")[0], 503)
+            self.cluster.start()
+            up = True
+            r = poll(lambda: get("/readyz"), lambda r: r[0] == 200, RECOVER_SECONDS)
+            self.assertEqual(r[0], 200, "/readyz once the database arrived")
+            r = get(node_path("service/early-a") + "/dependents", token=True)
+            self.assertEqual(r[0], 200, "the map was loaded: %r" % (r,))
+        finally:
+            if not up:
+                self.cluster.start()
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(15)
+            log.close()
+        self.assertEqual(rc, 0)
 
 
 class Signals(unittest.TestCase):
