@@ -6,6 +6,8 @@
  */
 #include "migrate.h"
 
+#include "log.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,31 +29,13 @@ static const char SQL_SELECT_APPLIED[] =
 static const char SQL_INSERT_APPLIED[] =
     "INSERT INTO schema_migrations (version, name) VALUES ($1::integer, $2)";
 
-/* Print s as a log value: bare when it is one plain word, else double-quoted with
- * backslash escapes, so that one event stays one line. */
+/* Prints s as a log value (log_q's quoting), so that one event stays one line. */
 static void
 put_value(FILE *out, const char *s)
 {
-	bool plain = *s != '\0';
+	char q[1024];
 
-	for (const char *p = s; *p != '\0' && plain; p++)
-		plain = (unsigned char)*p > ' ' && *p != '"' && *p != '\\' && *p != '=';
-	if (plain) {
-		fputs(s, out);
-		return;
-	}
-	fputc('"', out);
-	for (const char *p = s; *p != '\0'; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(out, "\\%c", *p);
-		else if (*p == '\n')
-			fputs("\\n", out);
-		else if ((unsigned char)*p < ' ')
-			fputc(' ', out);
-		else
-			fputc(*p, out);
-	}
-	fputc('"', out);
+	fputs(log_q(s, q, sizeof(q)), out);
 }
 
 /* The connection's last error without its trailing newline, copied into the caller's
