@@ -76,8 +76,12 @@ bool api_path_ref(struct http_req *r, char *kind, char *name, char *ref);
  */
 bool api_query_long(struct http_req *r, const char *name, long min, long max, long def, long *out);
 
-/* Rejects query parameters not in the NULL-terminated allowed list (400). */
-bool api_query_only(struct http_req *r, const char *const *allowed);
+/*
+ * Rejects (400, naming it) a query parameter not in the NULL-terminated allowed
+ * list, or one given twice unless it is in repeatable (NULL-terminated, or NULL).
+ */
+bool api_query_only(struct http_req *r, const char *const *allowed,
+		    const char *const *repeatable);
 
 /*
  * The source a hand edit by the caller is recorded under: "api:" + the token name
@@ -86,6 +90,12 @@ bool api_query_only(struct http_req *r, const char *const *allowed);
  * edits included: otherwise this replies 403 and returns false.
  */
 bool api_hand_source(struct http_req *r, char out[80]);
+
+/*
+ * The same "api:<name>" source, without the glob check: for health updates, which
+ * are status rather than assertions and leave a node's sources alone.
+ */
+void api_actor_source(const struct http_req *r, char out[80]);
 
 /*
  * Reads If-Match into out: NULL when absent, "*", or the version digits. Replies

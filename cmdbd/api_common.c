@@ -196,21 +196,33 @@ api_query_long(struct http_req *r, const char *name, long min, long max, long de
 	return true;
 }
 
-bool
-api_query_only(struct http_req *r, const char *const *allowed)
+static bool
+listed(const char *const *list, const char *name)
 {
-	struct evkeyval *kv;
+	for (; list != NULL && *list != NULL; list++)
+		if (strcmp(*list, name) == 0)
+			return true;
+	return false;
+}
+
+bool
+api_query_only(struct http_req *r, const char *const *allowed, const char *const *repeatable)
+{
+	struct evkeyval *kv, *other;
 
 	TAILQ_FOREACH(kv, &r->query, next)
 	{
-		const char *const *a = allowed;
-
-		while (*a != NULL && strcmp(*a, kv->key) != 0)
-			a++;
-		if (*a == NULL) {
+		if (!listed(allowed, kv->key)) {
 			http_reply_bad(r, kv->key, "unknown query parameter");
 			return false;
 		}
+		if (listed(repeatable, kv->key))
+			continue;
+		for (other = TAILQ_NEXT(kv, next); other != NULL; other = TAILQ_NEXT(other, next))
+			if (strcmp(other->key, kv->key) == 0) {
+				http_reply_bad(r, kv->key, "given more than once");
+				return false;
+			}
 	}
 	return true;
 }
@@ -233,8 +245,8 @@ api_query_bool(struct http_req *r, const char *name, int def, int *out)
 	return true;
 }
 
-bool
-api_hand_source(struct http_req *r, char out[80])
+void
+api_actor_source(const struct http_req *r, char out[80])
 {
 	size_t o = (size_t)snprintf(out, 80, "api:");
 
@@ -249,13 +261,18 @@ api_hand_source(struct http_req *r, char out[80])
 		out[o++] = c;
 	}
 	out[o] = '\0';
+}
+
+bool
+api_hand_source(struct http_req *r, char out[80])
+{
+	api_actor_source(r, out);
 	if (!auth_source_allowed(&r->tok, out)) {
-		http_reply_error(
-		    r, 403, "forbidden",
-		    json_pack("{s:s,s:s}", "source", out, "allowed", r->tok.source_glob),
-		    "token %s may only write sources matching %s; a hand edit is "
-		    "recorded under %s",
-		    r->tok.name, r->tok.source_glob, out);
+		http_reply_error(r, 403, "forbidden",
+				 json_pack("{s:s,s:s}", "source", out, "allowed", r->tok.source_glob),
+				 "token %s may only write sources matching %s; a hand edit is "
+				 "recorded under %s",
+				 r->tok.name, r->tok.source_glob, out);
 		return false;
 	}
 	return true;

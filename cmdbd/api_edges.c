@@ -58,7 +58,7 @@ api_edge_put(struct http_req *r)
 	json_t *attrs;
 	char source[80], *attrs_text = NULL;
 
-	if (!api_query_only(r, no_params))
+	if (!api_query_only(r, no_params, NULL))
 		return;
 	if (!api_body_fields(r, edge_fields))
 		return;
@@ -89,7 +89,7 @@ api_edge_delete(struct http_req *r)
 	const char *to = http_query(r, "to");
 	char source[80];
 
-	if (!api_query_only(r, allowed))
+	if (!api_query_only(r, allowed, NULL))
 		return;
 	if (from == NULL || type == NULL || to == NULL) {
 		http_reply_bad(r,

@@ -73,7 +73,8 @@ walk(struct http_req *r, bool dependents)
 	long idx, depth, limit;
 	unsigned mask;
 
-	if (!api_query_only(r, allowed) || !api_query_long(r, "depth", 0, DEPTH_MAX, -1, &depth) ||
+	if (!api_query_only(r, allowed, NULL) ||
+	    !api_query_long(r, "depth", 0, DEPTH_MAX, -1, &depth) ||
 	    !api_query_long(r, "limit", 1, WALK_LIMIT_MAX, WALK_LIMIT_DEFAULT, &limit))
 		return;
 	if (graph_impact_mask_parse(http_query(r, "types"), &mask) != 0) {
@@ -110,7 +111,7 @@ api_owners(struct http_req *r)
 	static const char *const no_params[] = {NULL};
 	long idx;
 
-	if (!api_query_only(r, no_params) || (idx = path_node(r)) < 0)
+	if (!api_query_only(r, no_params, NULL) || (idx = path_node(r)) < 0)
 		return;
 	reply_result(r, graph_owners(server_graph(), idx));
 }
@@ -123,7 +124,7 @@ api_path(struct http_req *r)
 	long a, b;
 	json_t *result;
 
-	if (!api_query_only(r, allowed) || (a = resolve(r, from, "from")) < 0 ||
+	if (!api_query_only(r, allowed, NULL) || (a = resolve(r, from, "from")) < 0 ||
 	    (b = resolve(r, to, "to")) < 0)
 		return;
 	result = graph_path(server_graph(), a, b);
@@ -150,7 +151,7 @@ api_rootcause(struct http_req *r)
 	long max_depth = 16;
 	size_t i, n;
 
-	if (!api_query_only(r, no_params) || !api_require_map(r))
+	if (!api_query_only(r, no_params, NULL) || !api_require_map(r))
 		return;
 	if (!api_body_fields(r, rootcause_fields))
 		return;
@@ -215,7 +216,8 @@ api_graph(struct http_req *r)
 	long root, depth;
 	int direction;
 
-	if (!api_query_only(r, allowed) || !api_query_long(r, "depth", 0, DEPTH_MAX, 2, &depth))
+	if (!api_query_only(r, allowed, NULL) ||
+	    !api_query_long(r, "depth", 0, DEPTH_MAX, 2, &depth))
 		return;
 	direction = dir ? graph_direction_parse(dir) : GRAPH_DIR_BOTH;
 	if (direction < 0) {

@@ -55,7 +55,7 @@ api_manifest_post(struct http_req *r)
 	const char *source, *key = http_header(r, "Idempotency-Key");
 	int dry_run;
 
-	if (!api_query_only(r, allowed) || !api_query_bool(r, "dry_run", 0, &dry_run))
+	if (!api_query_only(r, allowed, NULL) || !api_query_bool(r, "dry_run", 0, &dry_run))
 		return;
 	if (key != NULL && !idempotency_key_valid(key)) {
 		http_reply_bad(r, "Idempotency-Key",
@@ -99,7 +99,7 @@ api_deployments(struct http_req *r)
 	char limit_text[16];
 	long limit;
 
-	if (!api_query_only(r, allowed) || !api_query_long(r, "limit", 1, 1000, 100, &limit))
+	if (!api_query_only(r, allowed, NULL) || !api_query_long(r, "limit", 1, 1000, 100, &limit))
 		return;
 	if (node != NULL && model_ref_parse(node, NULL, NULL) != NULL) {
 		http_reply_bad(r, "node", "%s", model_ref_parse(node, NULL, NULL));

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "api.h"
 #include "jv.h"
@@ -77,7 +78,7 @@ api_node_get(struct http_req *r)
 	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1];
 	const char *params[2] = {kind, name};
 
-	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL) ||
+	if (!api_query_only(r, no_params, NULL) || !api_path_ref(r, kind, name, NULL) ||
 	    !api_require_map(r)) /* its owners come from the map */
 		return;
 	api_call_db(r, SQL_NODE_GET, params, decorate_node);
@@ -97,7 +98,7 @@ api_node_put(struct http_req *r)
 	json_t *attrs, *labels;
 	char *attrs_text = NULL, *labels_text = NULL;
 
-	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL))
+	if (!api_query_only(r, no_params, NULL) || !api_path_ref(r, kind, name, NULL))
 		return;
 	if (!api_body_fields(r, node_put_fields))
 		return;
@@ -129,7 +130,7 @@ api_node_delete(struct http_req *r)
 	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], source[80], ifm[32];
 	const char *ifm_param;
 
-	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL))
+	if (!api_query_only(r, no_params, NULL) || !api_path_ref(r, kind, name, NULL))
 		return;
 	if (!api_if_match(r, ifm, &ifm_param))
 		return;
@@ -142,12 +143,63 @@ api_node_delete(struct http_req *r)
 	}
 }
 
+/*
+ * Adds "labels": {k: v, ...} to filter from every label=KEY:VALUE parameter (all
+ * must match). Replies 400 and returns false on a malformed or contradictory one.
+ */
+static bool
+label_filter(struct http_req *r, json_t *filter)
+{
+	struct evkeyval *kv;
+	json_t *labels = NULL;
+
+	TAILQ_FOREACH(kv, &r->query, next)
+	{
+		const char *colon, *have;
+
+		if (strcmp(kv->key, "label") != 0)
+			continue;
+		colon = strchr(kv->value, ':');
+		if (colon == NULL || colon == kv->value ||
+		    !model_utf8_valid(kv->value, strlen(kv->value))) {
+			http_reply_bad(r, "label", "must be KEY:VALUE");
+			goto fail;
+		}
+		if (labels == NULL && (labels = json_object()) == NULL)
+			goto oom;
+		{
+			char *key = strndup(kv->value, (size_t)(colon - kv->value));
+
+			if (key == NULL)
+				goto oom;
+			have = json_string_value(json_object_get(labels, key));
+			if (have != NULL && strcmp(have, colon + 1) != 0) {
+				http_reply_bad(r, "label",
+					       "asks for %s twice with different values", key);
+				free(key);
+				goto fail;
+			}
+			json_object_set_new(labels, key, json_string(colon + 1));
+			free(key);
+		}
+	}
+	if (labels != NULL)
+		json_object_set_new(filter, "labels", labels);
+	return true;
+oom:
+	http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+fail:
+	json_decref(labels);
+	return false;
+}
+
 void
 api_node_list(struct http_req *r)
 {
 	static const char *const allowed[] = {"kind",	"label", "owner",  "q", "orphan",
 					      "health", "limit", "cursor", NULL};
-	const char *kind = http_query(r, "kind"), *label = http_query(r, "label");
+	static const char *const repeatable[] = {"label", NULL};
+	const char *kind = http_query(r, "kind");
 	const char *owner = http_query(r, "owner"), *q = http_query(r, "q");
 	const char *health = http_query(r, "health"), *cursor = http_query(r, "cursor");
 	json_t *filter;
@@ -155,7 +207,8 @@ api_node_list(struct http_req *r)
 	int orphan;
 	char *text;
 
-	if (!api_query_only(r, allowed) || !api_query_long(r, "limit", 1, 1000, 100, &limit) ||
+	if (!api_query_only(r, allowed, repeatable) ||
+	    !api_query_long(r, "limit", 1, 1000, 100, &limit) ||
 	    !api_query_bool(r, "orphan", -1, &orphan))
 		return;
 	if (kind != NULL && !model_kind_valid(kind)) {
@@ -181,17 +234,9 @@ api_node_list(struct http_req *r)
 		return;
 	}
 	filter = json_pack("{s:I}", "limit", (json_int_t)limit);
-	if (label != NULL) {
-		const char *colon = strchr(label, ':');
-
-		if (colon == NULL || colon == label || !model_utf8_valid(label, strlen(label))) {
-			json_decref(filter);
-			http_reply_bad(r, "label", "must be KEY:VALUE");
-			return;
-		}
-		json_object_set_new(filter, "label_key",
-				    json_stringn(label, (size_t)(colon - label)));
-		json_object_set_new(filter, "label_value", json_string(colon + 1));
+	if (filter == NULL || !label_filter(r, filter)) {
+		json_decref(filter);
+		return;
 	}
 	if (kind)
 		json_object_set_new(filter, "kind", json_string(kind));
@@ -226,7 +271,7 @@ api_node_edges(struct http_req *r)
 	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1];
 	const char *dir = http_query(r, "direction"), *type = http_query(r, "type");
 
-	if (!api_query_only(r, allowed) || !api_path_ref(r, kind, name, NULL))
+	if (!api_query_only(r, allowed, NULL) || !api_path_ref(r, kind, name, NULL))
 		return;
 	if (dir == NULL)
 		dir = "both";
@@ -261,7 +306,7 @@ api_node_health(struct http_req *r)
 	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], source[80];
 	const char *state, *reason;
 
-	if (!api_query_only(r, no_params) || !api_path_ref(r, kind, name, NULL))
+	if (!api_query_only(r, no_params, NULL) || !api_path_ref(r, kind, name, NULL))
 		return;
 	if (!api_body_fields(r, health_fields))
 		return;
@@ -275,8 +320,7 @@ api_node_health(struct http_req *r)
 		http_reply_bad(r, "reason", "is longer than 4096 bytes");
 		return;
 	}
-	if (!api_hand_source(r, source))
-		return;
+	api_actor_source(r, source); /* status, not an assertion: any write token */
 	{
 		const char *params[6] = {kind, name, state, reason, r->tok.name, source};
 

@@ -103,6 +103,12 @@ main(int argc, char **argv)
 		cfg_free(&cfg);
 		return 0;
 	}
+	for (int i = 2; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			cfg_free(&cfg);
+			return 0;
+		}
 	if (strcmp(cmd, "serve") == 0) {
 		if (cfg_load(&cfg, argc - 2, argv + 2, err, sizeof(err)) != 0) {
 			fprintf(stderr, "cmdbd serve: %s\n", err);

@@ -363,7 +363,7 @@ END
 $$;
 
 -- GET /v1/nodes?…: keyset pagination by ref in byte order. Filter keys (all optional,
--- validated by the C side): kind, label_key + label_value, owner (a ref: nodes with an
+-- validated by the C side): kind, labels (an object: every pair must match), owner (a ref: nodes with an
 -- owned_by edge to it), q (ref or name starts with q), orphan (bool), health,
 -- limit (1..1000, default 100), cursor (from a previous page's next_cursor).
 CREATE FUNCTION cmdb_node_list(filter jsonb) RETURNS jsonb
@@ -381,16 +381,16 @@ BEGIN
     IF f ? 'cursor' AND f->>'cursor' IS NOT NULL THEN
         after := cmdb_cursor_decode(f->>'cursor');
         IF after IS NULL THEN
-            RETURN cmdb_error(400, 'bad_request', 'invalid cursor',
-                              jsonb_build_object('parameter', 'cursor'));
+            RETURN cmdb_error(400, 'bad_request', 'cursor: is not a cursor this server issued',
+                              jsonb_build_object('field', 'cursor'));
         END IF;
         conds := conds || '(n.kind || ''/'' || n.name) COLLATE "C" > $1'::text;
     END IF;
     IF f->>'kind' IS NOT NULL THEN
         conds := conds || 'n.kind = $2'::text;
     END IF;
-    IF f->>'label_key' IS NOT NULL THEN
-        conds := conds || 'n.labels @> jsonb_build_object($3::text, $4::text)'::text;
+    IF f->'labels' IS NOT NULL THEN
+        conds := conds || 'n.labels @> $3'::text;
     END IF;
     IF f->>'owner' IS NOT NULL THEN
         SELECT id INTO owner FROM nodes
@@ -401,17 +401,17 @@ BEGIN
                                                       'next_cursor', NULL), NULL, NULL);
         END IF;
         conds := conds || ('EXISTS (SELECT 1 FROM edges e WHERE e.from_id = n.id'
-                           ' AND e.type = ''owned_by'' AND e.to_id = $5)')::text;
+                           ' AND e.type = ''owned_by'' AND e.to_id = $4)')::text;
     END IF;
     IF f->>'q' IS NOT NULL THEN
-        conds := conds || ('(starts_with(n.kind || ''/'' || n.name, $6)'
-                           ' OR starts_with(n.name, $6))')::text;
+        conds := conds || ('(starts_with(n.kind || ''/'' || n.name, $5)'
+                           ' OR starts_with(n.name, $5))')::text;
     END IF;
     IF f->>'orphan' IS NOT NULL THEN
-        conds := conds || 'n.orphan = $7'::text;
+        conds := conds || 'n.orphan = $6'::text;
     END IF;
     IF f->>'health' IS NOT NULL THEN
-        conds := conds || 'n.health = $8'::text;
+        conds := conds || 'n.health = $7'::text;
     END IF;
 
     -- One row more than the page tells whether there is a next page.
@@ -420,10 +420,10 @@ BEGIN
                    '  FROM (SELECT n AS node, (n.kind || ''/'' || n.name) COLLATE "C" AS ref'
                    '          FROM nodes n WHERE %s'
                    '         ORDER BY (n.kind || ''/'' || n.name) COLLATE "C"'
-                   '         LIMIT $9) p',
+                   '         LIMIT $8) p',
                    array_to_string(conds, ' AND '))
        INTO rows, refs
-      USING after, f->>'kind', f->>'label_key', f->>'label_value', owner, f->>'q',
+      USING after, f->>'kind', f->'labels', owner, f->>'q',
             (f->>'orphan')::boolean, f->>'health', lim + 1;
     n := coalesce(array_length(rows, 1), 0);
     RETURN cmdb_reply(200, jsonb_build_object(

@@ -498,8 +498,8 @@ BEGIN
             c_at := NULL;
         END;
         IF c_at IS NULL OR c_id IS NULL THEN
-            RETURN cmdb_error(400, 'bad_request', 'invalid cursor',
-                              jsonb_build_object('parameter', 'cursor'));
+            RETURN cmdb_error(400, 'bad_request', 'cursor: is not a cursor this server issued',
+                              jsonb_build_object('field', 'cursor'));
         END IF;
     END IF;
 

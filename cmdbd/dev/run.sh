@@ -16,7 +16,7 @@ listen=${CMDB_LISTEN:-127.0.0.1:8080}
 cmdbd=$repo/build/cmdbd
 
 sh cmdbd/dev/deps.sh run
-make --no-print-directory -j2 all
+make --no-print-directory -j2 build/cmdbd build/cmdb
 
 mkdir -p "$state"
 own_cluster=0

@@ -277,6 +277,12 @@ class NodeList(ServerTestCase):
         self.assertEqual(self.list_refs("kind=lsa&label=env:prod"), ["lsa/app-1", "lsa/db-1"])
         self.assertEqual(self.list_refs("label=tier:1"), ["lsa/app-1"])
         self.assertEqual(self.list_refs("label=env:nowhere"), [])
+        # Repeated label filters all apply (AND); other parameters may not repeat.
+        self.assertEqual(self.list_refs("label=env:prod&label=tier:1"), ["lsa/app-1"])
+        self.assertEqual(self.list_refs("label=tier:1&label=env:prod"), ["lsa/app-1"])
+        self.assertError(self.srv.get("/v1/nodes?kind=lsa&kind=service"), 400, None, ["kind"])
+        self.assertError(self.srv.get("/v1/nodes?label=env:prod&label=env:dev"), 400, None,
+                         ["label"])
 
     def test_filter_owner(self):
         self.assertEqual(self.list_refs("owner=team/ls-owners"), ["lsa/app-1", "lsb/app-3"])

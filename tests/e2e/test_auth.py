@@ -176,6 +176,11 @@ class Auth(ServerTestCase):
         self.assertError(s.put_node("service/glob-hand", token=tok), 403)
         tok2 = s.create_token("hand", "write", source_glob="api:*")
         self.assertStatus(s.put_node("service/glob-hand", token=tok2), 201)
+        # Health is status, not an assertion (SPEC §1): any write token may set it.
+        st, _, body = s.request("PUT", node_path("service/glob-hand") + "/health",
+                                body={"state": "down"}, token=tok)
+        self.assertEqual(st, 200, body)
+        self.assertEqual(body["sources"], ["api:hand"], "health leaves sources alone")
 
     def test_ops_endpoints_need_no_token(self):
         for path in ("/healthz", "/readyz", "/metrics"):

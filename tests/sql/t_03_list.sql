@@ -34,7 +34,7 @@ BEGIN
 
     PERFORM cmdb_test.eq(jsonb_path_query_array(cmdb_node_list('{"kind":"host"}'), '$.body.items[*].ref'),
                          '["host/web-01"]', 'kind filter');
-    PERFORM cmdb_test.eq(jsonb_path_query_array(cmdb_node_list('{"label_key":"tier","label_value":"1"}'), '$.body.items[*].ref'),
+    PERFORM cmdb_test.eq(jsonb_path_query_array(cmdb_node_list('{"labels":{"tier":"1"}}'), '$.body.items[*].ref'),
                          '["service/b"]', 'label filter');
     -- q is a prefix, not a pattern: % and _ match only themselves.
     PERFORM cmdb_test.eq(jsonb_path_query_array(cmdb_node_list('{"q":"a%"}'), '$.body.items[*].ref'),
