@@ -15,6 +15,8 @@
 #include "token.h"
 
 #define AUTH_RELOAD_S 60
+#define AUTH_LOOKUPS_PER_S 50
+#define AUTH_FRESH_MS 100
 
 struct auth_entry {
 	char hash[TOKEN_HASH_HEX_LEN + 1];
@@ -32,6 +34,12 @@ struct auth {
 	bool loading;
 	bool reload_again;
 	struct event *timer;
+	time_t bucket_second; /* look-ups of unknown tokens in this second */
+	int bucket_used;
+	unsigned long reloads_started;
+	struct auth_wait *waiters; /* parked until a reload that started after them ends */
+	long long started_ms;	   /* when the running (or last) reload started */
+	long long fresh_ms;	   /* when the cache's contents were read: its reload's start */
 };
 
 /* A request waiting for a database look-up of its token. */
@@ -41,6 +49,8 @@ struct auth_wait {
 	enum auth_scope need;
 	void (*next)(struct http_req *r);
 	char hash[TOKEN_HASH_HEX_LEN + 1];
+	unsigned long after; /* reloads_started when it parked */
+	struct auth_wait *next_wait;
 };
 
 const char *
@@ -84,33 +94,86 @@ entry_from_row(struct auth_entry *e, PGresult *res, int row)
 	e->revoked = PQgetvalue(res, row, 5)[0] == 't';
 }
 
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void start_reload(struct auth *a);
+static const struct auth_entry *find(const struct auth *a, const char *hash);
+static void decide(struct http_req *r, const struct auth_entry *e, enum auth_scope need,
+		   void (*next)(struct http_req *r));
+
+/*
+ * Answers the parked requests that the reload numbered done covers (it started
+ * after they parked): from the fresh cache, or 503 when the reload failed.
+ */
+static void
+answer_waiters(struct auth *a, unsigned long done, bool ok)
+{
+	struct auth_wait *list = a->waiters, *keep = NULL;
+
+	a->waiters = NULL;
+	while (list != NULL) {
+		struct auth_wait *w = list;
+
+		list = w->next_wait;
+		if (w->after >= done) {
+			w->next_wait = keep;
+			keep = w;
+			continue;
+		}
+		if (ok)
+			decide(w->r, find(a, w->hash), w->need, w->next);
+		else
+			http_reply_error(w->r, 503, "unavailable", NULL,
+					 "cannot check the token: database unavailable");
+		free(w);
+	}
+	/* Handlers run above may have parked more; keep both. */
+	while (keep != NULL) {
+		struct auth_wait *w = keep;
+
+		keep = w->next_wait;
+		w->next_wait = a->waiters;
+		a->waiters = w;
+	}
+}
 
 static void
 reload_done(void *arg, const struct db_result *r)
 {
 	struct auth *a = arg;
-	struct auth_entry *entries;
-	int rows;
+	unsigned long done = a->reloads_started;
+	struct auth_entry *entries = NULL;
+	int rows = 0;
+	bool ok = r->status == DB_OK;
 
 	a->loading = false;
-	if (r->status != DB_OK) {
+	if (!ok) {
 		log_warn("event=tokens_reload_failed reason=\"%s\"", r->message);
-		return;
+	} else {
+		rows = PQntuples(r->res);
+		entries = calloc((size_t)(rows > 0 ? rows : 1), sizeof(*entries));
+		ok = entries != NULL;
 	}
-	rows = PQntuples(r->res);
-	entries = calloc((size_t)(rows > 0 ? rows : 1), sizeof(*entries));
-	if (entries == NULL)
-		return;
-	for (int i = 0; i < rows; i++)
-		entry_from_row(&entries[i], r->res, i);
-	free(a->entries);
-	a->entries = entries;
-	a->n = (size_t)rows;
-	if (!a->loaded)
-		log_info("event=tokens_loaded count=%d", rows);
-	a->loaded = true;
-	if (a->reload_again) {
+	if (ok) {
+		for (int i = 0; i < rows; i++)
+			entry_from_row(&entries[i], r->res, i);
+		free(a->entries);
+		a->entries = entries;
+		a->n = (size_t)rows;
+		a->fresh_ms = a->started_ms;
+		if (!a->loaded)
+			log_info("event=tokens_loaded count=%d", rows);
+		a->loaded = true;
+	}
+	answer_waiters(a, done, ok);
+	if (a->reload_again || a->waiters != NULL) {
 		a->reload_again = false;
 		start_reload(a);
 	}
@@ -123,8 +186,11 @@ start_reload(struct auth *a)
 		a->reload_again = true;
 		return;
 	}
-	if (db_query(a->db, a->stmt_all, NULL, reload_done, a) == 0)
+	if (db_query(a->db, a->stmt_all, NULL, reload_done, a) == 0) {
 		a->loading = true;
+		a->reloads_started++;
+		a->started_ms = now_ms();
+	}
 }
 
 static void
@@ -163,6 +229,14 @@ auth_free(struct auth *a)
 		return;
 	if (a->timer != NULL)
 		event_free(a->timer);
+	/* Parked requests were answered when the pool failed their reload (db_free runs
+	 * first); any left have no server to answer through any more. */
+	while (a->waiters != NULL) {
+		struct auth_wait *w = a->waiters;
+
+		a->waiters = w->next_wait;
+		free(w);
+	}
 	free(a->entries);
 	free(a);
 }
@@ -260,6 +334,19 @@ lookup_done(void *arg, const struct db_result *res)
 	free(w);
 }
 
+/* At most AUTH_LOOKUPS_PER_S database look-ups of unknown tokens in any one second. */
+static bool
+lookup_budget(struct auth *a)
+{
+	time_t now = time(NULL);
+
+	if (now != a->bucket_second) {
+		a->bucket_second = now;
+		a->bucket_used = 0;
+	}
+	return a->bucket_used++ < AUTH_LOOKUPS_PER_S;
+}
+
 void
 auth_check(struct auth *a, struct http_req *r, enum auth_scope need,
 	   void (*next)(struct http_req *r))
@@ -293,7 +380,12 @@ auth_check(struct auth *a, struct http_req *r, enum auth_scope need,
 		decide(r, e, need, next);
 		return;
 	}
-	/* Not cached: a token made a moment ago, or a wrong one. Ask the database. */
+	/*
+	 * Not cached: a token made a moment ago (before its NOTIFY reached us), or a
+	 * wrong one. Ask the database, one look-up per token up to a budget a second;
+	 * past it, requests park on one shared reload of the token table, so a flood
+	 * of bogus tokens costs about one query per round trip, not one per request.
+	 */
 	w = calloc(1, sizeof(*w));
 	if (w == NULL) {
 		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
@@ -304,6 +396,23 @@ auth_check(struct auth *a, struct http_req *r, enum auth_scope need,
 	w->need = need;
 	w->next = next;
 	memcpy(w->hash, hash, sizeof(hash));
+	if (!lookup_budget(a)) {
+		/*
+		 * Over budget. A cache read under AUTH_FRESH_MS ago is answer enough (this
+		 * fails closed); otherwise wait for one reload of the whole (small) table,
+		 * shared by every request parked meanwhile.
+		 */
+		if (a->loaded && now_ms() - a->fresh_ms < AUTH_FRESH_MS) {
+			free(w);
+			decide(r, NULL, need, next);
+			return;
+		}
+		w->after = a->reloads_started;
+		w->next_wait = a->waiters;
+		a->waiters = w;
+		start_reload(a);
+		return;
+	}
 	{
 		const char *params[1] = {w->hash};
 

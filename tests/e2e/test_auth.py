@@ -2,6 +2,7 @@
 """Black-box tests of authentication and authorisation (SPEC §2 Auth, §4 cmdbd token)."""
 
 import os
+import re
 import sys
 import time
 import unittest
@@ -181,6 +182,24 @@ class Auth(ServerTestCase):
                                 body={"state": "down"}, token=tok)
         self.assertEqual(st, 200, body)
         self.assertEqual(body["sources"], ["api:hand"], "health leaves sources alone")
+
+    def test_bogus_token_flood_is_refused_without_flooding_the_database(self):
+        def queries():
+            body = self.srv.get("/metrics", token=None)[2]
+            m = re.search(r"(?m)^cmdb_db_queries_total (\d+)$", body)
+            return int(m.group(1))
+
+        before = queries()
+        t0 = time.monotonic()
+        for i in range(300):
+            self.assert401(self.srv.get("/v1/nodes?limit=1", token="cmdb_bogus%d" % i),
+                           "bogus token %d" % i)
+        seconds = time.monotonic() - t0
+        looked_up = queries() - before
+        # 50 look-ups of unknown tokens a second at most (plus the odd reload).
+        self.assertLessEqual(looked_up, 50 * (int(seconds) + 2) + 5,
+                             "%d look-ups in %.1f s" % (looked_up, seconds))
+        self.assertStatus(self.srv.get("/v1/nodes?limit=1"), 200, "real tokens still work")
 
     def test_ops_endpoints_need_no_token(self):
         for path in ("/healthz", "/readyz", "/metrics"):
