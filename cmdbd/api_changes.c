@@ -51,7 +51,7 @@ api_changes(struct http_req *r)
 	struct changes_req *c;
 
 	if (!api_query_only(r, allowed, NULL) ||
-	    !api_query_long(r, "since", 0, LONG_MAX, 0, &since) ||
+	    !api_query_long(r, "since", 0, LONG_MAX - 1, 0, &since) ||
 	    !api_query_long(r, "limit", 1, CHANGES_LIMIT_MAX, CHANGES_LIMIT_DEFAULT, &limit) ||
 	    !api_query_long(r, "wait", 0, CHANGES_WAIT_MAX, 0, &wait))
 		return;

@@ -42,8 +42,11 @@ api_reply_db_error(struct http_req *r, const struct db_result *res)
 				 "the database schema is not current; run cmdbd migrate");
 		return;
 	}
+	/* Transient: serialization/deadlock, timeouts, connection trouble, resources,
+	 * shutdown, a read-only standby (failover), a lock not available. */
 	if (strncmp(st, "40", 2) == 0 || strcmp(st, "57014") == 0 || strncmp(st, "08", 2) == 0 ||
-	    strncmp(st, "53", 2) == 0 || strncmp(st, "57P", 3) == 0) {
+	    strncmp(st, "53", 2) == 0 || strncmp(st, "57P", 3) == 0 || strcmp(st, "25006") == 0 ||
+	    strcmp(st, "55P03") == 0) {
 		http_reply_error(r, 503, "unavailable", NULL, "database busy, try again: %s",
 				 res->message);
 		return;
@@ -268,11 +271,12 @@ api_hand_source(struct http_req *r, char out[80])
 {
 	api_actor_source(r, out);
 	if (!auth_source_allowed(&r->tok, out)) {
-		http_reply_error(r, 403, "forbidden",
-				 json_pack("{s:s,s:s}", "source", out, "allowed", r->tok.source_glob),
-				 "token %s may only write sources matching %s; a hand edit is "
-				 "recorded under %s",
-				 r->tok.name, r->tok.source_glob, out);
+		http_reply_error(
+		    r, 403, "forbidden",
+		    json_pack("{s:s,s:s}", "source", out, "allowed", r->tok.source_glob),
+		    "token %s may only write sources matching %s; a hand edit is "
+		    "recorded under %s",
+		    r->tok.name, r->tok.source_glob, out);
 		return false;
 	}
 	return true;

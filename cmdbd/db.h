@@ -76,6 +76,13 @@ struct db *db_new(struct event_base *base, const char *conninfo, int pool_size,
 void db_free(struct db *db);
 
 /*
+ * Shutting down, while the loop still runs: every queued and running statement is
+ * answered DB_UNAVAILABLE (from the loop), the connections close and stay closed,
+ * and later db_query() calls fail the same way. db_free() is still needed.
+ */
+void db_close(struct db *db);
+
+/*
  * Queues statement stmt (an index into the table) with text parameters (NULL
  * entries are SQL NULL). cb runs exactly once, later, from the loop — never from
  * inside db_query. Returns 0, or -1 on ENOMEM (cb will not run).

@@ -206,13 +206,14 @@ send_and_free(struct http_req *r, int status, struct evbuffer *buf)
 	evhttp_add_header(evhttp_request_get_output_headers(r->ev), "X-Request-Id", r->id);
 	if (r->srv->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Connection", "close");
-	r->srv->unflushed++;
-	evhttp_request_set_on_complete_cb(r->ev, reply_flushed, r->srv);
-	evhttp_send_reply(r->ev, status, http_status_text(status), buf);
+	/* Log first: a request detached from its connection is freed by the send. */
 	metrics_observe_request(route, status, dt);
 	log_info("event=request id=%s method=%s path=%s route=%s status=%d ms=%.2f token=%s", r->id,
 		 method_name(r->method), log_q(uri, qpath, sizeof(qpath)), route, status,
 		 dt * 1000.0, r->tok.name[0] ? r->tok.name : "-");
+	r->srv->unflushed++;
+	evhttp_request_set_on_complete_cb(r->ev, reply_flushed, r->srv);
+	evhttp_send_reply(r->ev, status, http_status_text(status), buf);
 	if (buf != NULL)
 		evbuffer_free(buf);
 	req_free(r);

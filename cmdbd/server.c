@@ -117,8 +117,18 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
+	struct timeval flush = {0, 300000};
+
 	log_warn("event=shutdown_grace_expired inflight=%d", http_server_inflight(srv.http));
-	event_base_loopexit(srv.base, NULL);
+	/*
+	 * Answer what is still waiting while the loop runs, so the answers are
+	 * written: read-your-writes waits end, and every database statement fails
+	 * (503). Then leave the loop after a moment for the writes to go out.
+	 */
+	if (srv.tailer != NULL)
+		tailer_release_all(srv.tailer);
+	db_close(srv.db);
+	event_base_loopexit(srv.base, &flush);
 }
 
 static void

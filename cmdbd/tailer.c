@@ -26,10 +26,14 @@ struct tailer {
 	long long applied;
 	bool fetching;
 	bool again;
+	bool closing; /* tailer_release_all() was called: nobody parks any more */
+	int retry_ms; /* backoff after a failed read */
+	struct event *retry;
 	struct waiter *waiters;
 };
 
 static void fetch(struct tailer *t);
+static void schedule_retry(struct tailer *t);
 
 static void
 waiter_unlink(struct tailer *t, struct waiter *w)
@@ -53,17 +57,27 @@ waiter_fire(struct tailer *t, struct waiter *w, bool reached)
 static void
 wake_reached(struct tailer *t)
 {
-	bool again = true;
+	struct waiter *ready = NULL;
 
-	/* A callback may add or remove waiters: rescan after each fire. */
-	while (again) {
-		again = false;
-		for (struct waiter *w = t->waiters; w; w = w->next)
-			if (w->seq <= t->applied) {
-				waiter_fire(t, w, true);
-				again = true;
-				break;
-			}
+	/* Unlink every reached waiter first, then fire: callbacks may park new ones. */
+	for (struct waiter **p = &t->waiters; *p;) {
+		struct waiter *w = *p;
+
+		if (w->seq <= t->applied) {
+			*p = w->next;
+			w->next = ready;
+			ready = w;
+		} else {
+			p = &w->next;
+		}
+	}
+	while (ready != NULL) {
+		struct waiter *w = ready;
+
+		ready = w->next;
+		event_free(w->timer);
+		w->cb(w->arg, true);
+		free(w);
 	}
 }
 
@@ -111,10 +125,15 @@ fetch_done(void *arg, const struct db_result *r)
 
 	t->fetching = false;
 	if (r->status != DB_OK) {
-		/* The database is away; the listener's reconnect will poke us again. */
-		log_warn("event=tail_failed reason=\"%s\"", r->message);
+		/*
+		 * The read failed (database away, pool full, a timeout). Nothing else is
+		 * sure to poke us again, so retry on a timer, backing off to 5 s.
+		 */
+		log_warn("event=tail_failed reason=\"%s\" retry_ms=%d", r->message, t->retry_ms);
+		schedule_retry(t);
 		return;
 	}
+	t->retry_ms = 0;
 	rows = PQntuples(r->res);
 	for (int i = 0; i < rows; i++) {
 		long long seq = strtoll(PQgetvalue(r->res, i, 0), NULL, 10);
@@ -146,6 +165,31 @@ fetch(struct tailer *t)
 	snprintf(since, sizeof(since), "%lld", t->applied);
 	if (db_query(t->db, t->stmt, params, fetch_done, t) == 0)
 		t->fetching = true;
+	else
+		schedule_retry(t);
+}
+
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	fetch(arg);
+}
+
+static void
+schedule_retry(struct tailer *t)
+{
+	struct timeval tv;
+
+	if (t->closing || evtimer_pending(t->retry, NULL))
+		return;
+	t->retry_ms = t->retry_ms == 0 ? 250 : t->retry_ms * 2;
+	if (t->retry_ms > 5000)
+		t->retry_ms = 5000;
+	tv.tv_sec = t->retry_ms / 1000;
+	tv.tv_usec = (t->retry_ms % 1000) * 1000;
+	evtimer_add(t->retry, &tv);
 }
 
 struct tailer *
@@ -160,12 +204,18 @@ tailer_new(struct event_base *base, struct db *db, int stmt_tail, graph *g, long
 	t->stmt = stmt_tail;
 	t->g = g;
 	t->applied = applied;
+	t->retry = evtimer_new(base, retry_cb, t);
+	if (t->retry == NULL) {
+		free(t);
+		return NULL;
+	}
 	return t;
 }
 
 void
 tailer_release_all(struct tailer *t)
 {
+	t->closing = true;
 	while (t->waiters != NULL)
 		waiter_fire(t, t->waiters, false);
 }
@@ -176,6 +226,7 @@ tailer_free(struct tailer *t)
 	if (t == NULL)
 		return;
 	tailer_release_all(t);
+	event_free(t->retry);
 	free(t);
 }
 
@@ -197,8 +248,8 @@ tailer_wait(struct tailer *t, long long seq, int timeout_ms, tailer_wait_cb cb, 
 	struct waiter *w;
 	struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
 
-	if (seq <= t->applied) {
-		cb(arg, true);
+	if (seq <= t->applied || t->closing) {
+		cb(arg, seq <= t->applied);
 		return 0;
 	}
 	w = calloc(1, sizeof(*w));
@@ -315,7 +366,8 @@ copy_stream(PGconn *conn, const char *sql, int nfields, int (*row)(graph *g, cha
 			buf[len - 1] = '\0';
 		if (copy_fields(buf, f, nfields) == nfields && row(g, f) != 0) {
 			PQfreemem(buf);
-			log_error("event=graph_load_failed reason=\"out of memory\"");
+			log_error("event=graph_load_failed reason=\"cannot apply a row\" row=%ld",
+				  n);
 			return -1;
 		}
 		PQfreemem(buf);

@@ -4,7 +4,8 @@
  * PostgreSQL is the truth; the graph follows it in seq order. A NOTIFY on
  * cmdb_changes (or a write of our own that returned a seq) pokes the tailer, which
  * reads `changes WHERE seq > applied ORDER BY seq` through the pool and applies the
- * rows. One read is in flight at a time; a poke during a read schedules another.
+ * rows. One read is in flight at a time; a poke during a read schedules another; a
+ * failed read is retried on a timer (250 ms, doubling to 5 s).
  * Waiters (read-your-writes, long-polls) are woken once applied >= their seq, or
  * when their timeout passes. Never blocks the loop.
  */
@@ -38,7 +39,8 @@ long long tailer_applied(const struct tailer *t);
  */
 int tailer_wait(struct tailer *t, long long seq, int timeout_ms, tailer_wait_cb cb, void *arg);
 
-/* Wakes every waiter now with reached=false (shutdown). */
+/* Wakes every waiter now with reached=false, and from then on tailer_wait() answers at
+ * once instead of parking (shutdown). */
 void tailer_release_all(struct tailer *t);
 
 /*
