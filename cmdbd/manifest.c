@@ -285,6 +285,10 @@ manifest_validate(const json_t *m, const struct manifest_limits *lim, struct jv_
 	source = json_string_value(json_object_get(m, "source"));
 	if (!model_source_valid(source))
 		return jv_fail(err, "", "source", "must match [a-z0-9][a-z0-9_.:-]{0,127}");
+	/* Hand edits are recorded under api:<token>; a manifest replacing that source
+	 * would silently undo them. */
+	if (strncmp(source, "api:", 4) == 0)
+		return jv_fail(err, "", "source", "api:… sources are reserved for hand edits");
 	gen = json_object_get(m, "generation");
 	if (gen != NULL && json_integer_value(gen) < 0)
 		return jv_fail(err, "", "generation", "must be an integer >= 0");

@@ -61,9 +61,14 @@ CREATE INDEX edge_sources_source_idx ON edge_sources (source);
 
 -- What each manifest source last sent.
 CREATE TABLE source_state (
-    source          text        PRIMARY KEY CHECK (source ~ '^[a-z0-9][a-z0-9_.:-]{0,127}$'),
+    -- 'api:…' sources belong to hand edits; a manifest may not speak for them.
+    source          text        PRIMARY KEY CHECK (source ~ '^[a-z0-9][a-z0-9_.:-]{0,127}$'
+                                                   AND source NOT LIKE 'api:%'),
     generation      bigint,
     manifest_hash   text        NOT NULL,
+    -- A hand delete removed something this source asserts: the next manifest is
+    -- applied in full even when it is the same body (no fast no-op).
+    stale           boolean     NOT NULL DEFAULT false,
     last_report     jsonb       NOT NULL,
     last_applied_at timestamptz NOT NULL DEFAULT now()
 );

@@ -348,7 +348,18 @@ BEGIN
     END IF;
 
     -- The node's row lock (FOR UPDATE) keeps new edges to it out from now on: an
-    -- edge writer needs FOR KEY SHARE on both endpoints.
+    -- edge writer needs FOR KEY SHARE on both endpoints. Its existing edges are
+    -- locked too, in id order, before they are logged: a concurrent delete of the
+    -- other end may be removing the same edge, and only one of us may log it (the
+    -- next statement's snapshot no longer sees an edge the other one deleted).
+    PERFORM 1 FROM edges e WHERE e.from_id = n.id OR e.to_id = n.id ORDER BY e.id FOR UPDATE;
+    -- Sources that asserted the node or its edges must re-apply in full next time.
+    UPDATE source_state SET stale = true
+     WHERE source IN (SELECT source FROM node_sources WHERE node_id = n.id
+                      UNION
+                      SELECT es.source FROM edge_sources es JOIN edges e ON e.id = es.edge_id
+                       WHERE e.from_id = n.id OR e.to_id = n.id)
+       AND NOT stale;
     PERFORM cmdb_log_change(p_actor, p_source, 'edge.deleted',
                             cmdb_edge_ref(j->>'from', j->>'type', j->>'to'), j, NULL)
        FROM (SELECT cmdb_edge_json(e.id) AS j
@@ -590,6 +601,8 @@ BEGIN
     IF NOT FOUND THEN
         RETURN cmdb_edge_not_found(p_from, p_type, p_to);
     END IF;
+    UPDATE source_state SET stale = true
+     WHERE source IN (SELECT source FROM edge_sources WHERE edge_id = eid) AND NOT stale;
     PERFORM cmdb_log_change(p_actor, p_source, 'edge.deleted',
                             cmdb_edge_ref(p_from, p_type, p_to), cmdb_edge_json(eid), NULL);
     DELETE FROM edges WHERE id = eid;

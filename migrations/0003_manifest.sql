@@ -64,6 +64,10 @@ BEGIN
             before     jsonb,
             PRIMARY KEY (from_ref, type, to_ref)
         ) ON COMMIT DELETE ROWS;
+        -- The replacement steps probe these by id (anti-joins against what the
+        -- source asserted before): without an index that is a nested loop, O(n^2).
+        CREATE INDEX ON cmdb_m_nodes (id);
+        CREATE INDEX ON cmdb_m_edges (id);
         -- Edges / nodes the source asserted before and no longer does.
         CREATE TEMP TABLE cmdb_m_gone_edges (
             id      bigint PRIMARY KEY,
@@ -377,6 +381,11 @@ DECLARE
     detail text;
     cname  text;
 BEGIN
+    IF src LIKE 'api:%' THEN
+        RETURN cmdb_error(400, 'bad_request',
+                          'source: api:… sources are reserved for hand edits',
+                          jsonb_build_object('field', 'source'));
+    END IF;
     -- Idempotency (real applies only: a plan is not a request to remember). The key's
     -- lock makes a concurrent retry wait for the first attempt and then replay it.
     IF idem_key IS NOT NULL AND NOT dry_run THEN
@@ -403,7 +412,7 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtextextended('cmdb.source ' || src, 0));
         SELECT * INTO st FROM source_state WHERE source = src;
 
-        IF FOUND AND st.manifest_hash = hash THEN
+        IF FOUND AND st.manifest_hash = hash AND NOT st.stale THEN
             -- The fast no-op: the very manifest the source applied last.
             report := cmdb_manifest_noop_report(st.last_report);
             IF dry_run THEN
@@ -418,7 +427,7 @@ BEGIN
             UPDATE nodes SET last_seen_at = now()
              WHERE id IN (SELECT node_id FROM node_sources WHERE source = src);
         ELSIF FOUND AND gen IS NOT NULL AND st.generation IS NOT NULL
-              AND gen <= st.generation THEN
+              AND gen <= st.generation AND st.manifest_hash <> hash THEN
             RETURN cmdb_error(409, 'conflict',
                               'generation ' || gen || ' of source ' || src
                               || ' is not newer than applied generation ' || st.generation,
@@ -445,6 +454,7 @@ BEGIN
         ON CONFLICT (source) DO UPDATE
            SET generation = coalesce(EXCLUDED.generation, source_state.generation),
                manifest_hash = EXCLUDED.manifest_hash,
+               stale = false,
                last_report = EXCLUDED.last_report,
                last_applied_at = EXCLUDED.last_applied_at;
 

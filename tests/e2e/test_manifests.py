@@ -261,6 +261,30 @@ class Manifests(ServerTestCase):
         self.assertEqual(r["edges"]["unchanged"], 2, r)
         self.assertEqual(self.max_seq(), seq)
 
+    def test_repost_after_a_hand_delete_restores_the_assertions(self):
+        # The fast no-op must not report a map that is no longer there: once a hand
+        # delete removed something the source asserts, the same body applies again.
+        m = man("ci:restore", ["service/rs-a"], [("service/rs-a", "depends_on", "database/rs-db")],
+                generation=7)
+        self.apply(m)
+        self.assertStatus(self.srv.delete(node_path("database/rs-db")), 204)
+        r = self.apply(m)
+        self.assertEqual(r["nodes"]["created"], 1, r)
+        self.assertEqual(r["edges"]["created"], 1, r)
+        self.assertEqual(list(self.out_edges("service/rs-a")),
+                         [("service/rs-a", "depends_on", "database/rs-db")])
+        # ... and after that it is a no-op again.
+        r = self.apply(m)
+        self.assertEqual(r["edges"]["unchanged"], 1, r)
+        self.assertIsNone(r["seq"], r)
+
+    def test_api_sources_are_reserved_for_hand_edits(self):
+        self.assertStatus(self.srv.put_node("service/rs-hand"), (200, 201))
+        r = self.srv.post("/v1/manifests", man("api:admin", []))
+        self.assertError(r, 400, None, ["source"])
+        self.assertEqual(self.node("service/rs-hand")["sources"], ["api:admin"],
+                         "the hand edit still stands")
+
     # -- dry run
 
     def test_dry_run_is_the_plan_and_writes_nothing(self):

@@ -244,6 +244,7 @@ INVALID = [
     ("wrong manifest version", mutated(("manifest",), "cmdb/v2"), "manifest"),
     ("manifest missing", mutated(("manifest",), None, delete=True), ""),
     ("source missing", mutated(("source",), None, delete=True), ""),
+    ("source reserved for hand edits", mutated(("source",), "api:alice"), "source"),
     ("unknown top-level field", mutated(("nodez",), []), ""),
     ("unknown node field", mutated(("nodes", 0, "health"), "down"), "nodes/0"),
     ("unknown edge field", mutated(("edges", 0, "weight"), 3), "edges/0"),
