@@ -619,12 +619,17 @@ fail:
 	return -1;
 }
 
-static bool
-sub_args_ok(const graph *g, long root, int direction)
+/* Checks the arguments (EINVAL) and collects the subgraph into s. 0, or -1. */
+static int
+sub_begin(graph *g, long root, int depth, int direction, struct subgraph *s)
 {
-	return g != NULL && graph_live(g, root) &&
-	       (direction == GRAPH_DIR_DEPENDENTS || direction == GRAPH_DIR_DEPENDENCIES ||
-		direction == GRAPH_DIR_BOTH);
+	if (g == NULL || !graph_live(g, root) ||
+	    (direction != GRAPH_DIR_DEPENDENTS && direction != GRAPH_DIR_DEPENDENCIES &&
+	     direction != GRAPH_DIR_BOTH)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return sub_collect(g, (uint32_t)root, depth, direction, s);
 }
 
 static json_t *
@@ -639,12 +644,8 @@ sub_node_json(const graph *g, const struct sub_node *x)
 json_t *
 graph_subgraph(graph *g, long root, int depth, int direction)
 {
-	if (!sub_args_ok(g, root, direction)) {
-		errno = EINVAL;
-		return NULL;
-	}
 	struct subgraph s;
-	if (sub_collect(g, (uint32_t)root, depth, direction, &s))
+	if (sub_begin(g, root, depth, direction, &s))
 		return NULL;
 	json_t *nodes = json_array(), *edges = json_array();
 	for (size_t i = 0; nodes != NULL && i < s.n; i++)
@@ -771,12 +772,8 @@ dot_node(struct strbuf *b, const graph *g, const struct sub_node *x, uint32_t ro
 char *
 graph_subgraph_dot(graph *g, long root, int depth, int direction)
 {
-	if (!sub_args_ok(g, root, direction)) {
-		errno = EINVAL;
-		return NULL;
-	}
 	struct subgraph s;
-	if (sub_collect(g, (uint32_t)root, depth, direction, &s))
+	if (sub_begin(g, root, depth, direction, &s))
 		return NULL;
 	struct strbuf b = {0};
 	sb_puts(&b, "digraph cmdb {\n"
