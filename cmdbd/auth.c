@@ -16,7 +16,6 @@
 
 #define AUTH_RELOAD_S 60
 #define AUTH_LOOKUPS_PER_S 50
-#define AUTH_FRESH_MS 100
 
 struct auth_entry {
 	char hash[TOKEN_HASH_HEX_LEN + 1];
@@ -38,8 +37,6 @@ struct auth {
 	int bucket_used;
 	unsigned long reloads_started;
 	struct auth_wait *waiters; /* parked until a reload that started after them ends */
-	long long started_ms;	   /* when the running (or last) reload started */
-	long long fresh_ms;	   /* when the cache's contents were read: its reload's start */
 };
 
 /* A request waiting for a database look-up of its token. */
@@ -92,15 +89,6 @@ entry_from_row(struct auth_entry *e, PGresult *res, int row)
 	snprintf(e->tok.source_glob, sizeof(e->tok.source_glob), "%s", PQgetvalue(res, row, 3));
 	e->expires_at = strtoll(PQgetvalue(res, row, 4), NULL, 10);
 	e->revoked = PQgetvalue(res, row, 5)[0] == 't';
-}
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void start_reload(struct auth *a);
@@ -167,7 +155,6 @@ reload_done(void *arg, const struct db_result *r)
 		free(a->entries);
 		a->entries = entries;
 		a->n = (size_t)rows;
-		a->fresh_ms = a->started_ms;
 		if (!a->loaded)
 			log_info("event=tokens_loaded count=%d", rows);
 		a->loaded = true;
@@ -189,7 +176,6 @@ start_reload(struct auth *a)
 	if (db_query(a->db, a->stmt_all, NULL, reload_done, a) == 0) {
 		a->loading = true;
 		a->reloads_started++;
-		a->started_ms = now_ms();
 	}
 }
 
@@ -398,15 +384,10 @@ auth_check(struct auth *a, struct http_req *r, enum auth_scope need,
 	memcpy(w->hash, hash, sizeof(hash));
 	if (!lookup_budget(a)) {
 		/*
-		 * Over budget. A cache read under AUTH_FRESH_MS ago is answer enough (this
-		 * fails closed); otherwise wait for one reload of the whole (small) table,
-		 * shared by every request parked meanwhile.
+		 * Over budget: wait for one reload of the whole (small) table that starts
+		 * after this request arrived, shared by every request parked meanwhile. A
+		 * token made a moment ago is then found; a bogus one is refused.
 		 */
-		if (a->loaded && now_ms() - a->fresh_ms < AUTH_FRESH_MS) {
-			free(w);
-			decide(r, NULL, need, next);
-			return;
-		}
 		w->after = a->reloads_started;
 		w->next_wait = a->waiters;
 		a->waiters = w;

@@ -7,8 +7,9 @@
  * start, reloaded on NOTIFY cmdb_tokens and every minute; a token missing from the
  * cache is looked up in the database once before the request is refused, so a
  * token created a moment ago works at once. Past 50 such look-ups a second,
- * requests with unknown tokens wait for one shared reload of the table instead,
- * so a flood of bogus tokens cannot occupy the pool. Checks never block the loop.
+ * requests with unknown tokens wait instead for one reload of the table that
+ * started after they arrived, shared by all of them, so concurrent bogus tokens
+ * share queries. Checks never block the loop.
  * Failures are closed: any doubt (no header, unknown, revoked, expired, database
  * down during a look-up) refuses the request.
  */
