@@ -167,6 +167,44 @@ out:
 /* ------------------------------------------------------------------- ls */
 
 /* Builds /v1/nodes?... from the ls options (cursor may be NULL). */
+
+/* Adds --OPT REF as the query parameter OPT, after checking it is a ref. 0, or the
+ * usage exit code. */
+static int
+query_ref_option(struct cmdb *c, struct buf *t, const char *opt)
+{
+	const char *ref = cl_args_get(c->args, opt);
+	struct ref_parts rp;
+	char err[512];
+
+	if (ref == NULL)
+		return 0;
+	if (cl_ref_split(ref, &rp, err, sizeof err) < 0)
+		return cmdb_usage(c, "--%s: %s", opt, err);
+	cl_query_add(t, opt, ref);
+	return 0;
+}
+
+/* Adds the page parameters of a list: --limit (1..1000) and the cursor. 0, or the
+ * usage exit code. */
+static int
+query_page(struct cmdb *c, struct buf *t, const char *cursor)
+{
+	long long limit;
+	int has = cmdb_number(c, "limit", 1, 1000, &limit);
+
+	if (has < 0)
+		return CMDB_EXIT_USAGE;
+	if (has) {
+		char num[32];
+		snprintf(num, sizeof num, "%lld", limit);
+		cl_query_add(t, "limit", num);
+	}
+	if (cursor)
+		cl_query_add(t, "cursor", cursor);
+	return 0;
+}
+
 static int
 ls_target(struct cmdb *c, const char *cursor, struct buf *t)
 {
@@ -192,28 +230,12 @@ ls_target(struct cmdb *c, const char *cursor, struct buf *t)
 		cl_query_add(t, "label", cl_buf_str(&kv));
 		cl_buf_free(&kv);
 	}
-	const char *owner = cl_args_get(c->args, "owner");
-	if (owner) {
-		struct ref_parts rp;
-		char err[512];
-		if (cl_ref_split(owner, &rp, err, sizeof err) < 0)
-			return cmdb_usage(c, "--owner: %s", err);
-		cl_query_add(t, "owner", owner);
-	}
+	int rc = query_ref_option(c, t, "owner");
+	if (rc != 0)
+		return rc;
 	if (cl_args_has(c->args, "orphan"))
 		cl_query_add(t, "orphan", "true");
-	long long limit;
-	int has = cmdb_number(c, "limit", 1, 1000, &limit);
-	if (has < 0)
-		return CMDB_EXIT_USAGE;
-	if (has) {
-		char num[32];
-		snprintf(num, sizeof num, "%lld", limit);
-		cl_query_add(t, "limit", num);
-	}
-	if (cursor)
-		cl_query_add(t, "cursor", cursor);
-	return 0;
+	return query_page(c, t, cursor);
 }
 
 /* The cursor for the next page as text (malloc'd), or NULL on the last page. */
@@ -324,26 +346,8 @@ static int
 deployments_target(struct cmdb *c, const char *cursor, struct buf *t)
 {
 	cl_buf_puts(t, "/v1/deployments");
-	const char *node = cl_args_get(c->args, "node");
-	if (node) {
-		struct ref_parts rp;
-		char err[512];
-		if (cl_ref_split(node, &rp, err, sizeof err) < 0)
-			return cmdb_usage(c, "--node: %s", err);
-		cl_query_add(t, "node", node);
-	}
-	long long limit;
-	int has = cmdb_number(c, "limit", 1, 1000, &limit);
-	if (has < 0)
-		return CMDB_EXIT_USAGE;
-	if (has) {
-		char num[32];
-		snprintf(num, sizeof num, "%lld", limit);
-		cl_query_add(t, "limit", num);
-	}
-	if (cursor)
-		cl_query_add(t, "cursor", cursor);
-	return 0;
+	int rc = query_ref_option(c, t, "node");
+	return rc != 0 ? rc : query_page(c, t, cursor);
 }
 
 /* WHEN is started_at as the deploy tool reported it, else when it was applied. */
