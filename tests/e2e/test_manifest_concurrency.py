@@ -423,6 +423,87 @@ class ManifestConcurrency(ServerTestCase):
         self.assertEqual(n["attributes"], want_a, "%s: attributes merge key by key" % ref)
         self.assertEqual(n["labels"], want_l, "%s: labels merge key by key" % ref)
 
+    def test_sixteen_sources_into_shared_hubs(self):
+        """Issue 7: sixteen sources post at once, every manifest pointing into the same
+        platform hubs (a team, dns, vault, a database, shared hosts) and some asserting
+        the same edges. No source waits on another's hub rows: none may fail, and the
+        final map is exactly the union of each source's last manifest (edges and their
+        sources, nodes and their sources, orphans). Re-posting every last manifest is then
+        a no-op (no change, no seq) that still refreshes the hubs' last_seen_at."""
+        srv = self.srv
+        n_src, rounds = 16, 6
+        hubs = ["team/h-platform", "service/h-dns", "service/h-vault", "database/h-pg"]
+        hosts = ["host/h-host-%d" % k for k in range(3)]
+
+        def man(i, gen):
+            rnd = random.Random("hub:%d:%d" % (i, gen))
+            svc = "service/h-svc-%d" % i
+            extra = "service/h-svc-%d-v%d" % (i, gen % 3)      # comes and goes: orphans
+            edges = [(svc, "depends_on", h) for h in rnd.sample(hubs[1:], rnd.randint(1, 3))]
+            edges += [(svc, "owned_by", hubs[0]), (svc, "runs_on", rnd.choice(hosts)),
+                      (extra, "part_of", svc)]
+            # A shared edge asserted by several sources: the even ones.
+            if i % 2 == 0:
+                edges.append(("service/h-dns", "depends_on", "database/h-pg"))
+            return {"manifest": "cmdb/v1", "source": "ci:h-src-%d" % i, "generation": gen,
+                    "nodes": [{"ref": svc, "attributes": {"gen": gen}}, {"ref": hubs[0]}],
+                    "edges": [{"from": f, "type": t, "to": to} for f, t, to in edges]}
+
+        probs = Problems()
+        start = threading.Barrier(n_src)
+
+        def worker(i):
+            start.wait()
+            for gen in range(1, rounds + 1):
+                probs.expect("hub source %d gen %d" % (i, gen),
+                             srv.post("/v1/manifests", man(i, gen), token="write"), (200,))
+
+        with ThreadPoolExecutor(max_workers=n_src) as pool:
+            list(pool.map(worker, range(n_src)))
+        self.assertFalse(probs.items, "unexpected responses:\n  %s\n  server log %s"
+                         % ("\n  ".join(probs.items[:20]), srv.log_path))
+
+        finals = {i: man(i, rounds) for i in range(n_src)}
+        nodes, edges = fetch_map(srv, prefix=None)
+        nodes = {r: n for r, n in nodes.items() if n["name"].startswith("h-")}
+        edges = {k: e for k, e in edges.items() if k[0] in nodes}
+        want_e, want_n = {}, {}
+        for i, m in finals.items():
+            for e in m["edges"]:
+                want_e.setdefault(ekey(e), set()).add(m["source"])
+            for r in asserted(m):
+                want_n.setdefault(r, set()).add(m["source"])
+        self.assertEqual({k: set(e["sources"]) for k, e in edges.items()}, want_e,
+                         "edges and their sources are the union of the last manifests")
+        ever = {r for i in range(n_src) for g in range(1, rounds + 1)
+                for r in asserted(man(i, g))}
+        self.assertEqual(set(nodes), ever, "every node ever asserted is on the map")
+        for ref, n in nodes.items():
+            self.assertEqual(set(n["sources"]), want_n.get(ref, set()), "%s: sources" % ref)
+            self.assertEqual(n["orphan"], ref not in want_n, "%s: orphan" % ref)
+        self.assertEqual(len(nodes["team/h-platform"]["sources"]), n_src)
+
+        # The identical re-post of every last manifest: a no-op that changes nothing.
+        before_seen = nodes["team/h-platform"]["last_seen_at"]
+        time.sleep(0.01)
+        with ThreadPoolExecutor(max_workers=n_src) as pool:
+            resps = list(pool.map(lambda i: srv.post("/v1/manifests", finals[i], token="write"),
+                                  range(n_src)))
+        for i, (st, _, body) in enumerate(resps):
+            self.assertEqual(st, 200, body)
+            self.assertIsNone(body["seq"], "source %d: an identical re-post logs nothing" % i)
+            self.assertEqual(body["nodes"]["created"] + body["nodes"]["updated"], 0)
+        nodes2, _ = fetch_map(srv, prefix="team/h-platform")
+        hub = nodes2["team/h-platform"]
+        self.assertEqual(hub["version"], nodes["team/h-platform"]["version"],
+                         "a no-op does not write the hub")
+        self.assertGreater(hub["last_seen_at"], before_seen,
+                           "a no-op still counts as a sighting (last_seen_at derived)")
+        st, _, got = srv.get(node_path("team/h-platform"))
+        self.assertEqual(st, 200)
+        self.assertEqual(got["last_seen_at"], hub["last_seen_at"],
+                         "GET node and the list agree on the derived last_seen_at")
+
     def test_same_source_posts_are_serialized(self):
         """Generations g and g+1 of one source race; g+1 must win every time."""
         srv = self.srv

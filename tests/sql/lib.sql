@@ -25,6 +25,36 @@ BEGIN
 END
 $$;
 
+-- Fail unless every node's and edge's `sources` column (a cache kept by the writers,
+-- 0004) equals its node_sources / edge_sources rows, sorted in byte order. Checked after
+-- every reply cmdb_test.status() looks at.
+CREATE FUNCTION cmdb_test.sources_cached(msg text) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    bad text;
+BEGIN
+    SELECT n.kind || '/' || n.name || ': ' || n.sources::text || ' <> ' || coalesce(a.s, '[]')::text
+      INTO bad
+      FROM nodes n
+      LEFT JOIN (SELECT node_id, jsonb_agg(source ORDER BY source COLLATE "C") AS s
+                   FROM node_sources GROUP BY node_id) a ON a.node_id = n.id
+     WHERE n.sources <> coalesce(a.s, '[]')
+     LIMIT 1;
+    IF bad IS NULL THEN
+        SELECT e.id || ': ' || e.sources::text || ' <> ' || coalesce(a.s, '[]')::text
+          INTO bad
+          FROM edges e
+          LEFT JOIN (SELECT edge_id, jsonb_agg(source ORDER BY source COLLATE "C") AS s
+                       FROM edge_sources GROUP BY edge_id) a ON a.edge_id = e.id
+         WHERE e.sources <> coalesce(a.s, '[]')
+         LIMIT 1;
+    END IF;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'FAILED: % (sources column differs from its rows: %)', msg, bad;
+    END IF;
+END
+$$;
+
 -- Fail unless reply has the given status (and, for errors, the given code).
 CREATE FUNCTION cmdb_test.status(reply jsonb, want int, msg text, code text DEFAULT NULL)
 RETURNS jsonb
@@ -35,6 +65,7 @@ BEGIN
         RAISE EXCEPTION 'FAILED: % (want status % %)', msg, want, coalesce(code, '')
             USING DETAIL = 'reply: ' || reply::text;
     END IF;
+    PERFORM cmdb_test.sources_cached(msg);
     RETURN reply;
 END
 $$;

@@ -52,7 +52,7 @@ DECLARE
 BEGIN
     r1 := cmdb_test.status(cmdb_apply_manifest(m, 'tok1', 'tok1', 'k', false), 200, 'first');
     r2 := cmdb_test.status(cmdb_apply_manifest(m, 'tok1', 'tok1', 'k', false), 200, 'retry');
-    PERFORM cmdb_test.eq(r2, r1, 'retry returns the first response verbatim');
+    PERFORM cmdb_test.eq(r2, r1 - 'sighting', 'retry returns the first response verbatim (no new sighting)');
     PERFORM cmdb_test.eq((SELECT count(*) FROM deployments), 1::bigint, 'retry applied nothing');
     r2 := cmdb_test.status(cmdb_apply_manifest(m - 'edges', 'tok1', 'tok1', 'k', false), 422, 'other body', 'unprocessable');
     PERFORM cmdb_test.eq(r2 #>> '{error,message}', 'idempotency key "k" was used with a different request', '422 message');
@@ -66,7 +66,7 @@ BEGIN
     r2 := cmdb_test.status(cmdb_apply_manifest(m - 'edges', 'tok1', 'tok1', 'k', false), 200, 'expired key reusable');
     PERFORM cmdb_test.eq((SELECT count(*) FROM idempotency WHERE created_at < now() - interval '24 hours'), 0::bigint,
                          'expired purged');
-    PERFORM cmdb_test.eq((SELECT response FROM idempotency WHERE token_name = 'tok1'), r2, 'new response stored');
+    PERFORM cmdb_test.eq((SELECT response FROM idempotency WHERE token_name = 'tok1'), r2 - 'sighting', 'new response stored');
 END
 $$;
 
