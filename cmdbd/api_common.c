@@ -79,7 +79,7 @@ db_reply(void *arg, const struct db_result *res)
 {
 	struct http_req *r = arg;
 	api_decorate_fn decorate = (api_decorate_fn)r->state;
-	json_t *reply, *err, *body, *etag, *seqv;
+	json_t *reply, *err, *body, *etag, *seqv, *sighting;
 	json_error_t jerr;
 	long long seq;
 	int status;
@@ -112,6 +112,14 @@ db_reply(void *arg, const struct db_result *res)
 		json_decref(reply);
 		return;
 	}
+	/* A manifest apply (no-op included) says when its source was seen: feed the
+	 * derived last_seen_at of the in-memory nodes (graph.h) before replying. */
+	sighting = json_object_get(reply, "sighting");
+	if (json_is_object(sighting) &&
+	    graph_source_seen(server_graph(), json_string_value(json_object_get(sighting, "source")),
+			      json_string_value(json_object_get(sighting, "at"))) != 0 &&
+	    errno == ENOMEM)
+		log_error("event=sighting_lost id=%s reason=\"out of memory\"", r->id);
 	etag = json_object_get(reply, "etag");
 	if (json_is_string(etag))
 		http_set_header(r, "ETag", json_string_value(etag));

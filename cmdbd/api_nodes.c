@@ -1,9 +1,11 @@
 /*
  * api_nodes.c — /v1/nodes: get, put, delete, list, per-node edges, health.
  *
- * Every handler validates its input here and makes one database call; a node's
- * owners and edge counts come from the in-memory graph.
+ * GET of one node answers from the in-memory graph: the node's image kept by the
+ * tailer, its derived last_seen_at, owners and edge counts (graph.h). Every other
+ * handler validates its input here and makes one database call.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,16 +74,137 @@ decorate_node(struct http_req *r, json_t *body, int *status)
 	return body;
 }
 
+/* The owners array of a node as compact JSON text (malloc'd), "[]" when none. */
+static char *
+owners_text(graph *g, long idx)
+{
+	json_t *o = graph_owners(g, idx);
+	json_t *owners = json_object_get(o, "owners");
+	char *text = owners ? json_dumps(owners, JSON_COMPACT) : strdup("[]");
+
+	json_decref(o);
+	return text;
+}
+
+/*
+ * The reply body: the image (which is "{...}" without last_seen_at) with
+ * last_seen_at, owners and edges added before its closing brace. The keys are
+ * in another order than the database reply's; the values are the same bytes.
+ */
+static char *
+node_reply_text(const struct graph_node_view *v, const char *owners, size_t in, size_t out,
+		size_t *len)
+{
+	size_t cap = v->len + strlen(owners) + 160;
+	char *text = malloc(cap);
+	int n;
+
+	if (text == NULL || v->len < 2)
+		goto fail;
+	memcpy(text, v->json, v->len - 1);
+	if (v->last_seen_at[0])
+		n = snprintf(text + v->len - 1, cap - v->len + 1,
+			     "%s\"last_seen_at\":\"%s\",\"owners\":%s,\"edges\":{\"in\":%zu,"
+			     "\"out\":%zu}}",
+			     v->len > 2 ? "," : "", v->last_seen_at, owners, in, out);
+	else
+		n = snprintf(text + v->len - 1, cap - v->len + 1,
+			     "%s\"last_seen_at\":null,\"owners\":%s,\"edges\":{\"in\":%zu,"
+			     "\"out\":%zu}}",
+			     v->len > 2 ? "," : "", owners, in, out);
+	if (n < 0 || (size_t)n >= cap - v->len + 1)
+		goto fail;
+	*len = v->len - 1 + (size_t)n;
+	return text;
+fail:
+	free(text);
+	return NULL;
+}
+
 void
 api_node_get(struct http_req *r)
 {
-	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1];
+	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], ref[MODEL_REF_MAX + 2];
 	const char *params[2] = {kind, name};
+	const char *inm = http_header(r, "If-None-Match");
+	graph *g = server_graph();
+	struct graph_node_view v;
+	char etag[40], *owners = NULL, *text = NULL;
+	size_t in = 0, out = 0, len = 0;
+	long idx;
 
-	if (!api_query_only(r, no_params, NULL) || !api_path_ref(r, kind, name, NULL) ||
-	    !api_require_map(r)) /* its owners come from the map */
+	if (!api_query_only(r, no_params, NULL) || !api_path_ref(r, kind, name, ref) ||
+	    !api_require_map(r))
 		return;
-	api_call_db(r, SQL_NODE_GET, params, decorate_node);
+	idx = graph_find(g, ref);
+	if (idx < 0) {
+		/* As cmdb_node_not_found() words it. */
+		http_reply_error(r, 404, "not_found", json_pack("{s:s}", "ref", ref),
+				 "node %s not found", ref);
+		return;
+	}
+	if (graph_node_view(g, idx, &v) != 0) {
+		if (errno == ENOMEM) {
+			http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+			return;
+		}
+		/* No image in memory (or one jansson cannot read): ask the database. */
+		api_call_db(r, SQL_NODE_GET, params, decorate_node);
+		return;
+	}
+	snprintf(etag, sizeof(etag), "\"%lld\"", v.version);
+	http_set_header(r, "ETag", etag);
+	if (inm != NULL && none_match_hit(inm, etag)) {
+		http_reply_empty(r, 304);
+		return;
+	}
+	graph_degree(g, idx, &in, &out);
+	owners = owners_text(g, idx);
+	if (owners != NULL)
+		text = node_reply_text(&v, owners, in, out, &len);
+	if (text == NULL)
+		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+	else
+		http_reply_raw(r, 200, text, len);
+	free(owners);
+	free(text);
+}
+
+/*
+ * After a successful node write: a reply that changed nothing visible (no change
+ * row) still refreshed the node's last_seen_at (a hand PUT) or health_at (a
+ * health PUT) in the database; merge those into the image (graph.h).
+ */
+static json_t *
+refresh_node(json_t *body, bool health)
+{
+	const char *ref = json_string_value(json_object_get(body, "ref"));
+	const char *id = json_string_value(json_object_get(body, "id"));
+
+	if (ref != NULL && id != NULL)
+		(void)graph_node_refresh(
+		    server_graph(), ref, id,
+		    /* a health reply's last_seen_at is the derived one, not the stored
+		     * column the image holds: only a hand PUT refreshes that */
+		    health ? NULL : json_string_value(json_object_get(body, "last_seen_at")),
+		    health ? json_string_value(json_object_get(body, "health_at")) : NULL);
+	return body;
+}
+
+static json_t *
+refresh_after_put(struct http_req *r, json_t *body, int *status)
+{
+	(void)r;
+	(void)status;
+	return refresh_node(body, false);
+}
+
+static json_t *
+refresh_after_health(struct http_req *r, json_t *body, int *status)
+{
+	(void)r;
+	(void)status;
+	return refresh_node(body, true);
 }
 
 static const struct jv_field node_put_fields[] = {
@@ -118,7 +241,7 @@ api_node_put(struct http_req *r)
 		const char *params[7] = {kind,	    name,	 attrs_text, labels_text,
 					 ifm_param, r->tok.name, source};
 
-		api_call_db(r, SQL_NODE_PUT, params, NULL);
+		api_call_db(r, SQL_NODE_PUT, params, refresh_after_put);
 	}
 	free(attrs_text);
 	free(labels_text);
@@ -324,6 +447,6 @@ api_node_health(struct http_req *r)
 	{
 		const char *params[6] = {kind, name, state, reason, r->tok.name, source};
 
-		api_call_db(r, SQL_NODE_HEALTH, params, NULL);
+		api_call_db(r, SQL_NODE_HEALTH, params, refresh_after_health);
 	}
 }

@@ -208,11 +208,14 @@ graph_free(graph *g)
 	for (uint32_t i = 0; i < g->hi; i++) {
 		free(g->ref[i]);
 		free(g->attrs[i]);
+		graph_image_free(g->img[i]);
 		free(g->out[i].e);
 		free(g->in[i].e);
 	}
 	free(g->ref);
 	free(g->attrs);
+	free(g->img);
+	graph_sources_free(g);
 	free(g->health);
 	free(g->out);
 	free(g->in);
@@ -258,6 +261,7 @@ nodes_reserve(graph *g)
 		ncap = GRAPH_MAX_NODES;
 	if (graph_grow(&g->ref, ncap, sizeof *g->ref) ||
 	    graph_grow(&g->attrs, ncap, sizeof *g->attrs) ||
+	    graph_grow(&g->img, ncap, sizeof *g->img) ||
 	    graph_grow(&g->health, ncap, sizeof *g->health) ||
 	    graph_grow(&g->out, ncap, sizeof *g->out) || graph_grow(&g->in, ncap, sizeof *g->in) ||
 	    graph_grow(&g->mark, ncap, sizeof *g->mark))
@@ -416,6 +420,7 @@ node_insert(graph *g, const char *ref, int health, const char *attrs, uint32_t *
 	uint32_t i = g->nfree ? g->free_idx[--g->nfree] : g->hi++;
 	g->ref[i] = r;
 	g->attrs[i] = a;
+	g->img[i] = NULL;
 	g->health[i] = (uint8_t)health;
 	g->out[i] = (struct graph_adj){0};
 	g->in[i] = (struct graph_adj){0};
@@ -428,27 +433,64 @@ node_insert(graph *g, const char *ref, int health, const char *attrs, uint32_t *
 	return 0;
 }
 
+/* A raw (not yet parsed) image holding a copy of text[0..len). */
+static struct graph_image *
+image_raw(const char *text, size_t len)
+{
+	if (len > UINT32_MAX - 1)
+		return NULL;
+	struct graph_image *im = malloc(sizeof *im + len + 1);
+	if (im == NULL)
+		return NULL;
+	memset(im, 0, sizeof *im);
+	im->len = (uint32_t)len;
+	memcpy(im->text, text, len);
+	im->text[len] = '\0';
+	return im;
+}
+
 int
-graph_node_put(graph *g, const char *ref, int health, const char *attributes_json)
+graph_node_put_image(graph *g, const char *ref, int health, const char *attributes_json,
+		     const char *image, size_t image_len)
 {
 	if (g == NULL || !ref_ok(ref) || graph_health_name(health) == NULL) {
 		errno = EINVAL;
 		return -1;
 	}
+	struct graph_image *im = NULL;
+	if (image != NULL && (im = image_raw(image, image_len)) == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
 	long i = graph_find(g, ref);
 	if (i < 0) {
 		uint32_t idx;
-		return node_insert(g, ref, health, attributes_json, &idx);
+		if (node_insert(g, ref, health, attributes_json, &idx)) {
+			graph_image_free(im);
+			return -1;
+		}
+		g->img[idx] = im;
+		return 0;
 	}
 	char *a;
 	if (attrs_dup(attributes_json, &a)) {
+		graph_image_free(im);
 		errno = ENOMEM;
 		return -1;
 	}
 	free(g->attrs[i]);
 	g->attrs[i] = a;
+	graph_image_carry(g->img[i], im);
+	graph_image_free(g->img[i]);
+	g->img[i] = im;
 	g->health[i] = (uint8_t)health;
 	return 0;
+}
+
+int
+graph_node_put(graph *g, const char *ref, int health, const char *attributes_json)
+{
+	return graph_node_put_image(g, ref, health, attributes_json, NULL, 0);
 }
 
 /* Index of ref, creating it bare when missing; *created is set when it was
@@ -490,10 +532,12 @@ node_delete(graph *g, uint32_t u)
 	tab_delete(g, tab_probe(g, g->ref[u], hash_ref(g->ref[u])));
 	free(g->ref[u]);
 	free(g->attrs[u]);
+	graph_image_free(g->img[u]);
 	free(out->e);
 	free(in->e);
 	g->ref[u] = NULL;
 	g->attrs[u] = NULL;
+	g->img[u] = NULL;
 	*out = (struct graph_adj){0};
 	*in = (struct graph_adj){0};
 	g->nodes--;
@@ -555,6 +599,27 @@ fail:
 		node_delete(g, f);
 	errno = ENOMEM;
 	return -1;
+}
+
+int
+graph_edge_put_idx(graph *g, long from, int type, long to)
+{
+	if (g == NULL || !graph_live(g, from) || !graph_live(g, to) ||
+	    graph_edge_type_name(type) == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	uint32_t f = (uint32_t)from, t = (uint32_t)to;
+	if (edge_exists(g, f, type, t))
+		return 0;
+	if (adj_reserve(&g->out[f]) || adj_reserve(&g->in[t])) {
+		errno = ENOMEM;
+		return -1;
+	}
+	adj_insert(&g->out[f], GRAPH_ENT(t, type));
+	adj_insert(&g->in[t], GRAPH_ENT(f, type));
+	g->edges++;
+	return 0;
 }
 
 int

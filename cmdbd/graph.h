@@ -95,12 +95,26 @@ int graph_impact_mask_parse(const char *csv, unsigned *mask);
  */
 int graph_node_put(graph *g, const char *ref, int health, const char *attributes_json);
 
+/*
+ * graph_node_put() that also keeps the node's whole image: `image` is the node
+ * as SPEC §2 shapes it (the `after` of a node change row, or what the loader
+ * built), JSON object text of `image_len` bytes, copied. NULL drops the image
+ * (graph_node_put() passes NULL). The image is parsed lazily, by the first
+ * graph_node_view() of the node; until then it costs its bytes and nothing else.
+ */
+int graph_node_put_image(graph *g, const char *ref, int health, const char *attributes_json,
+			 const char *image, size_t image_len);
+
 /* Removes the node and all its edges; a missing ref is a no-op (0). */
 int graph_node_remove(graph *g, const char *ref);
 
 /* Adds FROM --type--> TO (no-op if present), creating missing endpoints bare
  * (health unknown, no attributes). */
 int graph_edge_put(graph *g, const char *from, int type, const char *to);
+
+/* graph_edge_put() between two live nodes given by index (the start-up loader,
+ * which resolves ids itself). EINVAL when either is not live. */
+int graph_edge_put_idx(graph *g, long from, int type, long to);
 
 /* Removes the edge; a missing edge or endpoint is a no-op (0). */
 int graph_edge_remove(graph *g, const char *from, int type, const char *to);
@@ -116,6 +130,60 @@ void graph_degree(const graph *g, long node, size_t *in, size_t *out);
  * health; NULL / -1 for an index that is not live. */
 const char *graph_node_ref(const graph *g, long node);
 int graph_node_health(const graph *g, long node);
+
+/* ---- Node images and last_seen_at ---------------------------------------
+ *
+ * GET /v1/nodes/{kind}/{name} is answered from the image kept per node, with
+ * last_seen_at DERIVED, as the database derives it (migrations/0004):
+ *
+ *     last_seen_at = max(the last_seen_at of the node's latest image,
+ *                        max over the node's `sources` s of seen[s])
+ *
+ * where seen[s] is when source s last applied a manifest, a no-op re-post
+ * included (a no-op writes no change row, so images alone would miss it).
+ * Times are RFC 3339 strings of one fixed format, "2026-11-21T10:00:00.123456Z"
+ * (GRAPH_TIME_LEN bytes), so byte order is time order and max is strcmp.
+ * seen[] is fed by graph_source_seen(): the manifest replies of this process
+ * (their "sighting") and the tailer's poll of source_state for the others.
+ * A hand edit that changes nothing refreshes the stored last_seen_at (and a
+ * health update that changes nothing health_at) without a change row: the
+ * handler feeds its reply back with graph_node_refresh().
+ */
+
+#define GRAPH_TIME_LEN 27
+
+/* A node as GET answers it; valid until the next mutation of the graph. */
+struct graph_node_view {
+	const char *json; /* the image without last_seen_at: "{...}", compact */
+	size_t len;
+	long long version;
+	char last_seen_at[GRAPH_TIME_LEN + 1]; /* derived; "" = null */
+};
+
+/*
+ * Fills *v for a live node (parsing its image on first use). -1 with errno =
+ * EINVAL (not a live node), ENOENT (the node has no image), EPROTO (the image
+ * is not a node object jansson can read; it is kept, and the caller falls back
+ * to the database) or ENOMEM.
+ */
+int graph_node_view(graph *g, long node, struct graph_node_view *v);
+
+/* seen[source] = max(seen[source], at). `at` must be a GRAPH_TIME_LEN time
+ * (else EINVAL). 0, or -1 with ENOMEM. */
+int graph_source_seen(graph *g, const char *source, const char *at);
+
+/* seen[source], or NULL when the source was never seen. */
+const char *graph_source_seen_at(const graph *g, const char *source);
+
+/*
+ * Max-merges the times of a node reply body into the node's image: its
+ * last_seen_at and (when not NULL) health_at, each only if later. Only when the
+ * node exists, has an image and its id equals `id` (a reply about a node that
+ * has since been deleted and re-created changes nothing). Times that are not
+ * GRAPH_TIME_LEN long are ignored. 0, or -1 with ENOMEM / EINVAL.
+ */
+int graph_node_refresh(graph *g, const char *ref, const char *id, const char *last_seen_at,
+		       const char *health_at);
 
 /* ---- Queries (SPEC §2 "Graph queries") -----------------------------------
  * The graph is non-const because queries reuse scratch space kept in it. */
@@ -134,6 +202,17 @@ int graph_node_health(const graph *g, long node);
  */
 json_t *graph_dependents(graph *g, long root, int max_depth, unsigned type_mask, size_t limit);
 json_t *graph_dependencies(graph *g, long root, int max_depth, unsigned type_mask, size_t limit);
+
+/*
+ * The same answers serialised directly: the exact bytes json_dumps(result,
+ * JSON_COMPACT) gives for the jansson value above, without building it (the
+ * reply path of a walk that returns thousands of nodes). `dir` is
+ * GRAPH_DIR_DEPENDENTS or GRAPH_DIR_DEPENDENCIES. Returns a malloc'd
+ * NUL-terminated string (caller frees) and its length in *len, or NULL with
+ * errno (EINVAL, ENOMEM).
+ */
+char *graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask,
+		      size_t limit, size_t *len);
 
 /*
  * {"node":ref,"owners":[{"ref","attributes","rule","via":[refs]}]}

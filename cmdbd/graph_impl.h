@@ -39,11 +39,44 @@ struct graph_slot {
 	uint32_t hash;
 };
 
+/*
+ * A node's whole image (SPEC §2 node shape) as JSON text, one allocation.
+ * `norm` false: the text as received (jsonb text from the change log, or built
+ * by the loader); the other fields are not set yet. `norm` true: the text is
+ * jansson's compact serialisation of that image WITHOUT its last_seen_at (so a
+ * reply is this text plus the derived fields, byte for byte what the database
+ * path produced), and version/id/seen/srcs are filled in. graph_image.c turns
+ * the first into the second on first use.
+ */
+struct graph_image {
+	uint32_t len; /* bytes of text, NUL excluded */
+	bool norm;
+	uint32_t nsrc;
+	uint32_t *srcs; /* owned; interned source ids (graph_source_intern), when norm */
+	long long version;
+	char id[40];
+	char seen[GRAPH_TIME_LEN + 1]; /* the image's own last_seen_at; "" = null */
+	/* Refreshes this process saw without a change row (graph_node_refresh): kept
+	 * when a newer image of the same node (fresh_id) replaces this one, whose
+	 * change may have been committed before them, and merged into it (max). */
+	char fresh_id[40];
+	char fresh_seen[GRAPH_TIME_LEN + 1];
+	char fresh_health_at[GRAPH_TIME_LEN + 1];
+	char text[];
+};
+
+/* What is known of one source: its name and when it last applied a manifest. */
+struct graph_source {
+	char *name;			/* owned */
+	char at[GRAPH_TIME_LEN + 1];	/* "" = never seen */
+};
+
 struct graph {
 	/* Per node, indexed 0..cap-1; slots below `hi` are live or on the free
 	 * list (ref == NULL). */
 	char **ref;	 /* owned "kind/name"; NULL = free slot */
 	char **attrs;	 /* owned JSON text or NULL for {} */
+	struct graph_image **img; /* owned, or NULL when the node has no image */
 	uint8_t *health; /* enum graph_health */
 	struct graph_adj *out, *in;
 	uint32_t *mark; /* visited iff mark[i] == epoch */
@@ -55,6 +88,12 @@ struct graph {
 	/* ref -> index: open addressing, linear probing, backward-shift delete. */
 	struct graph_slot *tab;
 	uint32_t tab_cap; /* power of two */
+
+	/* Sources by name (open addressing, index + 1, 0 = empty) and their sightings. */
+	struct graph_source *src;
+	uint32_t nsrc, src_cap;
+	uint32_t *src_tab;
+	uint32_t src_tab_cap; /* power of two */
 
 	/* Query scratch, sized to `cap` on demand, reused by every query. */
 	uint32_t epoch;
@@ -153,6 +192,14 @@ graph_ref_json(const graph *g, uint32_t i)
 {
 	return json_string(g->ref[i]);
 }
+
+/* Frees a node image and what it owns (NULL-safe); graph_image.c. */
+void graph_image_free(struct graph_image *im);
+/* Copies old's refreshes (fresh_*) into its replacement `im` (either may be NULL). */
+void graph_image_carry(const struct graph_image *old, struct graph_image *im);
+
+/* Frees the source table (graph_free); graph_image.c. */
+void graph_sources_free(graph *g);
 
 /* Byte-order comparison of refs through pointers, for qsort. */
 int graph_cmp_refp(const void *a, const void *b);

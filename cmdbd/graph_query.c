@@ -10,6 +10,7 @@
 #include "graph_impl.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,8 +53,10 @@ graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth, uint3
 			for (int k = 0; k < 2; k++)
 				for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
 					uint32_t v = GRAPH_ENT_NODE(*p);
-					if (g->mark[v] == g->epoch ||
-					    !graph_step_follows(mask, GRAPH_ENT_TYPE(*p)))
+					/* The type first: it is in the entry, the mark
+					 * is a random memory access. */
+					if (!graph_step_follows(mask, GRAPH_ENT_TYPE(*p)) ||
+					    g->mark[v] == g->epoch)
 						continue;
 					g->mark[v] = g->epoch;
 					g->depth[v] = d + 1;
@@ -229,6 +232,150 @@ walk_query(graph *g, long root, int dir, int max_depth, unsigned mask, size_t li
 	if (res == NULL)
 		errno = ENOMEM;
 	return res;
+}
+
+/* ---- The walk answers as text ------------------------------------------- */
+
+/* A growable string; on ENOMEM `p` is freed and set to NULL and later appends
+ * do nothing (checked once at the end). */
+struct text {
+	char *p;
+	size_t n, cap;
+};
+
+static bool
+text_reserve(struct text *t, size_t more)
+{
+	if (t->p == NULL)
+		return false;
+	if (t->n + more < t->cap)
+		return true;
+	size_t ncap = t->cap * 2 > t->n + more + 1 ? t->cap * 2 : t->n + more + 1;
+	char *np = realloc(t->p, ncap);
+	if (np == NULL) {
+		free(t->p);
+		t->p = NULL;
+		return false;
+	}
+	t->p = np;
+	t->cap = ncap;
+	return true;
+}
+
+static void
+text_add(struct text *t, const char *s, size_t len)
+{
+	if (text_reserve(t, len)) {
+		memcpy(t->p + t->n, s, len);
+		t->n += len;
+	}
+}
+
+#define TEXT_LIT(t, s) text_add((t), (s), sizeof(s) - 1)
+
+/* A JSON string exactly as jansson's dump writes it (without
+ * JSON_ENSURE_ASCII / JSON_ESCAPE_SLASH): '"' and '\\' escaped, the control
+ * characters as \b \f \n \r \t or \u00XX (upper-case hex), all else
+ * verbatim. The graph's refs are valid UTF-8. */
+static void
+text_str(struct text *t, const char *s)
+{
+	size_t len = strlen(s);
+	if (!text_reserve(t, len + 2))
+		return;
+	t->p[t->n++] = '"';
+	const char *run = s;
+	for (const char *c = s; *c; c++) {
+		unsigned char u = (unsigned char)*c;
+		if (u >= 0x20 && u != '"' && u != '\\')
+			continue;
+		text_add(t, run, (size_t)(c - run));
+		char esc[8];
+		switch (u) {
+		case '"': memcpy(esc, "\\\"", 3); break;
+		case '\\': memcpy(esc, "\\\\", 3); break;
+		case '\b': memcpy(esc, "\\b", 3); break;
+		case '\f': memcpy(esc, "\\f", 3); break;
+		case '\n': memcpy(esc, "\\n", 3); break;
+		case '\r': memcpy(esc, "\\r", 3); break;
+		case '\t': memcpy(esc, "\\t", 3); break;
+		default: snprintf(esc, sizeof esc, "\\u%04X", u); break;
+		}
+		text_add(t, esc, strlen(esc));
+		run = c + 1;
+	}
+	text_add(t, run, strlen(run));
+	TEXT_LIT(t, "\"");
+}
+
+/* Decimal digits of v (printf costs more than the rest of an item). */
+static void
+text_uint(struct text *t, uint64_t v)
+{
+	char num[24];
+	size_t k = sizeof num;
+	do {
+		num[--k] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	text_add(t, num + k, sizeof num - k);
+}
+
+char *
+graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask, size_t limit,
+		size_t *len)
+{
+	if (g == NULL || !graph_live(g, root) ||
+	    (dir != GRAPH_DIR_DEPENDENTS && dir != GRAPH_DIR_DEPENDENCIES)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	size_t n, got;
+	if (graph_walk(g, (uint32_t)root, dir, type_mask & GRAPH_IMPACT_MASK, max_depth,
+		       GRAPH_NONE, &n))
+		return NULL;
+	struct ref_idx *sorted = walk_sorted(g, n, limit, &got);
+	if (sorted == NULL)
+		return NULL;
+	/* Refs here are ~20-40 bytes: start big enough for most answers. */
+	struct text t = {malloc(4096 + got * 160), 0, 4096 + got * 160};
+	TEXT_LIT(&t, "{\"root\":");
+	text_str(&t, g->ref[root]);
+	TEXT_LIT(&t, ",\"count\":");
+	text_uint(&t, n - 1);
+	if (n - 1 > limit)
+		TEXT_LIT(&t, ",\"truncated\":true,\"nodes\":[");
+	else
+		TEXT_LIT(&t, ",\"truncated\":false,\"nodes\":[");
+	for (size_t i = 0; i < got && t.p != NULL; i++) {
+		uint32_t v = sorted[i].idx;
+		graph_walk_parent(g, v);
+		uint32_t p = g->parent[v];
+		int ty = g->ptype[v];
+		bool from_parent = graph_step_from_parent(dir, ty);
+		if (i > 0)
+			TEXT_LIT(&t, ",");
+		TEXT_LIT(&t, "{\"ref\":");
+		text_str(&t, g->ref[v]);
+		TEXT_LIT(&t, ",\"depth\":");
+		text_uint(&t, g->depth[v]);
+		TEXT_LIT(&t, ",\"via\":{\"from\":");
+		text_str(&t, g->ref[from_parent ? p : v]);
+		TEXT_LIT(&t, ",\"type\":");
+		text_str(&t, graph_edge_type_name(ty));
+		TEXT_LIT(&t, ",\"to\":");
+		text_str(&t, g->ref[from_parent ? v : p]);
+		TEXT_LIT(&t, "}}");
+	}
+	TEXT_LIT(&t, "]}");
+	free(sorted);
+	if (t.p == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	t.p[t.n] = '\0'; /* text_reserve keeps one spare byte */
+	*len = t.n;
+	return t.p;
 }
 
 json_t *

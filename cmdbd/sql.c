@@ -34,11 +34,31 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 			  " coalesce(after, before)->>'type',"
 			  " coalesce(after, before)->>'to',"
 			  " after->>'health',"
-			  " after->'attributes'"
+			  " after->'attributes',"
+			  /* the whole node: GET /v1/nodes/{kind}/{name} answers from it */
+			  " CASE WHEN op LIKE 'node.%' THEN after::text END"
 			  " FROM changes WHERE seq > $1::bigint ORDER BY seq LIMIT 20000",
 			  1, false},
+    /* The tailer's poll of manifest sightings (no-op re-posts log no change):
+     * sources applied after $1 (NULL = all), and the cursor for the next poll:
+     * 30 s behind now(), or the start of the oldest open transaction when that is
+     * older, because last_applied_at is a transaction's start time and the
+     * transaction may commit much later. Always one row. */
+    [SQL_SOURCES_SEEN] = {"sources_seen",
+			  "SELECT s.source, cmdb_ts(s.last_applied_at),"
+			  " cmdb_ts(c.since)"
+			  " FROM (SELECT least(now() - interval '30 seconds',"
+			  " (SELECT min(xact_start) FROM pg_stat_activity"
+			  " WHERE datname = current_database())) AS since) c"
+			  " LEFT JOIN source_state s"
+			  " ON $1::timestamptz IS NULL OR s.last_applied_at > $1::timestamptz",
+			  1, false},
+    /* body (text: parsed by PostgreSQL only when it must be applied), source,
+     * actor, token, Idempotency-Key, dry_run, fingerprint, generation, deployment,
+     * extensions (migrations/0004_ingest.sql) */
     [SQL_MANIFEST_APPLY] = {"manifest_apply",
-			    "SELECT cmdb_apply_manifest($1::jsonb, $2, $3, $4, $5::boolean)", 5,
-			    true},
+			    "SELECT cmdb_post_manifest($1, $2, $3, $4, $5, $6::boolean, $7,"
+			    " $8::bigint, $9::jsonb, $10::jsonb)",
+			    10, true},
     [SQL_DEPLOYMENTS] = {"deployments", "SELECT cmdb_deployments($1, $2::int, $3)", 3, false},
 };

@@ -542,10 +542,22 @@ BEGIN
                coalesce(d.labels, '{}') AS labels
           FROM decl d FULL JOIN ends x ON x.ref = d.ref)
     SELECT array_agg(ROW(w.ref, cmdb_ref_kind(w.ref), cmdb_ref_name(w.ref), w.attributes,
-                         w.labels, n.id, false)::cmdb_mnode ORDER BY w.ref COLLATE "C")
+                         w.labels, NULL, false)::cmdb_mnode ORDER BY w.ref COLLATE "C")
       INTO mn
-      FROM want w
-      LEFT JOIN nodes n ON n.kind = cmdb_ref_kind(w.ref) AND n.name = cmdb_ref_name(w.ref);
+      FROM want w;
+
+    -- The nodes that exist, locked FOR KEY SHARE in ref order, their ids taken from the
+    -- locking statement itself (a node deleted while we waited is simply not there, and
+    -- is created below). No other manifest or edge writer conflicts with that lock (a
+    -- hub is shared, not queued on); a hand delete waits until we commit.
+    SELECT array_agg(ROW(w.ref, w.kind, w.name, w.attributes, w.labels, l.id, false)::cmdb_mnode
+                     ORDER BY w.ref COLLATE "C")
+      INTO mn
+      FROM unnest(mn) w
+      LEFT JOIN (SELECT n.id, n.kind, n.name FROM nodes n
+                  WHERE (n.kind, n.name) IN (SELECT x.kind, x.name FROM unnest(mn) x)
+                  ORDER BY (n.kind || '/' || n.name) COLLATE "C"
+                    FOR KEY SHARE) l ON l.kind = w.kind AND l.name = w.name;
 
     SELECT array_agg(ROW(x.f, x.t, x.d, x.attributes, NULL, NULL, NULL, false)::cmdb_medge
                      ORDER BY x.f COLLATE "C", x.t COLLATE "C", x.d COLLATE "C")
@@ -582,12 +594,18 @@ BEGIN
           FROM unnest(mn) w LEFT JOIN ins i ON i.kind = w.kind AND i.name = w.name;
         IF EXISTS (SELECT 1 FROM unnest(mn) w WHERE w.id IS NULL) THEN
             SELECT array_agg(ROW(w.ref, w.kind, w.name, w.attributes, w.labels,
-                                 coalesce(w.id, n.id), w.created)::cmdb_mnode
+                                 coalesce(w.id, l.id), w.created)::cmdb_mnode
                              ORDER BY w.ref COLLATE "C")
               INTO mn
               FROM unnest(mn) w
-              LEFT JOIN nodes n ON w.id IS NULL AND n.kind = w.kind AND n.name = w.name;
+              LEFT JOIN (SELECT n.id, n.kind, n.name FROM nodes n
+                          WHERE (n.kind, n.name) IN (SELECT x.kind, x.name FROM unnest(mn) x
+                                                      WHERE x.id IS NULL)
+                          ORDER BY (n.kind || '/' || n.name) COLLATE "C"
+                            FOR KEY SHARE) l
+                ON w.id IS NULL AND l.kind = w.kind AND l.name = w.name;
             IF EXISTS (SELECT 1 FROM unnest(mn) w WHERE w.id IS NULL) THEN
+                -- Created and deleted again while we waited: rare; start over.
                 RAISE SQLSTATE '40001' USING MESSAGE = 'concurrent node changes, retry the manifest';
             END IF;
         END IF;
@@ -633,14 +651,19 @@ BEGIN
           FROM unnest(me) e
           LEFT JOIN ins i ON i.from_id = e.from_id AND i.type = e.type AND i.to_id = e.to_id;
         IF EXISTS (SELECT 1 FROM unnest(me) e WHERE e.id IS NULL) THEN
-            -- Created by a concurrent writer after our look-up: adopt them.
+            -- Created by a concurrent writer after our look-up: adopt them, locked as
+            -- above so that a hand delete cannot take them from under us.
             SELECT array_agg(ROW(e.from_ref, e.type, e.to_ref, e.attributes, e.from_id, e.to_id,
                                  coalesce(e.id, x.id), e.created)::cmdb_medge
                              ORDER BY e.from_ref COLLATE "C", e.type COLLATE "C", e.to_ref COLLATE "C")
               INTO me
               FROM unnest(me) e
-              LEFT JOIN edges x ON e.id IS NULL AND x.from_id = e.from_id AND x.type = e.type
-                               AND x.to_id = e.to_id;
+              LEFT JOIN (SELECT y.id, y.from_id, y.type, y.to_id FROM edges y
+                          WHERE (y.from_id, y.type, y.to_id) IN
+                                (SELECT z.from_id, z.type, z.to_id FROM unnest(me) z WHERE z.id IS NULL)
+                          ORDER BY y.id
+                            FOR KEY SHARE) x
+                ON e.id IS NULL AND x.from_id = e.from_id AND x.type = e.type AND x.to_id = e.to_id;
             IF EXISTS (SELECT 1 FROM unnest(me) e WHERE e.id IS NULL) THEN
                 RAISE SQLSTATE '40001' USING MESSAGE = 'concurrent edge changes, retry the manifest';
             END IF;
@@ -687,15 +710,47 @@ BEGIN
     END IF;
 
     -- Then this source's own row, in the order hand deletes take them too (node, its
-    -- edges, the source_state rows they mark stale). From here on, a node or edge we
-    -- did not lock (this source asserts it already) cannot go away before we commit: a
-    -- hand delete marks this source stale, so it waits for this lock. One that went
-    -- away before (while we read or waited) is seen missing here: then apply again from
-    -- the start, so that every node and edge of the manifest exists when we commit.
+    -- edges, the source_state rows they mark stale). From here on nothing of the
+    -- manifest can go away before we commit (its nodes are locked, a hand delete of an
+    -- edge this source asserts marks the source stale and waits for this row). What
+    -- went away before, while we read, is seen missing here: then apply again from the
+    -- start, so that every node and edge of the manifest exists when we commit.
     PERFORM 1 FROM source_state WHERE source = src FOR UPDATE;
-    IF EXISTS (SELECT 1 FROM unnest(mn) w WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = w.id))
-       OR EXISTS (SELECT 1 FROM unnest(me) e WHERE NOT EXISTS (SELECT 1 FROM edges x WHERE x.id = e.id)) THEN
-        RAISE SQLSTATE '40001' USING MESSAGE = 'a node or edge was deleted concurrently, retry the manifest';
+    IF EXISTS (SELECT 1 FROM unnest(mn) w WHERE NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = w.id)) THEN
+        RAISE SQLSTATE '40001' USING MESSAGE = 'a node was deleted concurrently, retry the manifest';
+    END IF;
+    -- An edge another source withdrew (and so removed) after we read it: it is new
+    -- again, created now (its endpoints are locked) and logged as created.
+    IF EXISTS (SELECT 1 FROM unnest(me) e WHERE NOT EXISTS (SELECT 1 FROM edges x WHERE x.id = e.id)) THEN
+        WITH ins AS (
+            INSERT INTO edges (from_id, type, to_id, attributes, sources)
+            SELECT e.from_id, e.type, e.to_id, e.attributes, jsonb_build_array(src)
+              FROM unnest(me) e
+             WHERE NOT EXISTS (SELECT 1 FROM edges x WHERE x.id = e.id)
+             ORDER BY e.from_ref COLLATE "C", e.type COLLATE "C", e.to_ref COLLATE "C"
+            ON CONFLICT (from_id, type, to_id) DO NOTHING
+            RETURNING id, from_id, type, to_id)
+        SELECT array_agg(ROW(e.from_ref, e.type, e.to_ref, e.attributes, e.from_id, e.to_id,
+                             coalesce(i.id, e.id), e.created OR i.id IS NOT NULL)::cmdb_medge
+                         ORDER BY e.from_ref COLLATE "C", e.type COLLATE "C", e.to_ref COLLATE "C")
+          INTO me
+          FROM unnest(me) e
+          LEFT JOIN ins i ON i.from_id = e.from_id AND i.type = e.type AND i.to_id = e.to_id;
+        IF EXISTS (SELECT 1 FROM unnest(me) e WHERE NOT EXISTS (SELECT 1 FROM edges x WHERE x.id = e.id)) THEN
+            RAISE SQLSTATE '40001' USING MESSAGE = 'concurrent edge changes, retry the manifest';
+        END IF;
+        INSERT INTO edge_sources (edge_id, source)
+        SELECT e.id, src FROM unnest(me) e
+         WHERE e.created AND NOT EXISTS (SELECT 1 FROM edge_sources s WHERE s.edge_id = e.id);
+        pre := pre || ARRAY(
+            SELECT ROW(2, e.from_ref, e.type, e.to_ref, 'edge.created',
+                       cmdb_edge_ref(e.from_ref, e.type, e.to_ref), NULL,
+                       cmdb_edge_image(x, e.from_ref, e.to_ref))::cmdb_mrow
+              FROM unnest(me) e JOIN edges x ON x.id = e.id
+             WHERE e.created
+               AND NOT EXISTS (SELECT 1 FROM unnest(pre) p
+                                WHERE p.part = 2 AND p.k1 = e.from_ref AND p.k2 = e.type
+                                  AND p.k3 = e.to_ref));
     END IF;
 
     -- Nodes named here: re-checked against their latest committed version (this
@@ -905,7 +960,8 @@ BEGIN
         IF noop AND NOT dry_run THEN
             -- The sighting: the source's new last_applied_at. A hand delete may have
             -- marked the source stale since we read it: then this is a full apply.
-            UPDATE source_state SET last_applied_at = now() WHERE source = src AND NOT stale;
+            UPDATE source_state SET last_applied_at = greatest(last_applied_at, now())
+             WHERE source = src AND NOT stale;
             noop := FOUND;
         END IF;
 
@@ -1001,7 +1057,7 @@ CREATE FUNCTION cmdb_manifest_noop(src text, mhash text, gen bigint, dep jsonb, 
                                    p_actor text) RETURNS jsonb
 LANGUAGE sql AS $$
     WITH s AS (
-        UPDATE source_state SET last_applied_at = now()
+        UPDATE source_state SET last_applied_at = greatest(last_applied_at, now())
          WHERE source = src AND manifest_hash = mhash AND NOT stale
         RETURNING last_report),
     d AS (

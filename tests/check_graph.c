@@ -860,6 +860,249 @@ START_TEST(test_subgraph_dot)
 }
 END_TEST
 
+/* ---- Walk answers as text ----------------------------------------------- */
+
+/* graph_walk_text() must give exactly json_dumps(graph_dependents()...). */
+static void
+expect_walk_text_equal(long root, int dir, int depth, unsigned mask, size_t limit)
+{
+	json_t *j = dir == GRAPH_DIR_DEPENDENTS ? graph_dependents(g, root, depth, mask, limit)
+						: graph_dependencies(g, root, depth, mask, limit);
+	ck_assert_ptr_nonnull(j);
+	char *want = json_dumps(j, JSON_COMPACT);
+	size_t len = 0;
+	char *got = graph_walk_text(g, root, dir, depth, mask, limit, &len);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_uint_eq(len, strlen(got));
+	ck_assert_str_eq(got, want);
+	free(got);
+	free(want);
+	json_decref(j);
+}
+
+START_TEST(test_walk_text_escapes)
+{
+	/* Refs the model would refuse still serialise as jansson does. */
+	load("E service/a\"q depends_on database/db\n"
+	     "E service/b\\s depends_on database/db\n"
+	     "E service/\xc3\xa9t\xc3\xa9 runs_on database/db\n"
+	     "E system/s part_of database/db\n"
+	     "E database/db part_of system/big\n");
+	ck_assert_int_eq(graph_edge_put(g, "service/ctl\x01\x1f\t\b\f\r\n/x", GRAPH_DEPENDS_ON,
+					"service/a\"q"),
+			 0);
+	long db = id("database/db");
+	for (size_t limit = 1; limit <= 8; limit++) {
+		expect_walk_text_equal(db, GRAPH_DIR_DEPENDENTS, UNL, ALL, limit);
+		expect_walk_text_equal(db, GRAPH_DIR_DEPENDENCIES, UNL, ALL, limit);
+	}
+	expect_walk_text_equal(db, GRAPH_DIR_DEPENDENTS, 1, GRAPH_TYPE_BIT(GRAPH_RUNS_ON), 5);
+	expect_walk_text_equal(db, GRAPH_DIR_DEPENDENTS, 0, ALL, 5);
+	size_t len;
+	errno = 0;
+	ck_assert_ptr_null(graph_walk_text(g, db, GRAPH_DIR_BOTH, UNL, ALL, 5, &len));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_null(graph_walk_text(g, 9999, GRAPH_DIR_DEPENDENTS, UNL, ALL, 5, &len));
+	ck_assert_ptr_null(graph_walk_text(NULL, 0, GRAPH_DIR_DEPENDENTS, UNL, ALL, 5, &len));
+}
+END_TEST
+
+/* ---- Node images and last_seen_at ---------------------------------------- */
+
+#define T1 "2026-11-21T10:00:00.000001Z"
+#define T2 "2026-11-21T10:00:00.000002Z"
+#define T3 "2026-11-21T10:00:00.000003Z"
+#define T4 "2026-11-21T10:00:00.000004Z"
+
+/* A node image as the change log would carry it (jsonb text: spaces, numbers as
+ * PostgreSQL prints them). */
+static char *
+image(const char *ref, const char *id_, long version, const char *sources, const char *seen,
+      const char *health_at)
+{
+	char *s = NULL;
+	ck_assert_int_ge(asprintf(&s,
+				  "{\"id\": \"%s\", \"ref\": \"%s\", \"attributes\": {\"n\": 1.50, "
+				  "\"big\": 1e3, \"u\": \"\\u00e9\\u001f/\"}, \"sources\": [%s], "
+				  "\"version\": %ld, \"health_at\": %s%s%s, \"last_seen_at\": \"%s\"}",
+				  id_, ref, sources, version, health_at ? "\"" : "",
+				  health_at ? health_at : "null", health_at ? "\"" : "", seen),
+			 0);
+	return s;
+}
+
+static void
+put_image(const char *ref, const char *img)
+{
+	ck_assert_int_eq(graph_node_put_image(g, ref, GRAPH_OK, NULL, img, strlen(img)), 0);
+}
+
+/* The view's JSON must be what jansson makes of the image, less last_seen_at. */
+static void
+expect_view(const char *ref, const char *img, long long version, const char *last_seen)
+{
+	struct graph_node_view v;
+	ck_assert_int_eq(graph_node_view(g, id(ref), &v), 0);
+	json_t *j = json_loads(img, 0, NULL);
+	ck_assert_ptr_nonnull(j);
+	json_object_del(j, "last_seen_at");
+	char *want = json_dumps(j, JSON_COMPACT);
+	ck_assert_uint_eq(v.len, strlen(want));
+	ck_assert_int_eq(memcmp(v.json, want, v.len), 0);
+	ck_assert_int_eq(v.version, version);
+	ck_assert_str_eq(v.last_seen_at, last_seen);
+	free(want);
+	json_decref(j);
+}
+
+START_TEST(test_node_image_view)
+{
+	char *img = image("service/a", "id-a", 3, "\"ci\", \"api:bob\"", T2, NULL);
+	put_image("service/a", img);
+	expect_view("service/a", img, 3, T2); /* parsed on first use */
+	expect_view("service/a", img, 3, T2); /* and served as stored */
+	struct graph_node_view v;
+	ck_assert_ptr_nonnull(strstr(img, "1.50"));
+	ck_assert_int_eq(graph_node_view(g, id("service/a"), &v), 0);
+	ck_assert_ptr_nonnull(strstr(v.json, "\"n\":1.5,")); /* jansson's number, as before */
+	ck_assert_ptr_null(strstr(v.json, "last_seen_at"));
+
+	/* A newer image replaces it; graph_node_put() drops it; edges make bare nodes. */
+	char *img2 = image("service/a", "id-a", 4, "\"ci\"", T3, T1);
+	put_image("service/a", img2);
+	expect_view("service/a", img2, 4, T3);
+	ck_assert_int_eq(graph_node_put(g, "service/a", GRAPH_DOWN, NULL), 0);
+	errno = 0;
+	ck_assert_int_eq(graph_node_view(g, id("service/a"), &v), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(graph_edge_put(g, "service/b", GRAPH_DEPENDS_ON, "service/c"), 0);
+	ck_assert_int_eq(graph_node_view(g, id("service/c"), &v), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(graph_node_view(g, 9999, &v), -1);
+	ck_assert_int_eq(errno, EINVAL);
+
+	/* What is not a node image is refused (the caller asks the database). */
+	put_image("service/bad", "{\"id\": \"x\"}");
+	ck_assert_int_eq(graph_node_view(g, id("service/bad"), &v), -1);
+	ck_assert_int_eq(errno, EPROTO);
+	put_image("service/bad", "[1, 2");
+	ck_assert_int_eq(graph_node_view(g, id("service/bad"), &v), -1);
+	ck_assert_int_eq(errno, EPROTO);
+	ck_assert_int_eq(graph_node_remove(g, "service/bad"), 0);
+	free(img);
+	free(img2);
+}
+END_TEST
+
+START_TEST(test_last_seen_derived)
+{
+	char *img = image("service/a", "id-a", 1, "\"ci\", \"deploy:x\"", T2, NULL);
+	put_image("service/a", img);
+	ck_assert_ptr_null(graph_source_seen_at(g, "ci"));
+	/* A sighting of one of its sources, later than the image, wins. */
+	ck_assert_int_eq(graph_source_seen(g, "ci", T3), 0);
+	expect_view("service/a", img, 1, T3);
+	/* An older sighting never lowers it; other sources do not count. */
+	ck_assert_int_eq(graph_source_seen(g, "ci", T1), 0);
+	ck_assert_str_eq(graph_source_seen_at(g, "ci"), T3);
+	ck_assert_int_eq(graph_source_seen(g, "other", T4), 0);
+	expect_view("service/a", img, 1, T3);
+	ck_assert_int_eq(graph_source_seen(g, "deploy:x", T4), 0);
+	expect_view("service/a", img, 1, T4);
+	/* Sightings learned before the node arrives count too. */
+	char *img2 = image("service/b", "id-b", 1, "\"other\"", T1, NULL);
+	put_image("service/b", img2);
+	expect_view("service/b", img2, 1, T4);
+	/* Malformed times and arguments are refused. */
+	errno = 0;
+	ck_assert_int_eq(graph_source_seen(g, "ci", "2026-11-21 10:00:00Z"), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(graph_source_seen(g, NULL, T1), -1);
+	ck_assert_int_eq(graph_source_seen(NULL, "ci", T1), -1);
+	ck_assert_ptr_null(graph_source_seen_at(NULL, "ci"));
+	/* Many sources: the table grows and keeps them. */
+	char name[32];
+	for (int i = 0; i < 500; i++) {
+		snprintf(name, sizeof name, "src%d", i);
+		ck_assert_int_eq(graph_source_seen(g, name, i % 2 ? T1 : T2), 0);
+	}
+	for (int i = 0; i < 500; i++) {
+		snprintf(name, sizeof name, "src%d", i);
+		ck_assert_str_eq(graph_source_seen_at(g, name), i % 2 ? T1 : T2);
+	}
+	free(img);
+	free(img2);
+}
+END_TEST
+
+START_TEST(test_node_refresh)
+{
+	char *img = image("service/a", "id-a", 5, "\"api:bob\"", T2, T1);
+	put_image("service/a", img);
+	/* A reply about another incarnation of the node changes nothing. */
+	ck_assert_int_eq(graph_node_refresh(g, "service/a", "id-old", T4, T4), 0);
+	expect_view("service/a", img, 5, T2);
+	/* Older times change nothing; later ones win, health_at inside the image. */
+	ck_assert_int_eq(graph_node_refresh(g, "service/a", "id-a", T1, NULL), 0);
+	expect_view("service/a", img, 5, T2);
+	ck_assert_int_eq(graph_node_refresh(g, "service/a", "id-a", T3, T3), 0);
+	char *want = image("service/a", "id-a", 5, "\"api:bob\"", T3, T3);
+	expect_view("service/a", want, 5, T3);
+	ck_assert_int_eq(graph_node_refresh(g, "service/a", "id-a", "junk", T2), 0);
+	expect_view("service/a", want, 5, T3);
+	/* Missing nodes and nodes without an image are left alone. */
+	ck_assert_int_eq(graph_node_refresh(g, "service/none", "id-a", T3, T3), 0);
+	ck_assert_int_eq(graph_node_put(g, "service/bare", GRAPH_OK, NULL), 0);
+	ck_assert_int_eq(graph_node_refresh(g, "service/bare", "id-a", T3, T3), 0);
+	ck_assert_int_eq(graph_node_refresh(g, NULL, "id-a", T3, T3), -1);
+	free(img);
+	free(want);
+}
+END_TEST
+
+/* A refresh this process saw survives the image of a change committed before it that
+ * the tailer applies only afterwards; a new incarnation of the node drops it. */
+START_TEST(test_node_refresh_survives_older_image)
+{
+	char *img = image("service/a", "id-a", 5, "\"api:bob\"", T1, T1);
+	char *v6 = image("service/a", "id-a", 6, "\"api:bob\"", T2, T2);
+	char *v6_fresh = image("service/a", "id-a", 6, "\"api:bob\"", T3, T4);
+	char *other = image("service/a", "id-b", 1, "\"api:bob\"", T2, T2);
+
+	put_image("service/a", img);
+	ck_assert_int_eq(graph_node_refresh(g, "service/a", "id-a", T3, T4), 0);
+	put_image("service/a", v6); /* the earlier change, applied late */
+	expect_view("service/a", v6_fresh, 6, T3);
+	put_image("service/a", v6); /* again, and again before a view normalises it */
+	put_image("service/a", v6);
+	expect_view("service/a", v6_fresh, 6, T3);
+	put_image("service/a", other); /* deleted and created again: another id */
+	expect_view("service/a", other, 1, T2);
+	free(img);
+	free(v6);
+	free(v6_fresh);
+	free(other);
+}
+END_TEST
+
+START_TEST(test_edge_put_idx)
+{
+	load("N service/a ok\nN database/b ok\n");
+	ck_assert_int_eq(graph_edge_put_idx(g, id("service/a"), GRAPH_DEPENDS_ON, id("database/b")),
+			 0);
+	ck_assert_int_eq(graph_edge_put_idx(g, id("service/a"), GRAPH_DEPENDS_ON, id("database/b")),
+			 0);
+	ck_assert_uint_eq(graph_edge_count(g), 1);
+	errno = 0;
+	ck_assert_int_eq(graph_edge_put_idx(g, id("service/a"), GRAPH_DEPENDS_ON, 4242), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(graph_edge_put_idx(g, id("service/a"), 99, id("database/b")), -1);
+	json_t *r = graph_dependents(g, id("database/b"), UNL, ALL, 10);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "count")), 1);
+	json_decref(r);
+}
+END_TEST
+
 /* ---- Randomized consistency --------------------------------------------- */
 
 enum { RN = 24 };
@@ -926,6 +1169,12 @@ model_check(void)
 		ck_assert_int_eq(json_integer_value(json_object_get(r, "count")),
 				 model_dependents(i));
 		json_decref(r);
+		/* The text answers equal the jansson ones, limits and masks included. */
+		expect_walk_text_equal(x, GRAPH_DIR_DEPENDENTS, UNL, ALL, 1 + (size_t)i % 5);
+		expect_walk_text_equal(x, GRAPH_DIR_DEPENDENCIES, i % 3 ? UNL : 2,
+				       i % 2 ? ALL : GRAPH_TYPE_BIT(GRAPH_PART_OF) |
+						     GRAPH_TYPE_BIT(GRAPH_DEPENDS_ON),
+				       1000);
 	}
 	ck_assert_uint_eq(graph_node_count(g), nodes);
 	ck_assert_uint_eq(graph_edge_count(g), edges);
@@ -994,6 +1243,12 @@ suite_graph(void)
 	    {"rootcause_many_failing", test_rootcause_many_failing},
 	    {"subgraph", test_subgraph},
 	    {"subgraph_dot", test_subgraph_dot},
+	    {"walk_text_escapes", test_walk_text_escapes},
+	    {"node_image_view", test_node_image_view},
+	    {"last_seen_derived", test_last_seen_derived},
+	    {"node_refresh", test_node_refresh},
+	    {"node_refresh_survives_older_image", test_node_refresh_survives_older_image},
+	    {"edge_put_idx", test_edge_put_idx},
 	};
 	for (size_t i = 0; i < sizeof basic / sizeof basic[0]; i++) {
 		TCase *tc = tcase_create(basic[i].name);
