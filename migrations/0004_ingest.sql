@@ -681,6 +681,13 @@ BEGIN
       FROM edge_sources s LEFT JOIN unnest(me) e ON e.id = s.edge_id
      WHERE s.source = src AND e.id IS NULL;
 
+    -- This source's own rows for the nodes it starts to assert: nobody else writes
+    -- them (we hold the source's lock), so they go in before the locked section.
+    INSERT INTO node_sources (node_id, source)
+    SELECT n.id, src FROM nodes n
+     WHERE n.id = ANY (maybe_n) AND NOT n.sources ? src
+    ON CONFLICT DO NOTHING;
+
     -- The change rows of what this manifest created need no lock (the rows are ours
     -- until we commit): their JSON is built now, outside the locked section.
     SELECT array_agg(q.r) INTO pre
@@ -762,12 +769,8 @@ BEGIN
          WHERE n.id = ANY (maybe_n)
            AND (n.attributes || w.attributes <> n.attributes OR n.labels || w.labels <> n.labels
                 OR n.orphan
-                OR NOT EXISTS (SELECT 1 FROM node_sources s
-                                WHERE s.node_id = n.id AND s.source = src));
+                OR NOT n.sources ? src);     -- the row's list: its node_sources row is in
         IF upd_n IS NOT NULL THEN
-            INSERT INTO node_sources (node_id, source)
-            SELECT u.node_id, src FROM unnest(upd_n) u
-            ON CONFLICT DO NOTHING;
             UPDATE nodes n
                SET attributes = n.attributes || w.attributes,
                    labels = n.labels || w.labels,
