@@ -7,6 +7,9 @@
 #   make valgrind     the test suite with the Check runner and the server under valgrind
 #   make SANITIZE=1 [test]   ASan+UBSan build in build/san/ (and tests against it)
 #   make WERROR=0     do not turn warnings into errors
+#   make bench [SIZE=s|l]   issue 7's benchmark: every cmdbd figure beside a baseline
+#                     measured in the same run (own cluster, build in build/bench/,
+#                     results in build/bench/results-SIZE.md and .json)
 #   make deps | fmt | clean
 #
 # Generated sources live in $(BUILD)/gen: migrations.c (the SQL files, embedded) and
@@ -89,7 +92,7 @@ CHECK := $(BUILD)/check_cmdb
 
 # --- targets -------------------------------------------------------------------------
 
-.PHONY: all run test check valgrind clean deps fmt FORCE
+.PHONY: all run test check valgrind bench clean deps fmt FORCE
 .DEFAULT_GOAL := all
 
 all: $(CMDBD) $(CMDB) $(CHECK)
@@ -158,6 +161,23 @@ valgrind:
 	@command -v valgrind >/dev/null || { echo "valgrind is not installed: apt-get install -y valgrind" >&2; exit 1; }
 	$(MAKE) --no-print-directory SANITIZE=0 all
 	CMDB_BUILD_DIR=build bash tests/run.sh --valgrind
+
+# The benchmark builds into its own directory (optimised, no sanitizers), then runs
+# tests/bench/bench.sh, which starts and removes everything it needs.
+SIZE ?= s
+BENCH_BUILD := build/bench
+BENCH_TOOLS := $(BUILD)/loadgen $(BUILD)/minimal_http
+EVENT_LIBS := $(shell $(PKG_CONFIG) --libs libevent 2>/dev/null)
+
+bench:
+	sh cmdbd/dev/deps.sh run
+	$(MAKE) --no-print-directory BUILD=$(BENCH_BUILD) SANITIZE=0 \
+		$(BENCH_BUILD)/cmdbd $(BENCH_BUILD)/loadgen $(BENCH_BUILD)/minimal_http
+	CMDB_BUILD_DIR=$(BENCH_BUILD) bash tests/bench/bench.sh $(SIZE)
+
+$(BENCH_TOOLS): $(BUILD)/%: tests/bench/%.c
+	@mkdir -p $(@D)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(EVENT_LIBS)
 
 deps:
 	sh cmdbd/dev/deps.sh test

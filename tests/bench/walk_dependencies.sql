@@ -1,0 +1,37 @@
+-- walk_dependencies.sql — pgbench script: "what does X need" as WITH RECURSIVE, for the
+-- roots cmdbd's dependencies row queries (tables and roots: walk.sql). Same answer as
+-- GET …/dependencies with the default limit: each node X needs once, at its least
+-- depth, with an edge that reached it from the level above, ordered by depth then ref;
+-- the first 1000 and the count of all. walk_impact holds every impact-carrying edge
+-- turned cause → affected, indexed both ways, so the walk is index-only probes; the
+-- recursion keeps (node, depth) pairs (UNION drops repeats), the edge is found after.
+-- pgbench sets :nroots; the depth cap only guards against cycles.
+\set i random(1, :nroots)
+WITH RECURSIVE w (id, depth) AS (
+    SELECT r.id, 0 FROM walk_roots r WHERE r.what = 'dependencies' AND r.i = :i
+  UNION
+    SELECT i.cause, w.depth + 1 FROM w JOIN walk_impact i ON i.affected = w.id
+     WHERE w.depth < 64
+), best AS (
+    SELECT id, min(depth) AS depth FROM w GROUP BY id
+), page AS (
+    SELECT b.id, b.depth, n.kind || '/' || n.name AS ref, count(*) OVER () AS count
+      FROM best b JOIN walk_nodes n ON n.id = b.id
+     WHERE b.depth > 0
+     ORDER BY b.depth, ref
+     LIMIT 1000
+), via AS (
+    SELECT DISTINCT ON (p.id) p.id, i.edge_id
+      FROM page p
+      JOIN walk_impact i ON i.cause = p.id
+      JOIN best c ON c.id = i.affected AND c.depth = p.depth - 1
+     ORDER BY p.id, i.edge_id
+)
+SELECT p.ref, p.depth, f.kind || '/' || f.name AS via_from, e.type,
+       t.kind || '/' || t.name AS via_to, p.count
+  FROM page p
+  JOIN via v ON v.id = p.id
+  JOIN walk_edges e ON e.id = v.edge_id
+  JOIN walk_nodes f ON f.id = e.from_id
+  JOIN walk_nodes t ON t.id = e.to_id
+ ORDER BY p.depth, p.ref;
