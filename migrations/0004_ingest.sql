@@ -463,13 +463,15 @@ CREATE TYPE cmdb_medge AS (
     created    boolean
 );
 
--- A row about to change, with its before image (NULL when it is new).
+-- A row that changes, with its images (before NULL when it is new; after NULL until
+-- written, or when it is deleted).
 CREATE TYPE cmdb_mchange AS (
     node_id uuid,
     edge_id bigint,
     ref     text,
     before  jsonb,
-    deleted boolean
+    deleted boolean,
+    after   jsonb
 );
 
 -- A change row being built: its sort keys (part, then refs) and its content.
@@ -515,8 +517,8 @@ DECLARE
     lost_n  uuid[];           -- nodes the source asserted before and no longer does
     maybe_e bigint[];         -- named existing edges that may change visibly
     gone_e  bigint[];         -- edges the source asserted before and no longer does
-    upd_n   cmdb_mchange[];   -- named nodes that do change (before images)
-    los_n   cmdb_mchange[];   -- lost nodes (before images)
+    upd_n   cmdb_mchange[];   -- named nodes that do change (before and after images)
+    los_n   cmdb_mchange[];   -- lost nodes (before and after images)
     upd_e   cmdb_mchange[];
     gon_e   cmdb_mchange[];
     pre     cmdb_mrow[];      -- change rows of what we created, built before any lock
@@ -761,49 +763,57 @@ BEGIN
     END IF;
 
     -- Nodes named here: re-checked against their latest committed version (this
-    -- statement's snapshot is newer than the locks), before images taken.
+    -- statement's snapshot is newer than the locks), written, both images taken, in one
+    -- statement (this is the section other writers of a hub wait for).
     IF maybe_n IS NOT NULL THEN
-        SELECT array_agg(ROW(n.id, NULL, w.ref, cmdb_node_json(n), false)::cmdb_mchange)
-          INTO upd_n
-          FROM unnest(mn) w JOIN nodes n ON n.id = w.id
-         WHERE n.id = ANY (maybe_n)
-           AND (n.attributes || w.attributes <> n.attributes OR n.labels || w.labels <> n.labels
-                OR n.orphan
-                OR NOT n.sources ? src);     -- the row's list: its node_sources row is in
-        IF upd_n IS NOT NULL THEN
+        WITH b AS (
+            SELECT n.id, w.ref, w.attributes, w.labels, cmdb_node_json(n) AS before
+              FROM unnest(mn) w JOIN nodes n ON n.id = w.id
+             WHERE n.id = ANY (maybe_n)
+               AND (n.attributes || w.attributes <> n.attributes OR n.labels || w.labels <> n.labels
+                    OR n.orphan
+                    OR NOT n.sources ? src)),    -- the row's list: its node_sources row is in
+        u AS (
             UPDATE nodes n
-               SET attributes = n.attributes || w.attributes,
-                   labels = n.labels || w.labels,
+               SET attributes = n.attributes || b.attributes,
+                   labels = n.labels || b.labels,
                    sources = cmdb_sources_add(n.sources, src),
                    orphan = false,
                    version = n.version + 1,
                    updated_at = now(),
                    last_seen_at = now()
-              FROM unnest(upd_n) u, unnest(mn) w
-             WHERE n.id = u.node_id AND w.id = u.node_id;
-        END IF;
+              FROM b
+             WHERE n.id = b.id
+            RETURNING b.id, b.ref, b.before, cmdb_node_json(n) AS after)
+        SELECT array_agg(ROW(u.id, NULL, u.ref, u.before, false, u.after)::cmdb_mchange)
+          INTO upd_n
+          FROM u;
     END IF;
 
     -- Nodes no longer asserted: they lose the source; with none left, orphans.
     IF lost_n IS NOT NULL THEN
-        SELECT array_agg(ROW(n.id, NULL, n.kind || '/' || n.name, cmdb_node_json(n), false)::cmdb_mchange)
+        WITH b AS (
+            SELECT n.id, n.kind || '/' || n.name AS ref, cmdb_node_json(n) AS before
+              FROM nodes n
+             WHERE n.id = ANY (lost_n) AND n.sources ? src),
+        u AS (
+            UPDATE nodes n
+               SET sources = n.sources - src,
+                   orphan = n.sources - src = '[]'::jsonb,
+                   version = n.version + 1,
+                   updated_at = now()
+              FROM b
+             WHERE n.id = b.id
+            RETURNING b.id, b.ref, b.before, cmdb_node_json(n) AS after)
+        SELECT array_agg(ROW(u.id, NULL, u.ref, u.before, false, u.after)::cmdb_mchange)
           INTO los_n
-          FROM nodes n
-         WHERE n.id = ANY (lost_n)
-           AND EXISTS (SELECT 1 FROM node_sources s WHERE s.node_id = n.id AND s.source = src);
+          FROM u;
         DELETE FROM node_sources s WHERE s.source = src AND s.node_id = ANY (lost_n);
-        UPDATE nodes n
-           SET sources = n.sources - src,
-               orphan = n.sources - src = '[]'::jsonb,
-               version = n.version + 1,
-               updated_at = now()
-          FROM unnest(los_n) l
-         WHERE n.id = l.node_id;
     END IF;
 
     -- Edges named here.
     IF maybe_e IS NOT NULL THEN
-        SELECT array_agg(ROW(NULL, x.id, NULL, cmdb_edge_image(x, e.from_ref, e.to_ref), false)::cmdb_mchange)
+        SELECT array_agg(ROW(NULL, x.id, NULL, cmdb_edge_image(x, e.from_ref, e.to_ref), false, NULL)::cmdb_mchange)
           INTO upd_e
           FROM unnest(me) e JOIN edges x ON x.id = e.id
          WHERE x.id = ANY (maybe_e)
@@ -826,7 +836,7 @@ BEGIN
     IF gone_e IS NOT NULL THEN
         SELECT array_agg(ROW(NULL, s.edge_id, NULL, cmdb_edge_json(s.edge_id),
                              NOT EXISTS (SELECT 1 FROM edge_sources o
-                                          WHERE o.edge_id = s.edge_id AND o.source <> src))::cmdb_mchange)
+                                          WHERE o.edge_id = s.edge_id AND o.source <> src), NULL)::cmdb_mchange)
           INTO gon_e
           FROM edge_sources s
          WHERE s.source = src AND s.edge_id = ANY (gone_e);
@@ -843,8 +853,8 @@ BEGIN
         SELECT p.part, p.k1, p.k2, p.k3, p.op, p.ref, p.before, p.after
           FROM unnest(pre) p
         UNION ALL
-        SELECT 1, u.ref, '', '', 'node.updated', u.ref, u.before, cmdb_node_json(n)
-          FROM unnest(upd_n) u JOIN nodes n ON n.id = u.node_id
+        SELECT 1, u.ref, '', '', 'node.updated', u.ref, u.before, u.after
+          FROM unnest(upd_n) u
         UNION ALL
         SELECT 2, u.before->>'from', u.before->>'type', u.before->>'to',
                'edge.updated', cmdb_edge_ref(u.before->>'from', u.before->>'type', u.before->>'to'),
@@ -857,8 +867,8 @@ BEGIN
                g.before, CASE WHEN g.deleted THEN NULL ELSE cmdb_edge_json(g.edge_id) END
           FROM unnest(gon_e) g
         UNION ALL
-        SELECT 4, l.ref, '', '', 'node.updated', l.ref, l.before, cmdb_node_json(n)
-          FROM unnest(los_n) l JOIN nodes n ON n.id = l.node_id)
+        SELECT 4, l.ref, '', '', 'node.updated', l.ref, l.before, l.after
+          FROM unnest(los_n) l)
     SELECT array_agg(c.op ORDER BY c.part, c.k1 COLLATE "C", c.k2 COLLATE "C", c.k3 COLLATE "C"),
            array_agg(c.ref ORDER BY c.part, c.k1 COLLATE "C", c.k2 COLLATE "C", c.k3 COLLATE "C"),
            array_agg(c.before ORDER BY c.part, c.k1 COLLATE "C", c.k2 COLLATE "C", c.k3 COLLATE "C"),
@@ -867,8 +877,8 @@ BEGIN
       FROM c;
 
     SELECT coalesce(jsonb_agg(l.ref ORDER BY l.ref COLLATE "C"), '[]') INTO orphaned
-      FROM unnest(los_n) l JOIN nodes n ON n.id = l.node_id
-     WHERE n.orphan AND NOT (l.before->>'orphan')::boolean;
+      FROM unnest(los_n) l
+     WHERE (l.after->>'orphan')::boolean AND NOT (l.before->>'orphan')::boolean;
 
     -- The report. Node counts cover the nodes the manifest declares or touches; edge
     -- counts cover its edges, plus the ones removed from the map.
