@@ -80,8 +80,7 @@ bool api_query_long(struct http_req *r, const char *name, long min, long max, lo
  * Rejects (400, naming it) a query parameter not in the NULL-terminated allowed
  * list, or one given twice unless it is in repeatable (NULL-terminated, or NULL).
  */
-bool api_query_only(struct http_req *r, const char *const *allowed,
-		    const char *const *repeatable);
+bool api_query_only(struct http_req *r, const char *const *allowed, const char *const *repeatable);
 
 /*
  * The source a hand edit by the caller is recorded under: "api:" + the token name

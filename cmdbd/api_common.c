@@ -116,7 +116,8 @@ db_reply(void *arg, const struct db_result *res)
 	 * derived last_seen_at of the in-memory nodes (graph.h) before replying. */
 	sighting = json_object_get(reply, "sighting");
 	if (json_is_object(sighting) &&
-	    graph_source_seen(server_graph(), json_string_value(json_object_get(sighting, "source")),
+	    graph_source_seen(server_graph(),
+			      json_string_value(json_object_get(sighting, "source")),
 			      json_string_value(json_object_get(sighting, "at"))) != 0 &&
 	    errno == ENOMEM)
 		log_error("event=sighting_lost id=%s reason=\"out of memory\"", r->id);

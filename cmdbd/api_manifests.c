@@ -82,7 +82,8 @@ post_manifest(struct http_req *r, const char *source, const char *key, int dry_r
 	char *dep_text = NULL, *ext_text = NULL;
 
 	if (json_is_integer(gen))
-		snprintf(gen_text, sizeof(gen_text), "%" JSON_INTEGER_FORMAT, json_integer_value(gen));
+		snprintf(gen_text, sizeof(gen_text), "%" JSON_INTEGER_FORMAT,
+			 json_integer_value(gen));
 	if (manifest_fingerprint(r->json, hex) != 0 ||
 	    (dep != NULL && (dep_text = json_dumps(dep, JSON_COMPACT)) == NULL) ||
 	    (ext != NULL && (ext_text = json_dumps(ext, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL)) {
@@ -90,16 +91,11 @@ post_manifest(struct http_req *r, const char *source, const char *key, int dry_r
 		goto out;
 	}
 	{
-		const char *params[10] = {r->body,
-					  source,
-					  r->tok.name,
-					  r->tok.name,
-					  key,
-					  dry_run ? "true" : "false",
-					  hex,
-					  json_is_integer(gen) ? gen_text : NULL,
-					  dep_text,
-					  ext_text};
+		const char *params[10] = {r->body,     source,
+					  r->tok.name, r->tok.name,
+					  key,	       dry_run ? "true" : "false",
+					  hex,	       json_is_integer(gen) ? gen_text : NULL,
+					  dep_text,    ext_text};
 
 		api_call_db(r, SQL_MANIFEST_APPLY, params, count_outcome);
 	}

@@ -211,8 +211,8 @@ json_t *graph_dependencies(graph *g, long root, int max_depth, unsigned type_mas
  * NUL-terminated string (caller frees) and its length in *len, or NULL with
  * errno (EINVAL, ENOMEM).
  */
-char *graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask,
-		      size_t limit, size_t *len);
+char *graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask, size_t limit,
+		      size_t *len);
 
 /*
  * {"node":ref,"owners":[{"ref","attributes","rule","via":[refs]}]}

@@ -217,7 +217,8 @@ image_normalize(graph *g, uint32_t i)
 
 		if (strcmp(fields.fresh_seen, fields.seen) > 0)
 			memcpy(fields.seen, fields.fresh_seen, sizeof fields.seen);
-		if (fields.fresh_health_at[0] != '\0' && (h == NULL || strcmp(fields.fresh_health_at, h) > 0) &&
+		if (fields.fresh_health_at[0] != '\0' &&
+		    (h == NULL || strcmp(fields.fresh_health_at, h) > 0) &&
 		    json_object_set_new(obj, "health_at", json_string(fields.fresh_health_at)))
 			goto oom;
 	} else {

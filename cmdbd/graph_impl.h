@@ -67,17 +67,17 @@ struct graph_image {
 
 /* What is known of one source: its name and when it last applied a manifest. */
 struct graph_source {
-	char *name;			/* owned */
-	char at[GRAPH_TIME_LEN + 1];	/* "" = never seen */
+	char *name;		     /* owned */
+	char at[GRAPH_TIME_LEN + 1]; /* "" = never seen */
 };
 
 struct graph {
 	/* Per node, indexed 0..cap-1; slots below `hi` are live or on the free
 	 * list (ref == NULL). */
-	char **ref;	 /* owned "kind/name"; NULL = free slot */
-	char **attrs;	 /* owned JSON text or NULL for {} */
+	char **ref;		  /* owned "kind/name"; NULL = free slot */
+	char **attrs;		  /* owned JSON text or NULL for {} */
 	struct graph_image **img; /* owned, or NULL when the node has no image */
-	uint8_t *health; /* enum graph_health */
+	uint8_t *health;	  /* enum graph_health */
 	struct graph_adj *out, *in;
 	uint32_t *mark; /* visited iff mark[i] == epoch */
 	uint32_t cap, hi;

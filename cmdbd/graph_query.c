@@ -292,14 +292,30 @@ text_str(struct text *t, const char *s)
 		text_add(t, run, (size_t)(c - run));
 		char esc[8];
 		switch (u) {
-		case '"': memcpy(esc, "\\\"", 3); break;
-		case '\\': memcpy(esc, "\\\\", 3); break;
-		case '\b': memcpy(esc, "\\b", 3); break;
-		case '\f': memcpy(esc, "\\f", 3); break;
-		case '\n': memcpy(esc, "\\n", 3); break;
-		case '\r': memcpy(esc, "\\r", 3); break;
-		case '\t': memcpy(esc, "\\t", 3); break;
-		default: snprintf(esc, sizeof esc, "\\u%04X", u); break;
+		case '"':
+			memcpy(esc, "\\\"", 3);
+			break;
+		case '\\':
+			memcpy(esc, "\\\\", 3);
+			break;
+		case '\b':
+			memcpy(esc, "\\b", 3);
+			break;
+		case '\f':
+			memcpy(esc, "\\f", 3);
+			break;
+		case '\n':
+			memcpy(esc, "\\n", 3);
+			break;
+		case '\r':
+			memcpy(esc, "\\r", 3);
+			break;
+		case '\t':
+			memcpy(esc, "\\t", 3);
+			break;
+		default:
+			snprintf(esc, sizeof esc, "\\u%04X", u);
+			break;
 		}
 		text_add(t, esc, strlen(esc));
 		run = c + 1;
@@ -331,8 +347,8 @@ graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask,
 		return NULL;
 	}
 	size_t n, got;
-	if (graph_walk(g, (uint32_t)root, dir, type_mask & GRAPH_IMPACT_MASK, max_depth,
-		       GRAPH_NONE, &n))
+	if (graph_walk(g, (uint32_t)root, dir, type_mask & GRAPH_IMPACT_MASK, max_depth, GRAPH_NONE,
+		       &n))
 		return NULL;
 	struct ref_idx *sorted = walk_sorted(g, n, limit, &got);
 	if (sorted == NULL)

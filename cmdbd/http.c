@@ -200,8 +200,8 @@ send_and_free(struct http_req *r, int status, struct evbuffer *buf)
 {
 	const char *route = r->route ? router_route_name(r->route) : "none";
 	double dt = elapsed_s(&r->t0);
-	char qpath[300];
-	const char *uri = evhttp_request_get_uri(r->ev);
+	char qpath[300], safe[300];
+	const char *uri = log_redact_uri(evhttp_request_get_uri(r->ev), safe, sizeof(safe));
 
 	evhttp_add_header(evhttp_request_get_output_headers(r->ev), "X-Request-Id", r->id);
 	if (r->srv->draining)

@@ -3,6 +3,7 @@
  */
 #include "log.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -92,5 +93,62 @@ log_q(const char *s, char *buf, size_t size)
 	}
 	buf[o++] = '"';
 	buf[o] = '\0';
+	return buf;
+}
+
+/* Does the query parameter name name[0..len) look like a credential? */
+static int
+secret_name(const char *name, size_t len)
+{
+	static const char *const words[] = {"token", "secret",	   "passw",   "pwd", "auth",
+					    "key",   "credential", "session", "sig"};
+	char low[64];
+
+	if (len >= sizeof(low))
+		len = sizeof(low) - 1;
+	for (size_t i = 0; i < len; i++)
+		low[i] = (char)tolower((unsigned char)name[i]);
+	low[len] = '\0';
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (strstr(low, words[i]) != NULL)
+			return 1;
+	return 0;
+}
+
+const char *
+log_redact_uri(const char *uri, char *buf, size_t size)
+{
+	const char *q, *p;
+	size_t o = 0;
+
+	if (size == 0)
+		return buf;
+	if (uri == NULL)
+		uri = "";
+	q = strchr(uri, '?');
+	if (q == NULL) {
+		snprintf(buf, size, "%s", uri);
+		return buf;
+	}
+	/* The path, then each name=value pair, its value replaced when secret. */
+	o = (size_t)snprintf(buf, size, "%.*s", (int)(q - uri + 1), uri);
+	for (p = q + 1; *p && o + 1 < size;) {
+		size_t n = strcspn(p, "&"), nl = strcspn(p, "=&");
+		int w;
+
+		if (nl < n && secret_name(p, nl))
+			w = snprintf(buf + o, size - o, "%.*s=REDACTED", (int)nl, p);
+		else
+			w = snprintf(buf + o, size - o, "%.*s", (int)n, p);
+		o = w < 0 ? size : o + (size_t)w;
+		p += n;
+		if (*p == '&' && o + 1 < size) {
+			buf[o++] = '&';
+			buf[o] = '\0';
+			p++;
+		}
+	}
+	if (o >= size)
+		buf[size - 1] = '\0';
 	return buf;
 }

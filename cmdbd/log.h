@@ -33,4 +33,13 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
  */
 const char *log_q(const char *s, char *buf, size_t size);
 
+/*
+ * Copies a request URI into buf with the value of every query parameter whose name
+ * looks like a credential (contains token, secret, passw, pwd, auth, key, credential,
+ * session or sig, in any case) replaced by "REDACTED", so a token sent in a URL never
+ * reaches the log. The rest is copied as it is (still percent-encoded). Truncates to
+ * fit; returns buf. uri may be NULL (""). The Authorization header is never logged.
+ */
+const char *log_redact_uri(const char *uri, char *buf, size_t size);
+
 #endif

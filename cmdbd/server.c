@@ -197,8 +197,8 @@ load_cb(evutil_socket_t fd, short what, void *arg)
 	srv.load_attempts++;
 	seq = load_graph_once();
 	if (seq >= 0) {
-		srv.tailer = tailer_new(srv.base, srv.db, SQL_CHANGES_TAIL, SQL_SOURCES_SEEN, srv.g,
-					 seq);
+		srv.tailer =
+		    tailer_new(srv.base, srv.db, SQL_CHANGES_TAIL, SQL_SOURCES_SEEN, srv.g, seq);
 		if (srv.tailer == NULL) {
 			log_error("event=graph_load_failed reason=\"out of memory\"");
 			event_base_loopexit(srv.base, NULL);

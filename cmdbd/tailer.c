@@ -598,18 +598,17 @@ load_node(struct load *l, char **f)
 	bool ok;
 	long idx;
 
-	if (id == NULL || ref == NULL || attrs == NULL || sources == NULL || f[6] == NULL || f[9] == NULL ||
-	    f[11] == NULL || uuid_parse(id, uid) != 0)
+	if (id == NULL || ref == NULL || attrs == NULL || sources == NULL || f[6] == NULL ||
+	    f[9] == NULL || f[11] == NULL || uuid_parse(id, uid) != 0)
 		return -1;
 	l->img_n = 0;
 	ok = img_lit(l, "{\"id\":") && img_str(l, id) && img_lit(l, ",\"ref\":") &&
 	     img_str(l, ref) && img_lit(l, ",\"kind\":") && img_str(l, f[2]) &&
 	     img_lit(l, ",\"name\":") && img_str(l, f[3]) && img_lit(l, ",\"attributes\":") &&
 	     img_lit(l, attrs) && img_lit(l, ",\"labels\":") && img_lit(l, f[6]) &&
-	     img_lit(l, ",\"health\":") && img_str(l, f[4]) &&
-	     img_lit(l, ",\"health_reason\":") && img_str(l, f[7]) &&
-	     img_lit(l, ",\"health_at\":") && img_time(l, f[8]) && img_lit(l, ",\"orphan\":") &&
-	     img_lit(l, strcmp(f[9], "t") == 0 ? "true" : "false") &&
+	     img_lit(l, ",\"health\":") && img_str(l, f[4]) && img_lit(l, ",\"health_reason\":") &&
+	     img_str(l, f[7]) && img_lit(l, ",\"health_at\":") && img_time(l, f[8]) &&
+	     img_lit(l, ",\"orphan\":") && img_lit(l, strcmp(f[9], "t") == 0 ? "true" : "false") &&
 	     img_lit(l, ",\"sources\":") && img_lit(l, sources);
 	ok = ok && img_lit(l, ",\"version\":") && img_lit(l, f[11]) &&
 	     img_lit(l, ",\"created_at\":") && img_time(l, f[12]) &&
@@ -631,8 +630,8 @@ load_node(struct load *l, char **f)
  * PostgreSQL). Timestamps print as ISO in UTC (the load transaction sets both).
  */
 #define LOAD_NODES                                                                                 \
-	"COPY (SELECT n.id, n.kind || '/' || n.name, n.kind, n.name, n.health, n.attributes,"     \
-	" n.labels, n.health_reason, n.health_at, n.orphan, n.sources, n.version, n.created_at,"  \
+	"COPY (SELECT n.id, n.kind || '/' || n.name, n.kind, n.name, n.health, n.attributes,"      \
+	" n.labels, n.health_reason, n.health_at, n.orphan, n.sources, n.version, n.created_at,"   \
 	" n.updated_at, n.last_seen_at FROM nodes n) TO STDOUT"
 #define LOAD_NODE_FIELDS 15
 

@@ -888,9 +888,9 @@ START_TEST(test_walk_text_escapes)
 	     "E service/\xc3\xa9t\xc3\xa9 runs_on database/db\n"
 	     "E system/s part_of database/db\n"
 	     "E database/db part_of system/big\n");
-	ck_assert_int_eq(graph_edge_put(g, "service/ctl\x01\x1f\t\b\f\r\n/x", GRAPH_DEPENDS_ON,
-					"service/a\"q"),
-			 0);
+	ck_assert_int_eq(
+	    graph_edge_put(g, "service/ctl\x01\x1f\t\b\f\r\n/x", GRAPH_DEPENDS_ON, "service/a\"q"),
+	    0);
 	long db = id("database/db");
 	for (size_t limit = 1; limit <= 8; limit++) {
 		expect_walk_text_equal(db, GRAPH_DIR_DEPENDENTS, UNL, ALL, limit);
@@ -921,13 +921,14 @@ image(const char *ref, const char *id_, long version, const char *sources, const
       const char *health_at)
 {
 	char *s = NULL;
-	ck_assert_int_ge(asprintf(&s,
-				  "{\"id\": \"%s\", \"ref\": \"%s\", \"attributes\": {\"n\": 1.50, "
-				  "\"big\": 1e3, \"u\": \"\\u00e9\\u001f/\"}, \"sources\": [%s], "
-				  "\"version\": %ld, \"health_at\": %s%s%s, \"last_seen_at\": \"%s\"}",
-				  id_, ref, sources, version, health_at ? "\"" : "",
-				  health_at ? health_at : "null", health_at ? "\"" : "", seen),
-			 0);
+	ck_assert_int_ge(
+	    asprintf(&s,
+		     "{\"id\": \"%s\", \"ref\": \"%s\", \"attributes\": {\"n\": 1.50, "
+		     "\"big\": 1e3, \"u\": \"\\u00e9\\u001f/\"}, \"sources\": [%s], "
+		     "\"version\": %ld, \"health_at\": %s%s%s, \"last_seen_at\": \"%s\"}",
+		     id_, ref, sources, version, health_at ? "\"" : "",
+		     health_at ? health_at : "null", health_at ? "\"" : "", seen),
+	    0);
 	return s;
 }
 
@@ -1171,10 +1172,10 @@ model_check(void)
 		json_decref(r);
 		/* The text answers equal the jansson ones, limits and masks included. */
 		expect_walk_text_equal(x, GRAPH_DIR_DEPENDENTS, UNL, ALL, 1 + (size_t)i % 5);
-		expect_walk_text_equal(x, GRAPH_DIR_DEPENDENCIES, i % 3 ? UNL : 2,
-				       i % 2 ? ALL : GRAPH_TYPE_BIT(GRAPH_PART_OF) |
-						     GRAPH_TYPE_BIT(GRAPH_DEPENDS_ON),
-				       1000);
+		expect_walk_text_equal(
+		    x, GRAPH_DIR_DEPENDENCIES, i % 3 ? UNL : 2,
+		    i % 2 ? ALL : GRAPH_TYPE_BIT(GRAPH_PART_OF) | GRAPH_TYPE_BIT(GRAPH_DEPENDS_ON),
+		    1000);
 	}
 	ck_assert_uint_eq(graph_node_count(g), nodes);
 	ck_assert_uint_eq(graph_edge_count(g), edges);

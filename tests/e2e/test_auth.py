@@ -46,6 +46,20 @@ class Auth(ServerTestCase):
                 r = self.srv.get("/v1/nodes", token=None, headers={"Authorization": hdr})
                 self.assert401(r, hdr)
 
+    def test_tokens_in_urls_are_refused_and_never_logged(self):
+        """Issue 8: a token in the query string is not a credential (401), and neither it
+        nor an Authorization header reaches the request log."""
+        secret = self.srv.token("admin")
+        for q in ("access_token", "token", "api_key"):
+            with self.subTest(param=q):
+                r = self.srv.get("/v1/nodes?%s=%s" % (q, secret), token=None)
+                self.assert401(r, "token as ?%s=" % q)
+        self.assertStatus(self.srv.get("/v1/nodes?limit=1"), 200)   # Authorization: Bearer
+        with open(self.srv.log_path, "rb") as f:
+            log = f.read().decode("utf-8", "replace")
+        self.assertNotIn(secret, log, "a token reached the server log")
+        self.assertIn("access_token=REDACTED", log, "the redacted request is still logged")
+
     def test_scheme_is_case_insensitive(self):
         # RFC 7235: the auth scheme is case-insensitive.
         r = self.srv.get("/v1/nodes", token=None,
