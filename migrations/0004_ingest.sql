@@ -1068,25 +1068,32 @@ ALTER FUNCTION cmdb_ts(timestamptz) STABLE;
 -- commits; the UPDATE then re-checks the fingerprint against what it wrote.
 CREATE FUNCTION cmdb_manifest_noop(src text, mhash text, gen bigint, dep jsonb, ext jsonb,
                                    p_actor text) RETURNS jsonb
-LANGUAGE sql AS $$
-    WITH s AS (
-        UPDATE source_state SET last_applied_at = greatest(last_applied_at, now())
-         WHERE source = src AND manifest_hash = mhash AND NOT stale
-        RETURNING last_report),
-    d AS (
-        INSERT INTO deployments (id, source, node, version, revision, environment, actor,
-                                 status, started_at, finished_at, applied_at, seq,
-                                 generation, report, extensions)
-        SELECT gen_random_uuid(), src, dep->>'node', dep->>'version', dep->>'revision',
-               dep->>'environment', coalesce(dep->>'actor', p_actor), dep->>'status',
-               (dep->>'started_at')::timestamptz, (dep->>'finished_at')::timestamptz,
-               now(), NULL, gen, cmdb_manifest_noop_report(s.last_report), ext
-          FROM s
-        RETURNING id, report)
-    SELECT cmdb_reply(200, jsonb_build_object('deployment_id', d.id, 'seq', NULL) || d.report,
+LANGUAGE plpgsql AS $$
+-- PL/pgSQL, not SQL: its plans are kept for the session (a SQL function's plan lives
+-- only as long as the calling statement, so it was planned again on every call).
+DECLARE
+    last   jsonb;
+    report jsonb;
+    dep_id uuid := gen_random_uuid();
+BEGIN
+    UPDATE source_state SET last_applied_at = greatest(last_applied_at, now())
+     WHERE source = src AND manifest_hash = mhash AND NOT stale
+    RETURNING last_report INTO last;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    report := cmdb_manifest_noop_report(last);
+    INSERT INTO deployments (id, source, node, version, revision, environment, actor, status,
+                             started_at, finished_at, applied_at, seq, generation, report,
+                             extensions)
+    VALUES (dep_id, src, dep->>'node', dep->>'version', dep->>'revision', dep->>'environment',
+            coalesce(dep->>'actor', p_actor), dep->>'status',
+            (dep->>'started_at')::timestamptz, (dep->>'finished_at')::timestamptz,
+            now(), NULL, gen, report, ext);
+    RETURN cmdb_reply(200, jsonb_build_object('deployment_id', dep_id, 'seq', NULL) || report,
                       NULL, NULL)
-           || jsonb_build_object('sighting', jsonb_build_object('source', src, 'at', cmdb_ts(now())))
-      FROM d
+           || jsonb_build_object('sighting', jsonb_build_object('source', src, 'at', cmdb_ts(now())));
+END
 $$;
 
 -- POST /v1/manifests as the server calls it. body: the manifest as text (parsed into
