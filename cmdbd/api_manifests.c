@@ -17,7 +17,6 @@
 #include "metrics.h"
 #include "model.h"
 #include "server.h"
-#include "sha256.h"
 #include "sql.h"
 
 #define IDEMPOTENCY_KEY_MAX 255
@@ -49,26 +48,6 @@ idempotency_key_valid(const char *k)
 	return true;
 }
 
-/*
- * The manifest's fingerprint: SHA-256 of its canonical JSON (keys sorted, compact), so
- * the same manifest re-posted with other whitespace or key order is still the identical
- * re-post (SPEC §3) — the test the database answers without parsing the body. hex
- * holds SHA256_HEX_LEN + 1 bytes. -1 on ENOMEM.
- */
-static int
-manifest_fingerprint(const json_t *m, char *hex)
-{
-	uint8_t digest[SHA256_DIGEST_LEN];
-	char *canon = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
-
-	if (canon == NULL)
-		return -1;
-	sha256(canon, strlen(canon), digest);
-	sha256_hex(digest, sizeof(digest), hex);
-	free(canon);
-	return 0;
-}
-
 /* One call of cmdb_post_manifest(): the fast no-op when the fingerprint matches the
  * source's last manifest, else the whole apply. The deployment and extensions go
  * separately so the no-op can record the deployment without the body. */
@@ -78,7 +57,7 @@ post_manifest(struct http_req *r, const char *source, const char *key, int dry_r
 	const json_t *gen = json_object_get(r->json, "generation");
 	const json_t *dep = json_object_get(r->json, "deployment");
 	const json_t *ext = json_object_get(r->json, "extensions");
-	char hex[SHA256_HEX_LEN + 1], gen_text[24];
+	char hex[MANIFEST_FINGERPRINT_HEX + 1], gen_text[24];
 	char *dep_text = NULL, *ext_text = NULL;
 
 	if (json_is_integer(gen))

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "sha256.h"
 
 #define ATTRIBUTES_MAX 65536
 #define TEXT_MAX 1024
@@ -314,4 +315,102 @@ manifest_validate(const json_t *m, const struct manifest_limits *lim, struct jv_
 	if (edges != NULL && !check_edges(edges, err))
 		return false;
 	return true;
+}
+
+/* ---- Fingerprint ----------------------------------------------------------- */
+
+static int
+cmp_keyp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void
+fp_bytes(struct sha256_ctx *c, char tag, const void *p, size_t n)
+{
+	uint64_t len = n;
+
+	sha256_update(c, &tag, 1);
+	sha256_update(c, &len, sizeof(len));
+	sha256_update(c, p, n);
+}
+
+/* Tag, then the value: 'o' count (key, value)… sorted by key; 'a' count values…;
+ * 's' length bytes; 'i' int64; 'r' double; 't' 'f' 'n'. Lengths make it unambiguous. */
+static int
+fp_value(struct sha256_ctx *c, const json_t *v, int depth)
+{
+	if (depth > 64)
+		return -1;
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: {
+		size_t n = json_object_size(v), k = 0;
+		const char **keys = n ? malloc(n * sizeof(*keys)) : NULL;
+		const char *key;
+		json_t *val;
+		int rc = 0;
+
+		if (n && keys == NULL)
+			return -1;
+		json_object_foreach((json_t *)v, key, val) keys[k++] = key;
+		qsort(keys, n, sizeof(*keys), cmp_keyp);
+		fp_bytes(c, 'o', &n, sizeof(n));
+		for (k = 0; k < n && rc == 0; k++) {
+			fp_bytes(c, 'k', keys[k], strlen(keys[k]));
+			rc = fp_value(c, json_object_get(v, keys[k]), depth + 1);
+		}
+		free(keys);
+		return rc;
+	}
+	case JSON_ARRAY: {
+		size_t n = json_array_size(v);
+
+		fp_bytes(c, 'a', &n, sizeof(n));
+		for (size_t i = 0; i < n; i++)
+			if (fp_value(c, json_array_get(v, i), depth + 1))
+				return -1;
+		return 0;
+	}
+	case JSON_STRING:
+		fp_bytes(c, 's', json_string_value(v), json_string_length(v));
+		return 0;
+	case JSON_INTEGER: {
+		json_int_t i = json_integer_value(v);
+
+		fp_bytes(c, 'i', &i, sizeof(i));
+		return 0;
+	}
+	case JSON_REAL: {
+		double d = json_real_value(v);
+
+		fp_bytes(c, 'r', &d, sizeof(d));
+		return 0;
+	}
+	case JSON_TRUE:
+		fp_bytes(c, 't', NULL, 0);
+		return 0;
+	case JSON_FALSE:
+		fp_bytes(c, 'f', NULL, 0);
+		return 0;
+	case JSON_NULL:
+		fp_bytes(c, 'n', NULL, 0);
+		return 0;
+	}
+	return -1;
+}
+
+int
+manifest_fingerprint(const json_t *m, char *hex)
+{
+	struct sha256_ctx c;
+	uint8_t digest[SHA256_DIGEST_LEN];
+
+	sha256_init(&c);
+	if (m == NULL || fp_value(&c, m, 0) != 0) {
+		sha256_final(&c, digest);
+		return -1;
+	}
+	sha256_final(&c, digest);
+	sha256_hex(digest, sizeof(digest), hex);
+	return 0;
 }

@@ -29,4 +29,18 @@ bool manifest_validate(const json_t *m, const struct manifest_limits *lim, struc
 /* RFC 3339 date-time ("2026-11-21T10:00:00Z", fractions and offsets allowed). */
 bool manifest_time_valid(const char *s);
 
+/* Bytes of a fingerprint in hex, without the NUL. */
+#define MANIFEST_FINGERPRINT_HEX 64
+
+/*
+ * The manifest's fingerprint, for the identical re-post (SPEC §3): SHA-256 over a
+ * canonical, tagged encoding of the parsed JSON — object keys sorted by bytes, so key
+ * order and whitespace do not matter; integers and reals as jansson holds them (a real
+ * that differs only beyond double precision is the same). Streamed into the hash:
+ * nothing is serialised. hex gets MANIFEST_FINGERPRINT_HEX + 1 bytes. Returns 0, or
+ * -1 on ENOMEM (an object with many keys needs a sorted index) or nesting deeper than
+ * jv allows.
+ */
+int manifest_fingerprint(const json_t *m, char *hex);
+
 #endif

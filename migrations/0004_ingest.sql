@@ -140,6 +140,11 @@ LANGUAGE sql STABLE AS $$
      WHERE e.id = edge_id
 $$;
 
+-- The jsonb-text hash 0003 stored as manifest_hash decides what is "the same body"
+-- (cmdb_apply_manifest); manifest_hash becomes the server's fingerprint (cmdb_post_manifest).
+ALTER TABLE source_state ADD COLUMN content_hash text;
+UPDATE source_state SET content_hash = manifest_hash;
+
 -- Other cmdbd processes learn of no-op re-posts (which log no change) by polling this.
 CREATE INDEX source_state_applied_idx ON source_state (last_applied_at);
 
@@ -917,11 +922,14 @@ LANGUAGE plpgsql AS $$
 DECLARE
     src    text := manifest->>'source';
     gen    bigint;
-    -- The manifest's fingerprint for the no-op test: the server's (mhash, of its
-    -- canonical JSON) or, without one, of the jsonb text. Idempotency keys compare
-    -- req_hash, always the latter, so keys stored before this migration still match.
-    hash   text := coalesce(mhash, encode(sha256(convert_to(manifest::text, 'UTF8')), 'hex'));
-    req_hash text;
+    -- Two fingerprints of the manifest. chash, of its jsonb text, decides what is "the
+    -- same body" here (no-op, or 409 for an equal generation) and keys idempotency, as
+    -- in 0003, so hashes stored before this migration keep matching. hash is the
+    -- server's (mhash, over the parsed manifest), which lets cmdb_manifest_noop answer
+    -- a re-post without parsing it; stored here for the next one.
+    chash  text := encode(sha256(convert_to(manifest::text, 'UTF8')), 'hex');
+    hash   text := coalesce(mhash, chash);
+    req_hash text := chash;
     dep    jsonb := coalesce(manifest->'deployment', '{}');
     st     source_state;
     known  boolean;
@@ -943,7 +951,6 @@ BEGIN
     -- Idempotency (real applies only: a plan is not a request to remember). The key's
     -- lock makes a concurrent retry wait for the first attempt and then replay it.
     IF idem_key IS NOT NULL AND NOT dry_run THEN
-        req_hash := encode(sha256(convert_to(manifest::text, 'UTF8')), 'hex');
         PERFORM pg_advisory_xact_lock(hashtextextended('cmdb.idem ' || token_name || ' ' || idem_key, 0));
         DELETE FROM idempotency WHERE ctid IN (
             SELECT ctid FROM idempotency
@@ -969,11 +976,12 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtextextended('cmdb.source ' || src, 0));
         SELECT * INTO st FROM source_state WHERE source = src;
         known := FOUND;
-        noop := known AND st.manifest_hash = hash AND NOT st.stale;
+        noop := known AND (st.content_hash = chash OR st.manifest_hash = hash) AND NOT st.stale;
         IF noop AND NOT dry_run THEN
             -- The sighting: the source's new last_applied_at. A hand delete may have
             -- marked the source stale since we read it: then this is a full apply.
-            UPDATE source_state SET last_applied_at = greatest(last_applied_at, now())
+            UPDATE source_state SET last_applied_at = greatest(last_applied_at, now()),
+                                    manifest_hash = hash
              WHERE source = src AND NOT stale;
             noop := FOUND;
         END IF;
@@ -987,7 +995,8 @@ BEGIN
                                        || report, NULL, NULL);
             END IF;
         ELSIF known AND gen IS NOT NULL AND st.generation IS NOT NULL
-              AND gen <= st.generation AND st.manifest_hash <> hash THEN
+              AND gen <= st.generation
+              AND st.content_hash IS DISTINCT FROM chash AND st.manifest_hash <> hash THEN
             RETURN cmdb_error(409, 'conflict',
                               'generation ' || gen || ' of source ' || src
                               || ' is not newer than applied generation ' || st.generation,
@@ -999,11 +1008,13 @@ BEGIN
             IF dry_run THEN
                 RAISE SQLSTATE 'CMDRY' USING MESSAGE = 'dry run', DETAIL = report::text;
             END IF;
-            INSERT INTO source_state (source, generation, manifest_hash, last_report, last_applied_at)
-            VALUES (src, gen, hash, report, now())
+            INSERT INTO source_state (source, generation, manifest_hash, content_hash,
+                                      last_report, last_applied_at)
+            VALUES (src, gen, hash, chash, report, now())
             ON CONFLICT (source) DO UPDATE
                SET generation = coalesce(EXCLUDED.generation, source_state.generation),
                    manifest_hash = EXCLUDED.manifest_hash,
+                   content_hash = EXCLUDED.content_hash,
                    stale = false,
                    last_report = EXCLUDED.last_report,
                    last_applied_at = EXCLUDED.last_applied_at;

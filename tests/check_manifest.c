@@ -439,6 +439,48 @@ START_TEST(test_time_table)
 }
 END_TEST
 
+/* Pairs of JSON texts and whether they are the same manifest for the fast no-op. */
+static const struct {
+	const char *a, *b;
+	bool same;
+} fingerprints[] = {
+    {"{\"a\":1,\"b\":[1,2]}", "{ \"b\" : [1, 2], \"a\" : 1 }", true}, /* order, space */
+    {"{\"n\":{\"x\":1,\"y\":{\"p\":\"q\",\"r\":null}}}",
+     "{\"n\":{\"y\":{\"r\":null,\"p\":\"q\"},\"x\":1}}", true}, /* nested objects */
+    {"{\"s\":\"\\u00e9\"}", "{\"s\":\"\xc3\xa9\"}", true},	/* same UTF-8 string */
+    {"{\"a\":1,\"b\":[1,2]}", "{\"a\":1,\"b\":[2,1]}", false},	/* array order */
+    {"{\"a\":1}", "{\"a\":1.0}", false},			/* int vs real */
+    {"{\"a\":1}", "{\"a\":\"1\"}", false},			/* number vs string */
+    {"{\"a\":true}", "{\"a\":false}", false},
+    {"{\"a\":null}", "{}", false},
+    {"{\"ab\":\"c\"}", "{\"a\":\"bc\"}", false}, /* where a key ends matters */
+    {"{\"a\":[\"x\",\"y\"]}", "{\"a\":[\"xy\"]}", false},
+    {"{\"a\":{}}", "{\"a\":[]}", false},
+};
+
+static void
+fingerprint_of(const char *text, char *hex)
+{
+	json_error_t e;
+	json_t *j = json_loads(text, 0, &e);
+
+	ck_assert_msg(j != NULL, "%s: %s", text, e.text);
+	ck_assert_int_eq(manifest_fingerprint(j, hex), 0);
+	ck_assert_uint_eq(strlen(hex), MANIFEST_FINGERPRINT_HEX);
+	json_decref(j);
+}
+
+START_TEST(test_fingerprint_table)
+{
+	char a[MANIFEST_FINGERPRINT_HEX + 1], b[MANIFEST_FINGERPRINT_HEX + 1];
+
+	fingerprint_of(fingerprints[_i].a, a);
+	fingerprint_of(fingerprints[_i].b, b);
+	ck_assert_msg((strcmp(a, b) == 0) == fingerprints[_i].same, "%s vs %s: same=%d",
+		      fingerprints[_i].a, fingerprints[_i].b, fingerprints[_i].same);
+}
+END_TEST
+
 Suite *
 suite_manifest(void)
 {
@@ -454,6 +496,7 @@ suite_manifest(void)
 	tcase_add_test(tc, test_count_limits_configured);
 	tcase_add_test(tc, test_duplicates_far_apart);
 	tcase_add_loop_test(tc, test_time_table, 0, N(times));
+	tcase_add_loop_test(tc, test_fingerprint_table, 0, N(fingerprints));
 #undef N
 	suite_add_tcase(s, tc);
 	return s;

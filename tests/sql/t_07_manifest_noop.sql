@@ -69,6 +69,18 @@ BEGIN
     PERFORM cmdb_test.eq(r2 #> '{body,nodes,created}', '1', 'stale: the deleted node is back');
     PERFORM cmdb_test.eq((SELECT stale FROM source_state WHERE source = 'cap:a'), false, 'no longer stale');
 
+    -- Another server fingerprint for the very same body (a source applied before 0004,
+    -- or by a server that fingerprints differently): the same body by its jsonb hash, so
+    -- a no-op, never a 409 for the equal generation; the new fingerprint is kept.
+    UPDATE source_state SET manifest_hash = 'legacy' WHERE source = 'cap:a';
+    r2 := cmdb_test.status(cmdb_post_manifest(m::text, 'cap:a', 't', 't', NULL, false, 'fp-new', 3, dep, NULL),
+                           200, 'same body, other fingerprint');
+    PERFORM cmdb_test.eq(r2->'seq', 'null', 'other fingerprint: still the no-op');
+    PERFORM cmdb_test.eq((SELECT manifest_hash FROM source_state WHERE source = 'cap:a'), 'fp-new',
+                         'the new fingerprint is stored');
+    r2 := cmdb_test.status(cmdb_post_manifest('not json', 'cap:a', 't', 't', NULL, false, 'fp-new', 3, dep, NULL),
+                           200, 'and the next re-post takes the fast path');
+
     -- An unknown source is never a no-op.
     r2 := cmdb_test.status(cmdb_post_manifest('{"manifest":"cmdb/v1","source":"cap:b"}', 'cap:b', 't', 't', NULL, false,
                                               'fp1', NULL, NULL, NULL), 200, 'unknown source');
