@@ -332,7 +332,8 @@ fp_bytes(struct sha256_ctx *c, char tag, const void *p, size_t n)
 
 	sha256_update(c, &tag, 1);
 	sha256_update(c, &len, sizeof(len));
-	sha256_update(c, p, n);
+	if (n > 0) /* true, false and null have no bytes (and p may be NULL) */
+		sha256_update(c, p, n);
 }
 
 /* Tag, then the value: 'o' count (key, value)… sorted by key; 'a' count values…;
@@ -353,7 +354,8 @@ fp_value(struct sha256_ctx *c, const json_t *v, int depth)
 		if (n && keys == NULL)
 			return -1;
 		json_object_foreach((json_t *)v, key, val) keys[k++] = key;
-		qsort(keys, n, sizeof(*keys), cmp_keyp);
+		if (n > 1)
+			qsort(keys, n, sizeof(*keys), cmp_keyp);
 		fp_bytes(c, 'o', &n, sizeof(n));
 		for (k = 0; k < n && rc == 0; k++) {
 			fp_bytes(c, 'k', keys[k], strlen(keys[k]));
