@@ -105,8 +105,8 @@ graph_impact_mask_parse(const char *csv, unsigned *mask)
 
 /* FNV-1a with a final avalanche (murmur3 fmix): cheap and spreads the
  * similar refs a CMDB is full of ("host/web-01", "host/web-02") well. */
-static uint32_t
-hash_ref(const char *s)
+uint32_t
+graph_hash_str(const char *s)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
 	for (; *s; s++) {
@@ -184,7 +184,7 @@ graph_find(const graph *g, const char *ref)
 {
 	if (g == NULL || ref == NULL || g->tab_cap == 0)
 		return -1;
-	const struct graph_slot *s = &g->tab[tab_probe(g, ref, hash_ref(ref))];
+	const struct graph_slot *s = &g->tab[tab_probe(g, ref, graph_hash_str(ref))];
 	return s->idx1 ? (long)s->idx1 - 1 : -1;
 }
 
@@ -424,7 +424,7 @@ node_insert(graph *g, const char *ref, int health, const char *attrs, uint32_t *
 	g->health[i] = (uint8_t)health;
 	g->out[i] = (struct graph_adj){0};
 	g->in[i] = (struct graph_adj){0};
-	uint32_t h = hash_ref(r);
+	uint32_t h = graph_hash_str(r);
 	struct graph_slot *s = &g->tab[tab_probe(g, r, h)];
 	s->idx1 = i + 1;
 	s->hash = h;
@@ -529,7 +529,7 @@ node_delete(graph *g, uint32_t u)
 	}
 	g->edges -= in->n;
 
-	tab_delete(g, tab_probe(g, g->ref[u], hash_ref(g->ref[u])));
+	tab_delete(g, tab_probe(g, g->ref[u], graph_hash_str(g->ref[u])));
 	free(g->ref[u]);
 	free(g->attrs[u]);
 	graph_image_free(g->img[u]);

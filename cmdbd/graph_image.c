@@ -17,17 +17,6 @@
 
 /* ---- Sources ------------------------------------------------------------ */
 
-static uint32_t
-hash_name(const char *s)
-{
-	uint32_t h = 2166136261u;
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h ^ (h >> 15);
-}
-
 static bool
 time_ok(const char *t)
 {
@@ -40,7 +29,7 @@ static uint32_t
 src_probe(const graph *g, const char *name)
 {
 	uint32_t mask = g->src_tab_cap - 1;
-	for (uint32_t i = hash_name(name) & mask;; i = (i + 1) & mask) {
+	for (uint32_t i = graph_hash_str(name) & mask;; i = (i + 1) & mask) {
 		uint32_t k = g->src_tab[i];
 		if (k == 0 || strcmp(g->src[k - 1].name, name) == 0)
 			return i;
@@ -69,7 +58,7 @@ src_intern(graph *g, const char *name)
 		if (nt == NULL)
 			goto oom;
 		for (uint32_t i = 0; i < g->nsrc; i++) {
-			uint32_t j = hash_name(g->src[i].name) & (ncap - 1);
+			uint32_t j = graph_hash_str(g->src[i].name) & (ncap - 1);
 			while (nt[j] != 0)
 				j = (j + 1) & (ncap - 1);
 			nt[j] = i + 1;

@@ -112,6 +112,10 @@ struct graph {
  * errno ENOMEM) on failure or overflow. pp is the address of the array pointer. */
 int graph_grow(void *pp, size_t n, size_t size);
 
+/* The hash of a NUL-terminated string for the graph's open-addressing tables
+ * (refs, source names): FNV-1a with a final avalanche. */
+uint32_t graph_hash_str(const char *s);
+
 int graph_visit_begin(graph *g);
 
 static inline bool

@@ -8,6 +8,7 @@
  * only result-sized buffers are allocated per call.
  */
 #include "graph_impl.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -236,107 +237,6 @@ walk_query(graph *g, long root, int dir, int max_depth, unsigned mask, size_t li
 
 /* ---- The walk answers as text ------------------------------------------- */
 
-/* A growable string; on ENOMEM `p` is freed and set to NULL and later appends
- * do nothing (checked once at the end). */
-struct text {
-	char *p;
-	size_t n, cap;
-};
-
-static bool
-text_reserve(struct text *t, size_t more)
-{
-	if (t->p == NULL)
-		return false;
-	if (t->n + more < t->cap)
-		return true;
-	size_t ncap = t->cap * 2 > t->n + more + 1 ? t->cap * 2 : t->n + more + 1;
-	char *np = realloc(t->p, ncap);
-	if (np == NULL) {
-		free(t->p);
-		t->p = NULL;
-		return false;
-	}
-	t->p = np;
-	t->cap = ncap;
-	return true;
-}
-
-static void
-text_add(struct text *t, const char *s, size_t len)
-{
-	if (text_reserve(t, len)) {
-		memcpy(t->p + t->n, s, len);
-		t->n += len;
-	}
-}
-
-#define TEXT_LIT(t, s) text_add((t), (s), sizeof(s) - 1)
-
-/* A JSON string exactly as jansson's dump writes it (without
- * JSON_ENSURE_ASCII / JSON_ESCAPE_SLASH): '"' and '\\' escaped, the control
- * characters as \b \f \n \r \t or \u00XX (upper-case hex), all else
- * verbatim. The graph's refs are valid UTF-8. */
-static void
-text_str(struct text *t, const char *s)
-{
-	size_t len = strlen(s);
-	if (!text_reserve(t, len + 2))
-		return;
-	t->p[t->n++] = '"';
-	const char *run = s;
-	for (const char *c = s; *c; c++) {
-		unsigned char u = (unsigned char)*c;
-		if (u >= 0x20 && u != '"' && u != '\\')
-			continue;
-		text_add(t, run, (size_t)(c - run));
-		char esc[8];
-		switch (u) {
-		case '"':
-			memcpy(esc, "\\\"", 3);
-			break;
-		case '\\':
-			memcpy(esc, "\\\\", 3);
-			break;
-		case '\b':
-			memcpy(esc, "\\b", 3);
-			break;
-		case '\f':
-			memcpy(esc, "\\f", 3);
-			break;
-		case '\n':
-			memcpy(esc, "\\n", 3);
-			break;
-		case '\r':
-			memcpy(esc, "\\r", 3);
-			break;
-		case '\t':
-			memcpy(esc, "\\t", 3);
-			break;
-		default:
-			snprintf(esc, sizeof esc, "\\u%04X", u);
-			break;
-		}
-		text_add(t, esc, strlen(esc));
-		run = c + 1;
-	}
-	text_add(t, run, strlen(run));
-	TEXT_LIT(t, "\"");
-}
-
-/* Decimal digits of v (printf costs more than the rest of an item). */
-static void
-text_uint(struct text *t, uint64_t v)
-{
-	char num[24];
-	size_t k = sizeof num;
-	do {
-		num[--k] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	text_add(t, num + k, sizeof num - k);
-}
-
 char *
 graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask, size_t limit,
 		size_t *len)
@@ -354,44 +254,42 @@ graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask,
 	if (sorted == NULL)
 		return NULL;
 	/* Refs here are ~20-40 bytes: start big enough for most answers. */
-	struct text t = {malloc(4096 + got * 160), 0, 4096 + got * 160};
-	TEXT_LIT(&t, "{\"root\":");
-	text_str(&t, g->ref[root]);
-	TEXT_LIT(&t, ",\"count\":");
-	text_uint(&t, n - 1);
+	struct strbuf t = STRBUF_INIT;
+	strbuf_grow(&t, 4096 + got * 160);
+	strbuf_lit(&t, "{\"root\":");
+	strbuf_json_str(&t, g->ref[root]);
+	strbuf_lit(&t, ",\"count\":");
+	strbuf_uint(&t, n - 1);
 	if (n - 1 > limit)
-		TEXT_LIT(&t, ",\"truncated\":true,\"nodes\":[");
+		strbuf_lit(&t, ",\"truncated\":true,\"nodes\":[");
 	else
-		TEXT_LIT(&t, ",\"truncated\":false,\"nodes\":[");
-	for (size_t i = 0; i < got && t.p != NULL; i++) {
+		strbuf_lit(&t, ",\"truncated\":false,\"nodes\":[");
+	for (size_t i = 0; i < got && !t.failed; i++) {
 		uint32_t v = sorted[i].idx;
 		graph_walk_parent(g, v);
 		uint32_t p = g->parent[v];
 		int ty = g->ptype[v];
 		bool from_parent = graph_step_from_parent(dir, ty);
 		if (i > 0)
-			TEXT_LIT(&t, ",");
-		TEXT_LIT(&t, "{\"ref\":");
-		text_str(&t, g->ref[v]);
-		TEXT_LIT(&t, ",\"depth\":");
-		text_uint(&t, g->depth[v]);
-		TEXT_LIT(&t, ",\"via\":{\"from\":");
-		text_str(&t, g->ref[from_parent ? p : v]);
-		TEXT_LIT(&t, ",\"type\":");
-		text_str(&t, graph_edge_type_name(ty));
-		TEXT_LIT(&t, ",\"to\":");
-		text_str(&t, g->ref[from_parent ? v : p]);
-		TEXT_LIT(&t, "}}");
+			strbuf_lit(&t, ",");
+		strbuf_lit(&t, "{\"ref\":");
+		strbuf_json_str(&t, g->ref[v]);
+		strbuf_lit(&t, ",\"depth\":");
+		strbuf_uint(&t, g->depth[v]);
+		strbuf_lit(&t, ",\"via\":{\"from\":");
+		strbuf_json_str(&t, g->ref[from_parent ? p : v]);
+		strbuf_lit(&t, ",\"type\":");
+		strbuf_json_str(&t, graph_edge_type_name(ty));
+		strbuf_lit(&t, ",\"to\":");
+		strbuf_json_str(&t, g->ref[from_parent ? v : p]);
+		strbuf_lit(&t, "}}");
 	}
-	TEXT_LIT(&t, "]}");
+	strbuf_lit(&t, "]}");
 	free(sorted);
-	if (t.p == NULL) {
+	char *text = strbuf_detach(&t, len);
+	if (text == NULL)
 		errno = ENOMEM;
-		return NULL;
-	}
-	t.p[t.n] = '\0'; /* text_reserve keeps one spare byte */
-	*len = t.n;
-	return t.p;
+	return text;
 }
 
 json_t *
@@ -832,72 +730,30 @@ graph_subgraph(graph *g, long root, int depth, int direction)
 
 /* ---- Graphviz ----------------------------------------------------------- */
 
-/* A growable string; `failed` latches the first allocation failure so the
- * writer can check once at the end. */
-struct strbuf {
-	char *s;
-	size_t len, cap;
-	bool failed;
-};
-
-static void
-sb_reserve(struct strbuf *b, size_t more)
-{
-	if (b->failed || b->len + more + 1 <= b->cap)
-		return;
-	size_t ncap = b->cap ? b->cap : 256;
-	while (ncap < b->len + more + 1)
-		ncap *= 2;
-	char *ns = realloc(b->s, ncap);
-	if (ns == NULL) {
-		b->failed = true;
-		return;
-	}
-	b->s = ns;
-	b->cap = ncap;
-}
-
-static void
-sb_add(struct strbuf *b, const char *s, size_t n)
-{
-	sb_reserve(b, n);
-	if (b->failed)
-		return;
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void
-sb_puts(struct strbuf *b, const char *s)
-{
-	sb_add(b, s, strlen(s));
-}
-
 /* Appends `n` bytes of s for use inside a DOT double-quoted string:
  * quotes and backslashes escaped (a name ending in '\' must not escape the
  * closing quote), control characters — which valid names never hold —
  * replaced by '?'. Used for ids and labels alike, so ids stay consistent. */
 static void
-sb_dot_escaped(struct strbuf *b, const char *s, size_t n)
+dot_escaped(struct strbuf *b, const char *s, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c == '"' || c == '\\')
-			sb_add(b, "\\", 1);
+			strbuf_add(b, "\\", 1);
 		if (c < 0x20 || c == 0x7f)
-			sb_add(b, "?", 1);
+			strbuf_add(b, "?", 1);
 		else
-			sb_add(b, &s[i], 1);
+			strbuf_add(b, &s[i], 1);
 	}
 }
 
 static void
-sb_dot_id(struct strbuf *b, const char *ref)
+dot_id(struct strbuf *b, const char *ref)
 {
-	sb_add(b, "\"", 1);
-	sb_dot_escaped(b, ref, strlen(ref));
-	sb_add(b, "\"", 1);
+	strbuf_add(b, "\"", 1);
+	dot_escaped(b, ref, strlen(ref));
+	strbuf_add(b, "\"", 1);
 }
 
 static const char *
@@ -919,17 +775,17 @@ static void
 dot_node(struct strbuf *b, const graph *g, const struct sub_node *x, uint32_t root)
 {
 	const char *slash = strchr(x->ref, '/');
-	sb_puts(b, "  ");
-	sb_dot_id(b, x->ref);
-	sb_puts(b, " [label=\"");
-	sb_dot_escaped(b, x->ref, (size_t)(slash - x->ref));
-	sb_puts(b, "\\n");
-	sb_dot_escaped(b, slash + 1, strlen(slash + 1));
-	sb_puts(b, "\", fillcolor=\"");
-	sb_puts(b, health_colour(g->health[x->idx]));
-	sb_puts(b, "\", tooltip=\"health: ");
-	sb_puts(b, graph_health_name(g->health[x->idx]));
-	sb_puts(b, x->idx == root ? "\", penwidth=3];\n" : "\"];\n");
+	strbuf_puts(b, "  ");
+	dot_id(b, x->ref);
+	strbuf_puts(b, " [label=\"");
+	dot_escaped(b, x->ref, (size_t)(slash - x->ref));
+	strbuf_puts(b, "\\n");
+	dot_escaped(b, slash + 1, strlen(slash + 1));
+	strbuf_puts(b, "\", fillcolor=\"");
+	strbuf_puts(b, health_colour(g->health[x->idx]));
+	strbuf_puts(b, "\", tooltip=\"health: ");
+	strbuf_puts(b, graph_health_name(g->health[x->idx]));
+	strbuf_puts(b, x->idx == root ? "\", penwidth=3];\n" : "\"];\n");
 }
 
 char *
@@ -938,28 +794,27 @@ graph_subgraph_dot(graph *g, long root, int depth, int direction)
 	struct subgraph s;
 	if (sub_begin(g, root, depth, direction, &s))
 		return NULL;
-	struct strbuf b = {0};
-	sb_puts(&b, "digraph cmdb {\n"
-		    "  rankdir=LR;\n"
-		    "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n"
-		    "  edge [fontname=\"Helvetica\", fontsize=10];\n");
+	struct strbuf b = STRBUF_INIT;
+	strbuf_puts(&b, "digraph cmdb {\n"
+			"  rankdir=LR;\n"
+			"  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n"
+			"  edge [fontname=\"Helvetica\", fontsize=10];\n");
 	for (size_t i = 0; i < s.n; i++)
 		dot_node(&b, g, &s.nodes[i], (uint32_t)root);
 	for (size_t i = 0; i < s.ne; i++) {
-		sb_puts(&b, "  ");
-		sb_dot_id(&b, g->ref[s.edges[i].from]);
-		sb_puts(&b, " -> ");
-		sb_dot_id(&b, g->ref[s.edges[i].to]);
-		sb_puts(&b, " [label=\"");
-		sb_puts(&b, graph_edge_type_name(s.edges[i].type));
-		sb_puts(&b, s.edges[i].type == GRAPH_OWNED_BY ? "\", style=dashed];\n" : "\"];\n");
+		strbuf_puts(&b, "  ");
+		dot_id(&b, g->ref[s.edges[i].from]);
+		strbuf_puts(&b, " -> ");
+		dot_id(&b, g->ref[s.edges[i].to]);
+		strbuf_puts(&b, " [label=\"");
+		strbuf_puts(&b, graph_edge_type_name(s.edges[i].type));
+		strbuf_puts(&b,
+			    s.edges[i].type == GRAPH_OWNED_BY ? "\", style=dashed];\n" : "\"];\n");
 	}
-	sb_puts(&b, "}\n");
+	strbuf_puts(&b, "}\n");
 	sub_free(&s);
-	if (b.failed) {
-		free(b.s);
+	char *text = strbuf_detach(&b, NULL);
+	if (text == NULL)
 		errno = ENOMEM;
-		return NULL;
-	}
-	return b.s;
+	return text;
 }

@@ -14,6 +14,7 @@
 #include <uuid/uuid.h>
 
 #include "log.h"
+#include "strbuf.h"
 
 struct waiter {
 	long long seq;
@@ -431,8 +432,7 @@ struct load {
 	struct id_slot *ids;
 	uint32_t ids_cap; /* power of two, >= 2 * nodes */
 	uint32_t ids_n;
-	char *img; /* scratch for one node image */
-	size_t img_cap, img_n;
+	struct strbuf img; /* scratch for one node image */
 	bool binary_header_done;
 	long no_image; /* nodes whose row could not be turned into an image */
 };
@@ -498,56 +498,6 @@ ids_find(const struct load *l, const uint8_t id[16])
 
 /* ---------------------------------------------------- node image building */
 
-static bool
-img_add(struct load *l, const char *s, size_t n)
-{
-	if (l->img_n + n + 1 > l->img_cap) {
-		size_t ncap = (l->img_n + n + 1) * 2;
-		char *p = realloc(l->img, ncap);
-
-		if (p == NULL)
-			return false;
-		l->img = p;
-		l->img_cap = ncap;
-	}
-	memcpy(l->img + l->img_n, s, n);
-	l->img_n += n;
-	return true;
-}
-
-static bool
-img_lit(struct load *l, const char *s)
-{
-	return img_add(l, s, strlen(s));
-}
-
-/* A JSON string (any valid escaping will do: the image is normalised by
- * jansson before it is served); NULL gives null. */
-static bool
-img_str(struct load *l, const char *s)
-{
-	if (s == NULL)
-		return img_lit(l, "null");
-	if (!img_lit(l, "\""))
-		return false;
-	for (const char *run = s;; s++) {
-		unsigned char c = (unsigned char)*s;
-		char esc[8];
-
-		if (c != '\0' && c >= 0x20 && c != '"' && c != '\\')
-			continue;
-		if (!img_add(l, run, (size_t)(s - run)))
-			return false;
-		if (c == '\0')
-			break;
-		snprintf(esc, sizeof(esc), "\\u%04x", c);
-		if (!img_lit(l, esc))
-			return false;
-		run = s + 1;
-	}
-	return img_lit(l, "\"");
-}
-
 /*
  * A timestamptz as COPY prints it with TimeZone UTC and DateStyle ISO
  * ("2026-11-21 10:00:00.12+00", fraction trimmed or absent) in cmdb_ts()'s
@@ -555,13 +505,15 @@ img_str(struct load *l, const char *s)
  * text is not of that form (a year past 9999, say).
  */
 static bool
-img_time(struct load *l, const char *t)
+img_time(struct strbuf *b, const char *t)
 {
 	char out[GRAPH_TIME_LEN + 3];
 	size_t n, frac = 0;
 
-	if (t == NULL)
-		return img_lit(l, "null");
+	if (t == NULL) {
+		strbuf_lit(b, "null");
+		return true;
+	}
 	n = strlen(t);
 	if (n < 22 || t[4] != '-' || t[10] != ' ' || t[13] != ':' || t[19] == '\0' ||
 	    strcmp(t + n - 3, "+00") != 0)
@@ -581,7 +533,8 @@ img_time(struct load *l, const char *t)
 	memset(out + 21 + frac, '0', 6 - frac);
 	out[27] = 'Z';
 	out[28] = '"';
-	return img_add(l, out, 29);
+	strbuf_add(b, out, 29);
+	return true;
 }
 
 /*
@@ -601,24 +554,45 @@ load_node(struct load *l, char **f)
 	if (id == NULL || ref == NULL || attrs == NULL || sources == NULL || f[6] == NULL ||
 	    f[9] == NULL || f[11] == NULL || uuid_parse(id, uid) != 0)
 		return -1;
-	l->img_n = 0;
-	ok = img_lit(l, "{\"id\":") && img_str(l, id) && img_lit(l, ",\"ref\":") &&
-	     img_str(l, ref) && img_lit(l, ",\"kind\":") && img_str(l, f[2]) &&
-	     img_lit(l, ",\"name\":") && img_str(l, f[3]) && img_lit(l, ",\"attributes\":") &&
-	     img_lit(l, attrs) && img_lit(l, ",\"labels\":") && img_lit(l, f[6]) &&
-	     img_lit(l, ",\"health\":") && img_str(l, f[4]) && img_lit(l, ",\"health_reason\":") &&
-	     img_str(l, f[7]) && img_lit(l, ",\"health_at\":") && img_time(l, f[8]) &&
-	     img_lit(l, ",\"orphan\":") && img_lit(l, strcmp(f[9], "t") == 0 ? "true" : "false") &&
-	     img_lit(l, ",\"sources\":") && img_lit(l, sources);
-	ok = ok && img_lit(l, ",\"version\":") && img_lit(l, f[11]) &&
-	     img_lit(l, ",\"created_at\":") && img_time(l, f[12]) &&
-	     img_lit(l, ",\"updated_at\":") && img_time(l, f[13]) &&
-	     img_lit(l, ",\"last_seen_at\":") && img_time(l, f[14]) && img_lit(l, "}");
+	struct strbuf *b = &l->img;
+	strbuf_reset(b);
+	strbuf_lit(b, "{\"id\":");
+	strbuf_json_str(b, id);
+	strbuf_lit(b, ",\"ref\":");
+	strbuf_json_str(b, ref);
+	strbuf_lit(b, ",\"kind\":");
+	strbuf_json_str(b, f[2]);
+	strbuf_lit(b, ",\"name\":");
+	strbuf_json_str(b, f[3]);
+	strbuf_lit(b, ",\"attributes\":");
+	strbuf_puts(b, attrs);
+	strbuf_lit(b, ",\"labels\":");
+	strbuf_puts(b, f[6]);
+	strbuf_lit(b, ",\"health\":");
+	strbuf_json_str(b, f[4]);
+	strbuf_lit(b, ",\"health_reason\":");
+	strbuf_json_str(b, f[7]);
+	strbuf_lit(b, ",\"health_at\":");
+	ok = img_time(b, f[8]);
+	strbuf_lit(b, ",\"orphan\":");
+	strbuf_puts(b, strcmp(f[9], "t") == 0 ? "true" : "false");
+	strbuf_lit(b, ",\"sources\":");
+	strbuf_puts(b, sources);
+	strbuf_lit(b, ",\"version\":");
+	strbuf_puts(b, f[11]);
+	strbuf_lit(b, ",\"created_at\":");
+	ok = img_time(b, f[12]) && ok;
+	strbuf_lit(b, ",\"updated_at\":");
+	ok = img_time(b, f[13]) && ok;
+	strbuf_lit(b, ",\"last_seen_at\":");
+	ok = img_time(b, f[14]) && ok;
+	strbuf_lit(b, "}");
+	ok = ok && !b->failed;
 	if (!ok)
 		l->no_image++;
 	if (graph_node_put_image(l->g, ref, graph_health_parse(f[4]),
-				 strcmp(attrs, "{}") == 0 ? NULL : attrs, ok ? l->img : NULL,
-				 ok ? l->img_n : 0) != 0)
+				 strcmp(attrs, "{}") == 0 ? NULL : attrs, ok ? b->s : NULL,
+				 ok ? b->len : 0) != 0)
 		return -1;
 	idx = graph_find(l->g, ref);
 	return idx >= 0 && ids_add(l, uid, (uint32_t)idx) == 0 ? 0 : -1;
@@ -829,7 +803,7 @@ tailer_load(PGconn *conn, graph *g)
 		 graph_edge_count(g), seq,
 		 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 	free(l.ids);
-	free(l.img);
+	strbuf_release(&l.img);
 	return seq;
 fail:
 	log_error("event=graph_load_failed reason=\"%s\"", PQerrorMessage(conn));
@@ -839,6 +813,6 @@ out:
 	res = PQexec(conn, "ROLLBACK");
 	PQclear(res);
 	free(l.ids);
-	free(l.img);
+	strbuf_release(&l.img);
 	return seq;
 }

@@ -282,6 +282,15 @@ class Server:
         raise RuntimeError("cmdbd not ready after %.0f s (last: %s); log:\n%s"
                            % (timeout, last, _tail(self.log_path)))
 
+    def peer(self, name):
+        """A second cmdbd on this server's database (same CMDB_DATABASE_URL, same
+        tokens, same arguments), serving on another port; stop it with stop()."""
+        p = Server(name, self.extra_env, self.args, self.admin_url)
+        p.dbname, p.db_url = self.dbname, self.db_url
+        p._tokens = dict(self._tokens)
+        p._spawn(free_port())
+        return p
+
     def stop(self, timeout=STOP_TIMEOUT, keep_log=False):
         """SIGTERM, wait, and assert a clean exit (code 0). Idempotent."""
         if self.proc is None:
@@ -522,6 +531,24 @@ class ServerTestCase(unittest.TestCase):
         if srv is not None:
             srv.stop()
         super().tearDownClass()
+
+
+class TwoServerTestCase(ServerTestCase):
+    """ServerTestCase with a second cmdbd, cls.b, on the same database (Server.peer)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.b = cls.srv.peer((cls.server_name or cls.__name__) + "_b")
+
+    @classmethod
+    def tearDownClass(cls):
+        b, cls.b = getattr(cls, "b", None), None
+        try:
+            if b is not None:
+                b.stop()
+        finally:
+            super().tearDownClass()
 
     # -- assertions shared by the suites
 

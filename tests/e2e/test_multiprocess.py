@@ -22,21 +22,11 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import Server, ServerTestCase, free_port, node_path  # noqa: E402
+from lib import TwoServerTestCase, node_path  # noqa: E402
 from oracle import Oracle  # noqa: E402
 
 VISIBLE_WITHIN = 1.0  # seconds: the bound this test holds the cross-process lag to
 SEED = int(os.environ.get("CMDB_ORACLE_SEED") or random.SystemRandom().randrange(1, 10**9))
-
-
-def peer_of(srv, name):
-    """A second cmdbd on srv's database (same CMDB_DATABASE_URL, same tokens), serving on
-    another port. lib.Server has no public call for this; it is built from its parts."""
-    peer = Server(name, srv.extra_env, srv.args, srv.admin_url)
-    peer.dbname, peer.db_url = srv.dbname, srv.db_url
-    peer._tokens = dict(srv._tokens)
-    peer._spawn(free_port())
-    return peer
 
 
 def refs_of(resp):
@@ -50,23 +40,13 @@ def edge_q(frm, typ, to):
     return "/v1/edges?" + urllib.parse.urlencode({"from": frm, "type": typ, "to": to})
 
 
-class TwoServers(ServerTestCase):
+class TwoServers(TwoServerTestCase):
     server_name = "mp_a"
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.a = cls.srv
-        cls.b = peer_of(cls.a, "mp_b")
-
-    @classmethod
-    def tearDownClass(cls):
-        b, cls.b = getattr(cls, "b", None), None
-        try:
-            if b is not None:
-                b.stop()
-        finally:
-            super().tearDownClass()
 
     def nodes(self, srv, *refs):
         for r in refs:

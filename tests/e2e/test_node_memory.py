@@ -20,7 +20,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import Server, ServerTestCase, free_port, node_path  # noqa: E402
+from lib import TwoServerTestCase, node_path  # noqa: E402
 
 SEEN_WITHIN = 4.0  # seconds: the poll runs every second
 
@@ -48,31 +48,8 @@ REFS = ["service/mem-api", "host/mem-01", "team/mem-team", "system/mem-sys",
         "database/mem:5432"]
 
 
-def peer_of(srv, name):
-    """A second cmdbd on srv's database (as tests/e2e/test_multiprocess.py makes it)."""
-    peer = Server(name, srv.extra_env, srv.args, srv.admin_url)
-    peer.dbname, peer.db_url = srv.dbname, srv.db_url
-    peer._tokens = dict(srv._tokens)
-    peer._spawn(free_port())
-    return peer
-
-
-class NodeFromMemory(ServerTestCase):
+class NodeFromMemory(TwoServerTestCase):
     server_name = "node_memory"
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.b = peer_of(cls.srv, "node_memory_b")
-
-    @classmethod
-    def tearDownClass(cls):
-        b, cls.b = getattr(cls, "b", None), None
-        try:
-            if b is not None:
-                b.stop()
-        finally:
-            super().tearDownClass()
 
     # -- what the database says
 
