@@ -533,23 +533,6 @@ class ServerTestCase(unittest.TestCase):
         super().tearDownClass()
 
 
-class TwoServerTestCase(ServerTestCase):
-    """ServerTestCase with a second cmdbd, cls.b, on the same database (Server.peer)."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.b = cls.srv.peer((cls.server_name or cls.__name__) + "_b")
-
-    @classmethod
-    def tearDownClass(cls):
-        b, cls.b = getattr(cls, "b", None), None
-        try:
-            if b is not None:
-                b.stop()
-        finally:
-            super().tearDownClass()
-
     # -- assertions shared by the suites
 
     def ctx(self, resp):
@@ -643,7 +626,26 @@ class TwoServerTestCase(ServerTestCase):
         self.assertTime(edge["updated_at"], "updated_at")
 
 
+class TwoServerTestCase(ServerTestCase):
+    """ServerTestCase with a second cmdbd, cls.b, on the same database (Server.peer)."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.b = cls.srv.peer((cls.server_name or cls.__name__) + "_b")
+
+    @classmethod
+    def tearDownClass(cls):
+        b, cls.b = getattr(cls, "b", None), None
+        try:
+            if b is not None:
+                b.stop()
+        finally:
+            super().tearDownClass()
+
+
 # --------------------------------------------------------------------------- private cluster
+
 
 class PrivateCluster:
     """A PostgreSQL 15 cluster of our own in a temp dir (unix socket only), for tests
