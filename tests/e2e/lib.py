@@ -532,7 +532,6 @@ class ServerTestCase(unittest.TestCase):
             srv.stop()
         super().tearDownClass()
 
-
     # -- assertions shared by the suites
 
     def ctx(self, resp):
