@@ -107,7 +107,8 @@ $(CMDB): $(CLIENT_OBJS)
 $(CHECK): $(TEST_OBJS) $(LIB_OBJS) $(CLIENT_LIB_OBJS)
 	$(CC) $(OPT) $(SAN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SERVER_LIBS) $(PG_LIBS)
 
-# Server and generated objects see cmdbd/ headers; the client sees only its own.
+# Server and generated objects see cmdbd/ headers; the client sees only its own, and
+# cmdbd/model.h (the vocabulary, for its macros) by relative path (client/ref.h).
 $(OBJ)/cmdbd/%.o: cmdbd/%.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(DEPFLAGS) -Icmdbd -c $< -o $@

@@ -30,8 +30,7 @@ cl_ref_split(const char *ref, struct ref_parts *out, char *err, size_t errlen)
 	}
 	size_t klen = (size_t)(slash - ref);
 	if (!cl_ref_kind_valid(ref, klen)) {
-		snprintf(err, errlen, "invalid ref '%s': kind must match [a-z][a-z0-9_]{0,31}",
-			 ref);
+		snprintf(err, errlen, "invalid ref '%s': kind must match " MODEL_KIND_PATTERN, ref);
 		return -1;
 	}
 	size_t nlen = strlen(slash + 1);

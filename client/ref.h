@@ -9,10 +9,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "../cmdbd/model.h" /* the vocabulary: its macros only */
 #include "buf.h"
 
-#define REF_KIND_MAX 32
-#define REF_NAME_MAX 255
+#define REF_KIND_MAX MODEL_KIND_MAX
+#define REF_NAME_MAX MODEL_NAME_MAX
 
 /* A split ref. `name` points into the ref string that was split (not owned). */
 struct ref_parts {
@@ -20,7 +21,7 @@ struct ref_parts {
 	const char *name;
 };
 
-/* True when s[0..len) is a valid kind: [a-z][a-z0-9_]{0,31}. */
+/* True when s[0..len) is a valid kind: MODEL_KIND_PATTERN. */
 bool cl_ref_kind_valid(const char *s, size_t len);
 
 /*

@@ -111,7 +111,14 @@ bool api_require_map(struct http_req *r);
  */
 bool api_body_fields(struct http_req *r, const struct jv_field *fields);
 
-/* Validates an attributes object: object, at most 64 KiB serialised. */
+/*
+ * 400 for a value outside a fixed vocabulary (model.h): details {"field": field,
+ * "allowed": names[0..n)}, message "FIELD: " + how ("must be one of ...").
+ */
+void api_reply_not_allowed(struct http_req *r, const char *field, const char *const *names, int n,
+			   const char *how);
+
+/* Validates an attributes object: object, at most MODEL_ATTRIBUTES_MAX serialised. */
 bool api_check_attributes(struct http_req *r, json_t *attrs, const char *field);
 
 /* "true"/"false" → 1/0; absent → def; anything else → 400 naming it. */

@@ -12,12 +12,11 @@
 #include <stdlib.h>
 
 #include "api.h"
+#include "model.h"
 #include "server.h"
 #include "sql.h"
 #include "tailer.h"
 
-#define CHANGES_LIMIT_MAX 1000
-#define CHANGES_LIMIT_DEFAULT 100
 #define CHANGES_WAIT_MAX 60
 
 struct changes_req {
@@ -52,7 +51,7 @@ api_changes(struct http_req *r)
 
 	if (!api_query_only(r, allowed, NULL) ||
 	    !api_query_long(r, "since", 0, LONG_MAX - 1, 0, &since) ||
-	    !api_query_long(r, "limit", 1, CHANGES_LIMIT_MAX, CHANGES_LIMIT_DEFAULT, &limit) ||
+	    !api_query_long(r, "limit", 1, MODEL_PAGE_MAX, MODEL_PAGE_DEFAULT, &limit) ||
 	    !api_query_long(r, "wait", 0, CHANGES_WAIT_MAX, 0, &wait))
 		return;
 	c = malloc(sizeof(*c));

@@ -19,7 +19,6 @@
 
 /* Read-your-writes: how long a write may wait for the graph to catch up. */
 #define API_RYW_TIMEOUT_MS 5000
-#define API_ATTRIBUTES_MAX 65536
 
 struct pending_reply {
 	struct http_req *r;
@@ -168,12 +167,11 @@ api_path_ref(struct http_req *r, char *kind, char *name, char *ref)
 	const char *k = http_param(r, 0), *n = http_param(r, 1);
 
 	if (!model_kind_valid(k)) {
-		http_reply_bad(r, "kind", "must match [a-z][a-z0-9_]{0,31} (got \"%.40s\")", k);
+		http_reply_bad(r, "kind", "must match " MODEL_KIND_PATTERN " (got \"%.40s\")", k);
 		return false;
 	}
 	if (!model_name_valid(n, strlen(n))) {
-		http_reply_bad(r, "name",
-			       "must be 1-255 bytes of UTF-8 without control characters");
+		http_reply_bad(r, "name", "must be " MODEL_NAME_RULE);
 		return false;
 	}
 	strcpy(kind, k);
@@ -342,6 +340,22 @@ api_body_fields(struct http_req *r, const struct jv_field *fields)
 	return false;
 }
 
+void
+api_reply_not_allowed(struct http_req *r, const char *field, const char *const *names, int n,
+		      const char *how)
+{
+	json_t *allowed = json_array();
+
+	for (int i = 0; allowed != NULL && i < n; i++)
+		if (json_array_append_new(allowed, json_string(names[i]))) {
+			json_decref(allowed);
+			allowed = NULL;
+		}
+	http_reply_error(r, 400, "bad_request",
+			 json_pack("{s:s,s:o*}", "field", field, "allowed", allowed), "%s: %s",
+			 field, how);
+}
+
 bool
 api_check_attributes(struct http_req *r, json_t *attrs, const char *field)
 {
@@ -352,9 +366,9 @@ api_check_attributes(struct http_req *r, json_t *attrs, const char *field)
 		return false;
 	}
 	size = jv_serialized_size(attrs);
-	if (size > API_ATTRIBUTES_MAX) {
+	if (size > MODEL_ATTRIBUTES_MAX) {
 		http_reply_bad(r, field, "is %zu bytes serialised; the limit is %d", size,
-			       API_ATTRIBUTES_MAX);
+			       MODEL_ATTRIBUTES_MAX);
 		return false;
 	}
 	return true;

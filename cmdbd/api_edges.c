@@ -9,16 +9,6 @@
 #include "model.h"
 #include "sql.h"
 
-/* 400 for an unknown edge type, listing the allowed ones. */
-static void
-reply_bad_type(struct http_req *r, const char *field)
-{
-	http_reply_error(r, 400, "bad_request",
-			 json_pack("{s:s,s:[sssss]}", "field", field, "allowed", "depends_on",
-				   "runs_on", "connects_to", "part_of", "owned_by"),
-			 "%s: must be one of " MODEL_EDGE_TYPES_LIST, field);
-}
-
 /* Validates from/type/to; replies 400 and returns false on the first bad one. */
 static bool
 check_triple(struct http_req *r, const char *from, const char *type, const char *to)
@@ -30,7 +20,8 @@ check_triple(struct http_req *r, const char *from, const char *type, const char 
 		return false;
 	}
 	if (model_edge_type_index(type) < 0) {
-		reply_bad_type(r, "type");
+		api_reply_not_allowed(r, "type", model_edge_types, MODEL_EDGE_TYPE_COUNT,
+				      "must be one of " MODEL_EDGE_TYPES_LIST);
 		return false;
 	}
 	if ((why = model_ref_parse(to, NULL, NULL)) != NULL) {

@@ -14,8 +14,6 @@
 #include "model.h"
 #include "server.h"
 
-#define WALK_LIMIT_DEFAULT 1000
-#define WALK_LIMIT_MAX 100000
 #define DEPTH_MAX 100000
 #define ROOTCAUSE_FAILING_MAX 10000
 
@@ -77,14 +75,11 @@ walk(struct http_req *r, bool dependents)
 
 	if (!api_query_only(r, allowed, NULL) ||
 	    !api_query_long(r, "depth", 0, DEPTH_MAX, -1, &depth) ||
-	    !api_query_long(r, "limit", 1, WALK_LIMIT_MAX, WALK_LIMIT_DEFAULT, &limit))
+	    !api_query_long(r, "limit", 1, MODEL_WALK_MAX, MODEL_WALK_DEFAULT, &limit))
 		return;
 	if (graph_impact_mask_parse(http_query(r, "types"), &mask) != 0) {
-		http_reply_error(r, 400, "bad_request",
-				 json_pack("{s:s,s:[ssss]}", "field", "types", "allowed",
-					   "depends_on", "runs_on", "connects_to", "part_of"),
-				 "types: must be a comma list of depends_on, runs_on, "
-				 "connects_to, part_of");
+		api_reply_not_allowed(r, "types", model_edge_types, MODEL_IMPACT_TYPE_COUNT,
+				      "must be a comma list of " MODEL_IMPACT_TYPES_LIST);
 		return;
 	}
 	if ((idx = path_node(r)) < 0)

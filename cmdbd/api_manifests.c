@@ -132,13 +132,14 @@ api_deployments(struct http_req *r)
 	char limit_text[16];
 	long limit;
 
-	if (!api_query_only(r, allowed, NULL) || !api_query_long(r, "limit", 1, 1000, 100, &limit))
+	if (!api_query_only(r, allowed, NULL) ||
+	    !api_query_long(r, "limit", 1, MODEL_PAGE_MAX, MODEL_PAGE_DEFAULT, &limit))
 		return;
 	if (node != NULL && model_ref_parse(node, NULL, NULL) != NULL) {
 		http_reply_bad(r, "node", "%s", model_ref_parse(node, NULL, NULL));
 		return;
 	}
-	if (cursor != NULL && (*cursor == '\0' || strlen(cursor) > 256)) {
+	if (cursor != NULL && (*cursor == '\0' || strlen(cursor) > MODEL_CURSOR_MAX)) {
 		http_reply_bad(r, "cursor", "is not a cursor this server issued");
 		return;
 	}

@@ -331,11 +331,11 @@ api_node_list(struct http_req *r)
 	char *text;
 
 	if (!api_query_only(r, allowed, repeatable) ||
-	    !api_query_long(r, "limit", 1, 1000, 100, &limit) ||
+	    !api_query_long(r, "limit", 1, MODEL_PAGE_MAX, MODEL_PAGE_DEFAULT, &limit) ||
 	    !api_query_bool(r, "orphan", -1, &orphan))
 		return;
 	if (kind != NULL && !model_kind_valid(kind)) {
-		http_reply_bad(r, "kind", "must match [a-z][a-z0-9_]{0,31}");
+		http_reply_bad(r, "kind", "must match " MODEL_KIND_PATTERN);
 		return;
 	}
 	if (owner != NULL && model_ref_parse(owner, NULL, NULL) != NULL) {
@@ -343,7 +343,8 @@ api_node_list(struct http_req *r)
 		return;
 	}
 	if (health != NULL && !model_health_valid(health)) {
-		http_reply_bad(r, "health", "must be one of ok, degraded, down, unknown");
+		api_reply_not_allowed(r, "health", model_health_states, MODEL_HEALTH_COUNT,
+				      "must be one of " MODEL_HEALTH_LIST);
 		return;
 	}
 	if (q != NULL &&
@@ -352,7 +353,7 @@ api_node_list(struct http_req *r)
 			       MODEL_REF_MAX);
 		return;
 	}
-	if (cursor != NULL && (*cursor == '\0' || strlen(cursor) > 2 * MODEL_REF_MAX + 8)) {
+	if (cursor != NULL && (*cursor == '\0' || strlen(cursor) > MODEL_CURSOR_MAX)) {
 		http_reply_bad(r, "cursor", "is not a cursor this server issued");
 		return;
 	}
@@ -403,11 +404,8 @@ api_node_edges(struct http_req *r)
 		return;
 	}
 	if (type != NULL && model_edge_type_index(type) < 0) {
-		http_reply_error(r, 400, "bad_request",
-				 json_pack("{s:s,s:[sssss]}", "field", "type", "allowed",
-					   "depends_on", "runs_on", "connects_to", "part_of",
-					   "owned_by"),
-				 "type: must be one of " MODEL_EDGE_TYPES_LIST);
+		api_reply_not_allowed(r, "type", model_edge_types, MODEL_EDGE_TYPE_COUNT,
+				      "must be one of " MODEL_EDGE_TYPES_LIST);
 		return;
 	}
 	{
@@ -436,11 +434,12 @@ api_node_health(struct http_req *r)
 	state = json_string_value(json_object_get(r->json, "state"));
 	reason = json_string_value(json_object_get(r->json, "reason"));
 	if (!model_health_valid(state)) {
-		http_reply_bad(r, "state", "must be one of ok, degraded, down, unknown");
+		api_reply_not_allowed(r, "state", model_health_states, MODEL_HEALTH_COUNT,
+				      "must be one of " MODEL_HEALTH_LIST);
 		return;
 	}
-	if (reason != NULL && strlen(reason) > 4096) {
-		http_reply_bad(r, "reason", "is longer than 4096 bytes");
+	if (reason != NULL && strlen(reason) > MODEL_HEALTH_REASON_MAX) {
+		http_reply_bad(r, "reason", "is longer than %d bytes", MODEL_HEALTH_REASON_MAX);
 		return;
 	}
 	api_actor_source(r, source); /* status, not an assertion: any write token */

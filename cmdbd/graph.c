@@ -11,53 +11,28 @@
 
 /* ---- Names -------------------------------------------------------------- */
 
-static const char *const edge_type_names[GRAPH_EDGE_TYPES] = {
-    [GRAPH_DEPENDS_ON] = "depends_on",	 [GRAPH_RUNS_ON] = "runs_on",
-    [GRAPH_CONNECTS_TO] = "connects_to", [GRAPH_PART_OF] = "part_of",
-    [GRAPH_OWNED_BY] = "owned_by",
-};
-
-static const char *const health_names[] = {
-    [GRAPH_UNKNOWN] = "unknown",
-    [GRAPH_OK] = "ok",
-    [GRAPH_DEGRADED] = "degraded",
-    [GRAPH_DOWN] = "down",
-};
-#define HEALTH_STATES ((int)(sizeof health_names / sizeof health_names[0]))
-
-static int
-lookup_name(const char *const *names, int n, const char *s)
-{
-	if (s == NULL)
-		return -1;
-	for (int i = 0; i < n; i++)
-		if (strcmp(names[i], s) == 0)
-			return i;
-	return -1;
-}
-
 int
 graph_edge_type_parse(const char *s)
 {
-	return lookup_name(edge_type_names, GRAPH_EDGE_TYPES, s);
+	return model_edge_type_index(s);
 }
 
 const char *
 graph_edge_type_name(int t)
 {
-	return t >= 0 && t < GRAPH_EDGE_TYPES ? edge_type_names[t] : NULL;
+	return model_edge_type_name(t);
 }
 
 int
 graph_health_parse(const char *s)
 {
-	return lookup_name(health_names, HEALTH_STATES, s);
+	return model_health_index(s);
 }
 
 const char *
 graph_health_name(int h)
 {
-	return h >= 0 && h < HEALTH_STATES ? health_names[h] : NULL;
+	return model_health_name(h);
 }
 
 int
@@ -87,8 +62,9 @@ graph_impact_mask_parse(const char *csv, unsigned *mask)
 		size_t len = strcspn(p, ",");
 		int found = -1;
 		for (int t = 0; t < GRAPH_EDGE_TYPES; t++)
-			if (t != GRAPH_OWNED_BY && strlen(edge_type_names[t]) == len &&
-			    memcmp(edge_type_names[t], p, len) == 0)
+			if ((GRAPH_IMPACT_MASK & GRAPH_TYPE_BIT(t)) &&
+			    strlen(model_edge_types[t]) == len &&
+			    memcmp(model_edge_types[t], p, len) == 0)
 				found = t;
 		if (found < 0)
 			return -1;

@@ -34,24 +34,26 @@
 
 #include <jansson.h>
 
+#include "model.h"
+
 typedef struct graph graph;
 
+/* The edge types and health states are the vocabulary's (model.h), with the
+ * same values: graph_edge_type_name(t) == model_edge_type_name(t). */
+#define GRAPH_X_EDGE_ENUM(id, name) GRAPH_##id = MODEL_EDGE_##id,
 enum graph_edge_type {
-	GRAPH_DEPENDS_ON,
-	GRAPH_RUNS_ON,
-	GRAPH_CONNECTS_TO,
-	GRAPH_PART_OF,
-	GRAPH_OWNED_BY,
-	GRAPH_EDGE_TYPES
+	MODEL_EDGE_TYPES(GRAPH_X_EDGE_ENUM, ) GRAPH_EDGE_TYPES = MODEL_EDGE_TYPE_COUNT
 };
+#undef GRAPH_X_EDGE_ENUM
 
 /* The four types that carry impact, as a type_mask for the walks. */
 #define GRAPH_TYPE_BIT(t) (1u << (t))
-#define GRAPH_IMPACT_MASK                                                                          \
-	(GRAPH_TYPE_BIT(GRAPH_DEPENDS_ON) | GRAPH_TYPE_BIT(GRAPH_RUNS_ON) |                        \
-	 GRAPH_TYPE_BIT(GRAPH_CONNECTS_TO) | GRAPH_TYPE_BIT(GRAPH_PART_OF))
+#define GRAPH_X_BIT(id, name) GRAPH_TYPE_BIT(GRAPH_##id)
+#define GRAPH_IMPACT_MASK (MODEL_IMPACT_TYPES(GRAPH_X_BIT, |))
 
-enum graph_health { GRAPH_UNKNOWN, GRAPH_OK, GRAPH_DEGRADED, GRAPH_DOWN };
+#define GRAPH_X_HEALTH_ENUM(id, name) GRAPH_##id = MODEL_HEALTH_##id,
+enum graph_health { MODEL_HEALTH_STATES(GRAPH_X_HEALTH_ENUM, ) };
+#undef GRAPH_X_HEALTH_ENUM
 
 /* Walk direction of graph_subgraph(). */
 enum graph_direction {
@@ -67,8 +69,9 @@ enum graph_direction {
 graph *graph_new(void);
 void graph_free(graph *g);
 
-/* Names <-> values. Parsers return -1 for an unknown (or NULL) name; the
- * name functions return a static string, or NULL for an out-of-range value. */
+/* Names <-> values (model.h's tables). Parsers return -1 for an unknown (or
+ * NULL) name; the name functions return a static string, or NULL for an
+ * out-of-range value. */
 int graph_edge_type_parse(const char *s);
 const char *graph_edge_type_name(int t);
 int graph_health_parse(const char *s);

@@ -10,7 +10,6 @@
 #include "model.h"
 #include "sha256.h"
 
-#define ATTRIBUTES_MAX 65536
 #define TEXT_MAX 1024
 
 static const struct jv_field top_fields[] = {
@@ -112,9 +111,9 @@ check_attrs(const json_t *obj, const char *prefix, const char *field, struct jv_
 {
 	const json_t *a = json_object_get(obj, field);
 
-	if (a != NULL && jv_serialized_size(a) > ATTRIBUTES_MAX)
+	if (a != NULL && jv_serialized_size(a) > MODEL_ATTRIBUTES_MAX)
 		return jv_fail(err, prefix, field, "is larger than %d bytes serialised",
-			       ATTRIBUTES_MAX);
+			       MODEL_ATTRIBUTES_MAX);
 	return true;
 }
 
@@ -285,7 +284,7 @@ manifest_validate(const json_t *m, const struct manifest_limits *lim, struct jv_
 		    version);
 	source = json_string_value(json_object_get(m, "source"));
 	if (!model_source_valid(source))
-		return jv_fail(err, "", "source", "must match [a-z0-9][a-z0-9_.:-]{0,127}");
+		return jv_fail(err, "", "source", "must match " MODEL_SOURCE_PATTERN);
 	/* Hand edits are recorded under api:<token>; a manifest replacing that source
 	 * would silently undo them. */
 	if (strncmp(source, "api:", 4) == 0)

@@ -1,13 +1,32 @@
 /*
- * model.c — identifier syntax: kinds, names, refs, sources, health, edge types.
+ * model.c — the vocabulary's checks: kinds, names, refs, sources, health states,
+ * edge types (the lists themselves are the X-lists of model.h).
  */
 #include "model.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-const char *const model_edge_types[5] = {"depends_on", "runs_on", "connects_to", "part_of",
-					 "owned_by"};
+#define MODEL_X_STR_ITEM(id, name) [MODEL_EDGE_##id] = #name,
+const char *const model_edge_types[MODEL_EDGE_TYPE_COUNT] = {MODEL_EDGE_TYPES(MODEL_X_STR_ITEM, )};
+#undef MODEL_X_STR_ITEM
+
+#define MODEL_X_STR_ITEM(id, name) [MODEL_HEALTH_##id] = #name,
+const char *const model_health_states[MODEL_HEALTH_COUNT] = {
+    MODEL_HEALTH_STATES(MODEL_X_STR_ITEM, )};
+#undef MODEL_X_STR_ITEM
+
+/* The index of s in names[0..n), or -1. */
+static int
+name_index(const char *const *names, int n, const char *s)
+{
+	if (s == NULL)
+		return -1;
+	for (int i = 0; i < n; i++)
+		if (strcmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
 
 static bool
 is_lower_digit(char c)
@@ -113,14 +132,14 @@ model_ref_parse(const char *ref, char *kind, char *name)
 		return "a ref is KIND/NAME (no '/' found)";
 	klen = (size_t)(slash - ref);
 	if (klen == 0 || klen > MODEL_KIND_MAX)
-		return "kind must match [a-z][a-z0-9_]{0,31}";
+		return "kind must match " MODEL_KIND_PATTERN;
 	memcpy(kbuf, ref, klen);
 	kbuf[klen] = '\0';
 	if (!model_kind_valid(kbuf))
-		return "kind must match [a-z][a-z0-9_]{0,31}";
+		return "kind must match " MODEL_KIND_PATTERN;
 	nlen = strlen(slash + 1);
 	if (!model_name_valid(slash + 1, nlen))
-		return "name must be 1-255 bytes of UTF-8 without control characters";
+		return "name must be " MODEL_NAME_RULE;
 	if (kind != NULL)
 		memcpy(kind, kbuf, klen + 1);
 	if (name != NULL)
@@ -128,22 +147,34 @@ model_ref_parse(const char *ref, char *kind, char *name)
 	return NULL;
 }
 
-bool
-model_health_valid(const char *state)
-{
-	return state != NULL && (strcmp(state, "ok") == 0 || strcmp(state, "degraded") == 0 ||
-				 strcmp(state, "down") == 0 || strcmp(state, "unknown") == 0);
-}
-
 int
 model_edge_type_index(const char *type)
 {
-	if (type == NULL)
-		return -1;
-	for (int i = 0; i < 5; i++)
-		if (strcmp(type, model_edge_types[i]) == 0)
-			return i;
-	return -1;
+	return name_index(model_edge_types, MODEL_EDGE_TYPE_COUNT, type);
+}
+
+int
+model_health_index(const char *state)
+{
+	return name_index(model_health_states, MODEL_HEALTH_COUNT, state);
+}
+
+const char *
+model_edge_type_name(int type)
+{
+	return type >= 0 && type < MODEL_EDGE_TYPE_COUNT ? model_edge_types[type] : NULL;
+}
+
+const char *
+model_health_name(int state)
+{
+	return state >= 0 && state < MODEL_HEALTH_COUNT ? model_health_states[state] : NULL;
+}
+
+bool
+model_health_valid(const char *state)
+{
+	return model_health_index(state) >= 0;
 }
 
 static int

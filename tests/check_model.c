@@ -298,14 +298,25 @@ END_TEST
 
 START_TEST(test_health)
 {
-	const char *good[] = {"ok", "degraded", "down", "unknown"};
+	const char *spec[] = {"ok", "degraded", "down", "unknown"};
 	const char *bad[] = {"", "OK", "up", "down ", " ok", "unknow", "healthy"};
 
-	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
-		ck_assert_msg(model_health_valid(good[i]), "%s", good[i]);
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+	ck_assert_int_eq(MODEL_HEALTH_COUNT, 4);
+	for (int i = 0; i < 4; i++) {
+		ck_assert_msg(model_health_valid(spec[i]), "%s", spec[i]);
+		ck_assert_int_eq(model_health_index(spec[i]), i);
+		ck_assert_str_eq(model_health_name(i), spec[i]);
+		ck_assert_str_eq(model_health_states[i], spec[i]);
+	}
+	ck_assert_int_eq(MODEL_HEALTH_UNKNOWN, 3);
+	ck_assert_str_eq(MODEL_HEALTH_LIST, "ok, degraded, down, unknown");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		ck_assert_msg(!model_health_valid(bad[i]), "\"%s\"", bad[i]);
+		ck_assert_int_eq(model_health_index(bad[i]), -1);
+	}
 	ck_assert(!model_health_valid(NULL));
+	ck_assert_ptr_null(model_health_name(-1));
+	ck_assert_ptr_null(model_health_name(MODEL_HEALTH_COUNT));
 }
 END_TEST
 
@@ -314,20 +325,50 @@ START_TEST(test_edge_types)
 	const char *spec[] = {"depends_on", "runs_on", "connects_to", "part_of", "owned_by"};
 	char list[128] = "";
 
+	ck_assert_int_eq(MODEL_EDGE_TYPE_COUNT, 5);
 	for (int i = 0; i < 5; i++) {
 		ck_assert_str_eq(model_edge_types[i], spec[i]);
+		ck_assert_str_eq(model_edge_type_name(i), spec[i]);
 		ck_assert_int_eq(model_edge_type_index(spec[i]), i);
 		if (i > 0)
 			strcat(list, ", ");
 		strcat(list, spec[i]);
 	}
-	/* The list used in error messages says the same as the table. */
+	/* The lists used in error messages say the same as the table; the impact
+	 * types are its first four. */
 	ck_assert_str_eq(MODEL_EDGE_TYPES_LIST, list);
+	ck_assert_int_eq(MODEL_IMPACT_TYPE_COUNT, 4);
+	ck_assert_int_eq(MODEL_EDGE_OWNED_BY, 4);
+	ck_assert_str_eq(MODEL_IMPACT_TYPES_LIST, "depends_on, runs_on, connects_to, part_of");
+	/* Any separator: the client's help text spells the list with spaces. */
+	ck_assert_str_eq(MODEL_EDGE_TYPES(MODEL_X_STR, " "),
+			 "depends_on runs_on connects_to part_of owned_by");
 	ck_assert_int_eq(model_edge_type_index("DEPENDS_ON"), -1);
 	ck_assert_int_eq(model_edge_type_index("depends"), -1);
 	ck_assert_int_eq(model_edge_type_index("depends_on "), -1);
 	ck_assert_int_eq(model_edge_type_index(""), -1);
 	ck_assert_int_eq(model_edge_type_index(NULL), -1);
+	ck_assert_ptr_null(model_edge_type_name(-1));
+	ck_assert_ptr_null(model_edge_type_name(MODEL_EDGE_TYPE_COUNT));
+}
+END_TEST
+
+/* Each length in model.h agrees with the pattern or rule that spells it in
+ * messages; the limits are ordered as the API needs. */
+START_TEST(test_vocabulary_agrees)
+{
+	char want[32];
+
+	snprintf(want, sizeof(want), "{0,%d}", MODEL_KIND_MAX - 1);
+	ck_assert_ptr_nonnull(strstr(MODEL_KIND_PATTERN, want));
+	snprintf(want, sizeof(want), "{0,%d}", MODEL_SOURCE_MAX - 1);
+	ck_assert_ptr_nonnull(strstr(MODEL_SOURCE_PATTERN, want));
+	snprintf(want, sizeof(want), "1-%d bytes ", MODEL_NAME_MAX);
+	ck_assert_ptr_eq(strstr(MODEL_NAME_RULE, want), MODEL_NAME_RULE);
+	ck_assert_int_le(MODEL_PAGE_DEFAULT, MODEL_PAGE_MAX);
+	ck_assert_int_le(MODEL_WALK_DEFAULT, MODEL_WALK_MAX);
+	/* A cursor is the hex of a ref: the longest ref's fits. */
+	ck_assert_int_ge(MODEL_CURSOR_MAX, 2 * MODEL_REF_MAX);
 }
 END_TEST
 
@@ -414,6 +455,7 @@ suite_model(void)
 	tcase_add_test(tc, test_ref_limits);
 	tcase_add_test(tc, test_health);
 	tcase_add_test(tc, test_edge_types);
+	tcase_add_test(tc, test_vocabulary_agrees);
 	tcase_add_loop_test(tc, test_percent_table, 0, N(pct));
 	tcase_add_test(tc, test_percent_no_out_len);
 #undef N
