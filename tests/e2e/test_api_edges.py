@@ -60,6 +60,8 @@ class Edges(ServerTestCase):
             with self.subTest(type=t):
                 r = self.srv.put_edge("service/u-a", t, "service/u-b")
                 self.assertError(r, 400, None, ["type"] + list(EDGE_TYPES))
+                self.assertEqual(r[2]["error"]["details"],
+                                 {"field": "type", "allowed": list(EDGE_TYPES)})
 
     def test_missing_endpoints_422(self):
         self.nodes("service/m-a")

@@ -230,6 +230,10 @@ class NodeHealth(ServerTestCase):
                             ({"state": "ok", "extra": 1}, "extra")):
             with self.subTest(body=body):
                 self.assertError(s.put(p, body), 400, None, [field])
+        # A state outside the vocabulary: the 400 lists the states (model.h).
+        r = s.put(p, {"state": "broken"})
+        self.assertEqual(r[2]["error"]["details"],
+                         {"field": "state", "allowed": ["ok", "degraded", "down", "unknown"]})
         self.assertEqual(s.get(node_path("service/hl-v"))[2]["health"], "unknown")
 
     def test_health_missing_node(self):
