@@ -1,6 +1,7 @@
 /*
  * graph_impl.h — private layout of the in-memory graph, shared by graph.c
- * (storage and mutations) and graph_query*.c (the queries). Not for other
+ * (storage and mutations), graph_query.c and graph_rootcause.c (the queries),
+ * graph_dot.c (Graphviz) and graph_image.c (node images). Not for other
  * modules: use graph.h.
  */
 #ifndef CMDBD_GRAPH_IMPL_H
@@ -207,5 +208,33 @@ void graph_sources_free(graph *g);
 
 /* Byte-order comparison of refs through pointers, for qsort. */
 int graph_cmp_refp(const void *a, const void *b);
+
+/* ---- The subgraph (graph_query.c), rendered as JSON there and as Graphviz in
+ * graph_dot.c ------------------------------------------------------------- */
+
+struct graph_sub_node {
+	const char *ref;
+	uint32_t idx, depth;
+};
+
+struct graph_sub_edge {
+	uint32_t from, to;
+	int type;
+	char *const *refs; /* for sorting */
+};
+
+struct graph_sub {
+	uint32_t root;
+	struct graph_sub_node *nodes; /* by depth, then ref */
+	size_t n;
+	struct graph_sub_edge *edges; /* by (from, type name, to) */
+	size_t ne;
+};
+
+/* The subgraph graph_subgraph() describes, into *s: 0 (release it with
+ * graph_sub_release()), or -1 with errno EINVAL (not a live node, a bad
+ * direction) or ENOMEM, and nothing to release. */
+int graph_sub_collect(graph *g, long root, int depth, int direction, struct graph_sub *s);
+void graph_sub_release(struct graph_sub *s);
 
 #endif

@@ -1,7 +1,8 @@
 /*
  * graph_query.c — the breadth-first walks over the in-memory graph and the
  * queries built on them: dependents, dependencies, owners, path and the
- * subgraph (JSON and Graphviz). Rootcause lives in graph_rootcause.c.
+ * subgraph (as JSON; graph_dot.c renders it as Graphviz). Rootcause lives in
+ * graph_rootcause.c.
  *
  * Every query returns a new jansson value the caller owns. Scratch space
  * (queue, depths, parents, visit marks) belongs to the graph and is reused;
@@ -552,29 +553,10 @@ graph_owners(graph *g, long node)
 
 /* ---- Subgraph ----------------------------------------------------------- */
 
-struct sub_node {
-	const char *ref;
-	uint32_t idx, depth;
-};
-
-struct sub_edge {
-	uint32_t from, to;
-	int type;
-	char *const *refs; /* for sorting */
-};
-
-struct subgraph {
-	uint32_t root;
-	struct sub_node *nodes;
-	size_t n;
-	struct sub_edge *edges;
-	size_t ne;
-};
-
 static int
 cmp_sub_node(const void *pa, const void *pb)
 {
-	const struct sub_node *a = pa, *b = pb;
+	const struct graph_sub_node *a = pa, *b = pb;
 	if (a->depth != b->depth)
 		return a->depth < b->depth ? -1 : 1;
 	return strcmp(a->ref, b->ref);
@@ -583,7 +565,7 @@ cmp_sub_node(const void *pa, const void *pb)
 static int
 cmp_sub_edge(const void *pa, const void *pb)
 {
-	const struct sub_edge *a = pa, *b = pb;
+	const struct graph_sub_edge *a = pa, *b = pb;
 	int c = strcmp(a->refs[a->from], b->refs[b->from]);
 	if (c == 0)
 		c = strcmp(graph_edge_type_name(a->type), graph_edge_type_name(b->type));
@@ -592,8 +574,8 @@ cmp_sub_edge(const void *pa, const void *pb)
 	return c;
 }
 
-static void
-sub_free(struct subgraph *s)
+void
+graph_sub_release(struct graph_sub *s)
 {
 	free(s->nodes);
 	free(s->edges);
@@ -602,14 +584,14 @@ sub_free(struct subgraph *s)
 /* Appends the walk result (node, depth) pairs in `dir` to s->nodes
  * (unmerged; sub_collect merges). */
 static int
-sub_walk(graph *g, struct subgraph *s, int depth, int dir, size_t *cap)
+sub_walk(graph *g, struct graph_sub *s, int depth, int dir, size_t *cap)
 {
 	size_t n;
 	if (graph_walk(g, s->root, dir, GRAPH_IMPACT_MASK, depth, GRAPH_NONE, &n))
 		return -1;
 	if (s->n + n > *cap) {
 		size_t ncap = s->n + n;
-		struct sub_node *nv = realloc(s->nodes, ncap * sizeof *nv);
+		struct graph_sub_node *nv = realloc(s->nodes, ncap * sizeof *nv);
 		if (nv == NULL)
 			return -1;
 		s->nodes = nv;
@@ -617,7 +599,7 @@ sub_walk(graph *g, struct subgraph *s, int depth, int dir, size_t *cap)
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint32_t v = g->queue[i];
-		s->nodes[s->n++] = (struct sub_node){g->ref[v], v, g->depth[v]};
+		s->nodes[s->n++] = (struct graph_sub_node){g->ref[v], v, g->depth[v]};
 	}
 	return 0;
 }
@@ -625,9 +607,9 @@ sub_walk(graph *g, struct subgraph *s, int depth, int dir, size_t *cap)
 /* Nodes within `depth` of the root in `direction`, each once at its least
  * depth, and the stored edges among them, both sorted. */
 static int
-sub_collect(graph *g, uint32_t root, int depth, int direction, struct subgraph *s)
+sub_collect(graph *g, uint32_t root, int depth, int direction, struct graph_sub *s)
 {
-	*s = (struct subgraph){.root = root};
+	*s = (struct graph_sub){.root = root};
 	size_t cap = 0;
 	if (((direction & GRAPH_DIR_DEPENDENTS) &&
 	     sub_walk(g, s, depth, GRAPH_DIR_DEPENDENTS, &cap)) ||
@@ -639,7 +621,7 @@ sub_collect(graph *g, uint32_t root, int depth, int direction, struct subgraph *
 	 * least depth. */
 	size_t m = 0;
 	for (size_t i = 0; i < s->n; i++) {
-		struct sub_node x = s->nodes[i];
+		struct graph_sub_node x = s->nodes[i];
 		if (g->mark[x.idx] != g->epoch) {
 			g->mark[x.idx] = g->epoch;
 			g->depth[x.idx] = x.depth;
@@ -660,14 +642,14 @@ sub_collect(graph *g, uint32_t root, int depth, int direction, struct subgraph *
 				continue;
 			if (s->ne == ecap) {
 				size_t ncap = ecap ? ecap * 2 : 16;
-				struct sub_edge *ne = realloc(s->edges, ncap * sizeof *ne);
+				struct graph_sub_edge *ne = realloc(s->edges, ncap * sizeof *ne);
 				if (ne == NULL)
 					goto fail;
 				s->edges = ne;
 				ecap = ncap;
 			}
 			s->edges[s->ne++] =
-			    (struct sub_edge){u, v, GRAPH_ENT_TYPE(out->e[k]), g->ref};
+			    (struct graph_sub_edge){u, v, GRAPH_ENT_TYPE(out->e[k]), g->ref};
 		}
 	}
 	qsort(s->nodes, s->n, sizeof *s->nodes, cmp_sub_node);
@@ -675,14 +657,13 @@ sub_collect(graph *g, uint32_t root, int depth, int direction, struct subgraph *
 		qsort(s->edges, s->ne, sizeof *s->edges, cmp_sub_edge);
 	return 0;
 fail:
-	sub_free(s);
+	graph_sub_release(s);
 	errno = ENOMEM;
 	return -1;
 }
 
-/* Checks the arguments (EINVAL) and collects the subgraph into s. 0, or -1. */
-static int
-sub_begin(graph *g, long root, int depth, int direction, struct subgraph *s)
+int
+graph_sub_collect(graph *g, long root, int depth, int direction, struct graph_sub *s)
 {
 	if (g == NULL || !graph_live(g, root) ||
 	    (direction != GRAPH_DIR_DEPENDENTS && direction != GRAPH_DIR_DEPENDENCIES &&
@@ -694,7 +675,7 @@ sub_begin(graph *g, long root, int depth, int direction, struct subgraph *s)
 }
 
 static json_t *
-sub_node_json(const graph *g, const struct sub_node *x)
+sub_node_json(const graph *g, const struct graph_sub_node *x)
 {
 	const char *slash = strchr(x->ref, '/');
 	return json_pack("{s:s,s:s%,s:s,s:I}", "ref", x->ref, "kind", x->ref,
@@ -705,8 +686,8 @@ sub_node_json(const graph *g, const struct sub_node *x)
 json_t *
 graph_subgraph(graph *g, long root, int depth, int direction)
 {
-	struct subgraph s;
-	if (sub_begin(g, root, depth, direction, &s))
+	struct graph_sub s;
+	if (graph_sub_collect(g, root, depth, direction, &s))
 		return NULL;
 	json_t *nodes = json_array(), *edges = json_array();
 	for (size_t i = 0; nodes != NULL && i < s.n; i++)
@@ -720,101 +701,10 @@ graph_subgraph(graph *g, long root, int depth, int direction)
 			json_decref(edges);
 			edges = NULL;
 		}
-	sub_free(&s);
+	graph_sub_release(&s);
 	json_t *res =
 	    json_pack("{s:s,s:o,s:o}", "root", g->ref[root], "nodes", nodes, "edges", edges);
 	if (res == NULL)
 		errno = ENOMEM;
 	return res;
-}
-
-/* ---- Graphviz ----------------------------------------------------------- */
-
-/* Appends `n` bytes of s for use inside a DOT double-quoted string:
- * quotes and backslashes escaped (a name ending in '\' must not escape the
- * closing quote), control characters — which valid names never hold —
- * replaced by '?'. Used for ids and labels alike, so ids stay consistent. */
-static void
-dot_escaped(struct strbuf *b, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\')
-			strbuf_add(b, "\\", 1);
-		if (c < 0x20 || c == 0x7f)
-			strbuf_add(b, "?", 1);
-		else
-			strbuf_add(b, &s[i], 1);
-	}
-}
-
-static void
-dot_id(struct strbuf *b, const char *ref)
-{
-	strbuf_add(b, "\"", 1);
-	dot_escaped(b, ref, strlen(ref));
-	strbuf_add(b, "\"", 1);
-}
-
-static const char *
-health_colour(int h)
-{
-	switch (h) {
-	case GRAPH_OK:
-		return "palegreen";
-	case GRAPH_DEGRADED:
-		return "gold";
-	case GRAPH_DOWN:
-		return "tomato";
-	default:
-		return "lightgrey";
-	}
-}
-
-static void
-dot_node(struct strbuf *b, const graph *g, const struct sub_node *x, uint32_t root)
-{
-	const char *slash = strchr(x->ref, '/');
-	strbuf_puts(b, "  ");
-	dot_id(b, x->ref);
-	strbuf_puts(b, " [label=\"");
-	dot_escaped(b, x->ref, (size_t)(slash - x->ref));
-	strbuf_puts(b, "\\n");
-	dot_escaped(b, slash + 1, strlen(slash + 1));
-	strbuf_puts(b, "\", fillcolor=\"");
-	strbuf_puts(b, health_colour(g->health[x->idx]));
-	strbuf_puts(b, "\", tooltip=\"health: ");
-	strbuf_puts(b, graph_health_name(g->health[x->idx]));
-	strbuf_puts(b, x->idx == root ? "\", penwidth=3];\n" : "\"];\n");
-}
-
-char *
-graph_subgraph_dot(graph *g, long root, int depth, int direction)
-{
-	struct subgraph s;
-	if (sub_begin(g, root, depth, direction, &s))
-		return NULL;
-	struct strbuf b = STRBUF_INIT;
-	strbuf_puts(&b, "digraph cmdb {\n"
-			"  rankdir=LR;\n"
-			"  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n"
-			"  edge [fontname=\"Helvetica\", fontsize=10];\n");
-	for (size_t i = 0; i < s.n; i++)
-		dot_node(&b, g, &s.nodes[i], (uint32_t)root);
-	for (size_t i = 0; i < s.ne; i++) {
-		strbuf_puts(&b, "  ");
-		dot_id(&b, g->ref[s.edges[i].from]);
-		strbuf_puts(&b, " -> ");
-		dot_id(&b, g->ref[s.edges[i].to]);
-		strbuf_puts(&b, " [label=\"");
-		strbuf_puts(&b, graph_edge_type_name(s.edges[i].type));
-		strbuf_puts(&b,
-			    s.edges[i].type == GRAPH_OWNED_BY ? "\", style=dashed];\n" : "\"];\n");
-	}
-	strbuf_puts(&b, "}\n");
-	sub_free(&s);
-	char *text = strbuf_detach(&b, NULL);
-	if (text == NULL)
-		errno = ENOMEM;
-	return text;
 }

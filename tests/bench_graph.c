@@ -4,8 +4,8 @@
  * of `make test`.
  *
  * Build and run from the project root:
- *   gcc -std=c11 -D_GNU_SOURCE -O2 -Icmdbd tests/bench_graph.c cmdbd/graph.c \
- *       cmdbd/graph_query.c cmdbd/graph_rootcause.c -ljansson -o build/bench_graph
+ *   gcc -std=c11 -D_GNU_SOURCE -O2 -Icmdbd tests/bench_graph.c cmdbd/graph*.c \
+ *       cmdbd/model.c cmdbd/strbuf.c -ljansson -o build/bench_graph
  *   build/bench_graph [seed [dense]]
  *
  * The map is layered like a real estate: load balancers connect to
