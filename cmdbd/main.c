@@ -11,11 +11,11 @@
 
 #include <libpq-fe.h>
 
+#include "cmd_token.h"
 #include "config.h"
 #include "log.h"
 #include "migrate.h"
 #include "server.h"
-#include "token.h"
 
 #ifndef CMDB_VERSION
 #define CMDB_VERSION "0.1.0"

@@ -1,19 +1,18 @@
 /*
- * token.h — API tokens: making them, hashing them, matching them, and `cmdbd token`.
+ * token.h — API tokens: making them, hashing them, matching them (`cmdbd token`
+ * is cmd_token.h).
  *
  * A token is "cmdb_" followed by 64 lower-case hex digits (32 random bytes). The
  * database stores only its SHA-256 in hex (tokens.hash); the server hashes the bearer
  * token of a request and looks the hash up, comparing with token_ct_equal().
  *
- * Everything here except token_cli() is pure, allocation-free and thread-safe.
+ * Everything here is pure, allocation-free and thread-safe.
  */
 #ifndef CMDBD_TOKEN_H
 #define CMDBD_TOKEN_H
 
 #include <stdbool.h>
 #include <stddef.h>
-
-#include <libpq-fe.h>
 
 #define TOKEN_PREFIX "cmdb_"
 #define TOKEN_PREFIX_LEN 5
@@ -47,23 +46,5 @@ bool token_name_valid(const char *name);
 /* Parse a lifetime "90d", "12h", "30m" or "45s" (a positive integer and one unit) into
  * seconds. Returns 0, or -1 when malformed, zero or longer than TOKEN_MAX_LIFETIME_S. */
 int token_parse_duration(const char *text, long long *seconds);
-
-/*
- * `cmdbd token ...`. argv[0] is "token" (main passes its argv from the subcommand on):
- *
- *   token create --name N --scope read|write|admin [--source GLOB] [--expires 90d]
- *   token list
- *   token revoke NAME
- *
- * create prints the new token alone on one line of stdout, once, and nothing else
- * there; list prints a table on stdout (never the hashes); messages go to stderr. After
- * create and revoke it notifies channel "cmdb_tokens" (payload: the token name) so that
- * running servers reload their token cache.
- *
- * The arguments are checked before conn is used, so a usage error returns 2 even when
- * conn is NULL. Blocks (synchronous libpq). Returns the process exit code: 0 ok,
- * 1 failure (database error, duplicate name, unknown name), 2 usage.
- */
-int token_cli(int argc, char **argv, PGconn *conn);
 
 #endif

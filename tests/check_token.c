@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "migrate.h"
+#include "cmd_token.h"
 #include "token.h"
 #include "pgtest.h"
 
