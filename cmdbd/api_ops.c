@@ -69,39 +69,14 @@ api_metrics(struct http_req *r)
 	char *buf = NULL;
 	size_t len = 0;
 	struct db_stats st;
+	graph *g = server_graph();
 	int rc;
 
 	db_get_stats(server_db(), &st);
 	rc = metrics_render(&buf, &len);
-	rc |= metrics_appendf(
-	    &buf, &len,
-	    "# HELP cmdb_db_connections Database pool connections by state.\n"
-	    "# TYPE cmdb_db_connections gauge\n"
-	    "cmdb_db_connections{state=\"total\"} %d\n"
-	    "cmdb_db_connections{state=\"up\"} %d\n"
-	    "cmdb_db_connections{state=\"busy\"} %d\n"
-	    "# HELP cmdb_db_queue_depth Statements waiting for a connection.\n"
-	    "# TYPE cmdb_db_queue_depth gauge\ncmdb_db_queue_depth %d\n"
-	    "# HELP cmdb_db_queries_total Statements completed.\n"
-	    "# TYPE cmdb_db_queries_total counter\ncmdb_db_queries_total %lu\n"
-	    "# HELP cmdb_db_errors_total Statements that failed.\n"
-	    "# TYPE cmdb_db_errors_total counter\ncmdb_db_errors_total %lu\n"
-	    "# HELP cmdb_db_unavailable_total Statements refused: no connection.\n"
-	    "# TYPE cmdb_db_unavailable_total counter\ncmdb_db_unavailable_total %lu\n"
-	    "# HELP cmdb_db_retries_total Statements retried after a deadlock or "
-	    "serialization failure.\n"
-	    "# TYPE cmdb_db_retries_total counter\ncmdb_db_retries_total %lu\n"
-	    "# HELP cmdb_db_connects_total Connection attempts.\n"
-	    "# TYPE cmdb_db_connects_total counter\ncmdb_db_connects_total %lu\n"
-	    "# HELP cmdb_graph_nodes Nodes in the in-memory graph.\n"
-	    "# TYPE cmdb_graph_nodes gauge\ncmdb_graph_nodes %zu\n"
-	    "# HELP cmdb_graph_edges Edges in the in-memory graph.\n"
-	    "# TYPE cmdb_graph_edges gauge\ncmdb_graph_edges %zu\n"
-	    "# HELP cmdb_change_seq Last change-log seq applied to the graph.\n"
-	    "# TYPE cmdb_change_seq gauge\ncmdb_change_seq %lld\n",
-	    st.total, st.up, st.busy, st.queued, st.queries, st.errors, st.unavailable, st.retries,
-	    st.reconnects, graph_node_count(server_graph()), graph_edge_count(server_graph()),
-	    applied_seq());
+	rc |= metrics_render_db(&buf, &len, &st);
+	rc |= metrics_render_graph(&buf, &len, graph_node_count(g), graph_edge_count(g),
+				   applied_seq());
 	if (rc != 0 || buf == NULL) {
 		free(buf);
 		http_reply_error(r, 500, "internal", NULL, "could not render metrics");

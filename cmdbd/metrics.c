@@ -1,5 +1,5 @@
 /*
- * metrics.c — counters and histograms, rendered in Prometheus text format.
+ * metrics.c — counters, histograms and gauges, rendered in Prometheus text format.
  */
 #include "metrics.h"
 
@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
 #include "router.h"
 
 #define MAX_ROUTES 64
@@ -155,4 +156,44 @@ metrics_render(char **buf, size_t *len)
 		rc |= metrics_appendf(buf, len, "cmdb_manifests_total{outcome=\"%s\"} %lu\n",
 				      manifest_outcomes[i], manifest_counts[i]);
 	return rc ? -1 : 0;
+}
+
+int
+metrics_render_db(char **buf, size_t *len, const struct db_stats *st)
+{
+	return metrics_appendf(
+	    buf, len,
+	    "# HELP cmdb_db_connections Database pool connections by state.\n"
+	    "# TYPE cmdb_db_connections gauge\n"
+	    "cmdb_db_connections{state=\"total\"} %d\n"
+	    "cmdb_db_connections{state=\"up\"} %d\n"
+	    "cmdb_db_connections{state=\"busy\"} %d\n"
+	    "# HELP cmdb_db_queue_depth Statements waiting for a connection.\n"
+	    "# TYPE cmdb_db_queue_depth gauge\ncmdb_db_queue_depth %d\n"
+	    "# HELP cmdb_db_queries_total Statements completed.\n"
+	    "# TYPE cmdb_db_queries_total counter\ncmdb_db_queries_total %lu\n"
+	    "# HELP cmdb_db_errors_total Statements that failed.\n"
+	    "# TYPE cmdb_db_errors_total counter\ncmdb_db_errors_total %lu\n"
+	    "# HELP cmdb_db_unavailable_total Statements refused: no connection.\n"
+	    "# TYPE cmdb_db_unavailable_total counter\ncmdb_db_unavailable_total %lu\n"
+	    "# HELP cmdb_db_retries_total Statements retried after a deadlock or "
+	    "serialization failure.\n"
+	    "# TYPE cmdb_db_retries_total counter\ncmdb_db_retries_total %lu\n"
+	    "# HELP cmdb_db_connects_total Connection attempts.\n"
+	    "# TYPE cmdb_db_connects_total counter\ncmdb_db_connects_total %lu\n",
+	    st->total, st->up, st->busy, st->queued, st->queries, st->errors, st->unavailable,
+	    st->retries, st->reconnects);
+}
+
+int
+metrics_render_graph(char **buf, size_t *len, size_t nodes, size_t edges, long long seq)
+{
+	return metrics_appendf(buf, len,
+			       "# HELP cmdb_graph_nodes Nodes in the in-memory graph.\n"
+			       "# TYPE cmdb_graph_nodes gauge\ncmdb_graph_nodes %zu\n"
+			       "# HELP cmdb_graph_edges Edges in the in-memory graph.\n"
+			       "# TYPE cmdb_graph_edges gauge\ncmdb_graph_edges %zu\n"
+			       "# HELP cmdb_change_seq Last change-log seq applied to the graph.\n"
+			       "# TYPE cmdb_change_seq gauge\ncmdb_change_seq %lld\n",
+			       nodes, edges, seq);
 }

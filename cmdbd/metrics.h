@@ -1,11 +1,15 @@
 /*
- * metrics.h — request counters and latency histograms for /metrics (Prometheus
- * text format). Single-threaded: called only from the event loop.
+ * metrics.h — /metrics in Prometheus text format: request counters, latency
+ * histograms and manifest outcomes kept here, and the gauges of the database
+ * pool and of the in-memory graph rendered from values the caller reads.
+ * Single-threaded: called only from the event loop.
  */
 #ifndef CMDB_METRICS_H
 #define CMDB_METRICS_H
 
 #include <stddef.h>
+
+struct db_stats;
 
 /* Records one answered request. route is a router name or "none". */
 void metrics_observe_request(const char *route, int status, double seconds);
@@ -19,7 +23,16 @@ void metrics_count_manifest(const char *outcome);
  */
 int metrics_render(char **buf, size_t *len);
 
-/* printf-append helper shared with the gauges in api_ops.c. Returns 0 or -1. */
+/* Appends the database pool's state (db_get_stats()): connections by state, the
+ * queue, statements completed, failed, refused and retried, connection attempts.
+ * Same buffer contract as metrics_render(). Returns 0 or -1. */
+int metrics_render_db(char **buf, size_t *len, const struct db_stats *st);
+
+/* Appends the in-memory graph's size and the last change-log seq applied to it.
+ * Returns 0 or -1. */
+int metrics_render_graph(char **buf, size_t *len, size_t nodes, size_t edges, long long seq);
+
+/* The printf-append every render function uses. Returns 0 or -1. */
 int metrics_appendf(char **buf, size_t *len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -1,6 +1,6 @@
 /*
- * check_metrics.c — request counters, latency histograms and manifest counts
- * (cmdbd/metrics.c) in Prometheus text format.
+ * check_metrics.c — request counters, latency histograms, manifest counts and the
+ * pool's and graph's gauges (cmdbd/metrics.c) in Prometheus text format.
  *
  * The counters are process-global and cannot be reset, so every test compares the
  * rendered values before and after what it records (it works with CK_FORK=no too).
@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
 #include "metrics.h"
 
 static char *
@@ -163,20 +164,16 @@ START_TEST(test_manifest_counts)
 }
 END_TEST
 
-/* Every line is a comment (# HELP / # TYPE) or `name{labels} value`; every metric
- * family has HELP and TYPE before its samples. */
-START_TEST(test_format)
+/* Every line of text is a comment (# HELP / # TYPE) or `name{labels} value`, and
+ * each of the families ("name type") has its TYPE line. Consumes text. */
+static void
+assert_format(char *text, const char *const *families, size_t nfamilies)
 {
 	regex_t sample_re, comment_re;
-	char *text, *line, *save = NULL;
-	const char *families[] = {"cmdb_http_requests_total counter",
-				  "cmdb_http_request_duration_seconds histogram",
-				  "cmdb_manifests_total counter"};
+	char *line, *save = NULL;
 
-	metrics_observe_request("healthz", 200, 0.0001);
-	text = render();
 	ck_assert_int_eq(text[strlen(text) - 1], '\n');
-	for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+	for (size_t i = 0; i < nfamilies; i++) {
 		char want[128];
 
 		snprintf(want, sizeof(want), "# TYPE %s\n", families[i]);
@@ -195,7 +192,73 @@ START_TEST(test_format)
 			      "bad line: %s", line);
 	regfree(&sample_re);
 	regfree(&comment_re);
+}
+
+START_TEST(test_format)
+{
+	static const char *const families[] = {"cmdb_http_requests_total counter",
+					       "cmdb_http_request_duration_seconds histogram",
+					       "cmdb_manifests_total counter"};
+	char *text;
+
+	metrics_observe_request("healthz", 200, 0.0001);
+	text = render();
+	assert_format(text, families, sizeof(families) / sizeof(families[0]));
 	free(text);
+}
+END_TEST
+
+/* The pool's and the graph's gauges show the values they are given, each under
+ * its own series, in the same format. */
+START_TEST(test_gauges)
+{
+	static const char *const families[] = {"cmdb_db_connections gauge",
+					       "cmdb_db_queue_depth gauge",
+					       "cmdb_db_queries_total counter",
+					       "cmdb_db_errors_total counter",
+					       "cmdb_db_unavailable_total counter",
+					       "cmdb_db_retries_total counter",
+					       "cmdb_db_connects_total counter",
+					       "cmdb_graph_nodes gauge",
+					       "cmdb_graph_edges gauge",
+					       "cmdb_change_seq gauge"};
+	static const struct {
+		const char *series;
+		double want;
+	} samples[] = {
+	    {"cmdb_db_connections{state=\"total\"}", 4},
+	    {"cmdb_db_connections{state=\"up\"}", 3},
+	    {"cmdb_db_connections{state=\"busy\"}", 2},
+	    {"cmdb_db_queue_depth", 7},
+	    {"cmdb_db_queries_total", 1000001},
+	    {"cmdb_db_errors_total", 11},
+	    {"cmdb_db_unavailable_total", 12},
+	    {"cmdb_db_retries_total", 13},
+	    {"cmdb_db_connects_total", 14},
+	    {"cmdb_graph_nodes", 100000},
+	    {"cmdb_graph_edges", 987654},
+	    {"cmdb_change_seq", 4242424242.0},
+	};
+	struct db_stats st = {.total = 4,
+			      .up = 3,
+			      .busy = 2,
+			      .queued = 7,
+			      .queries = 1000001,
+			      .errors = 11,
+			      .unavailable = 12,
+			      .retries = 13,
+			      .reconnects = 14};
+	char *buf = NULL;
+	size_t len = 0;
+
+	ck_assert_int_eq(metrics_render_db(&buf, &len, &st), 0);
+	ck_assert_int_eq(metrics_render_graph(&buf, &len, 100000, 987654, 4242424242LL), 0);
+	ck_assert_uint_eq(strlen(buf), len);
+	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++)
+		ck_assert_msg(sample(buf, samples[i].series) == samples[i].want, "%s: %g",
+			      samples[i].series, sample(buf, samples[i].series));
+	assert_format(buf, families, sizeof(families) / sizeof(families[0]));
+	free(buf);
 }
 END_TEST
 
@@ -228,6 +291,7 @@ suite_metrics(void)
 	tcase_add_test(tc, test_many_statuses);
 	tcase_add_test(tc, test_manifest_counts);
 	tcase_add_test(tc, test_format);
+	tcase_add_test(tc, test_gauges);
 	tcase_add_test(tc, test_appendf);
 	suite_add_tcase(s, tc);
 	return s;
