@@ -358,6 +358,57 @@ run_handler(struct http_req *r)
 	router_handler(r->route)(r);
 }
 
+/*
+ * The one place an auth verdict becomes a reply: 401 (with WWW-Authenticate) when
+ * the caller is not known, 403 when it is but may not do this, 503 when the check
+ * itself could not be made. Everything else refuses: failures are closed.
+ */
+static void
+auth_done(void *arg, const struct auth_result *res)
+{
+	struct http_req *r = arg;
+	const char *who = res->tok.name;
+
+	switch (res->verdict) {
+	case AUTH_OK:
+		r->tok = res->tok;
+		run_handler(r);
+		return;
+	case AUTH_MISSING:
+		http_reply_error(r, 401, "unauthorized", NULL,
+				 "missing Authorization: Bearer <token> header");
+		return;
+	case AUTH_BAD_SCHEME:
+		http_reply_error(r, 401, "unauthorized", NULL,
+				 "the Authorization header must use the Bearer scheme");
+		return;
+	case AUTH_REVOKED:
+		http_reply_error(r, 401, "unauthorized", NULL, "token %s has been revoked", who);
+		return;
+	case AUTH_EXPIRED:
+		http_reply_error(r, 401, "unauthorized", NULL, "token %s has expired", who);
+		return;
+	case AUTH_FORBIDDEN:
+		r->tok = res->tok;
+		http_reply_error(r, 403, "forbidden",
+				 json_pack("{s:s,s:s}", "scope", auth_scope_name(res->tok.scope),
+					   "required", auth_scope_name(res->need)),
+				 "token %s has scope %s; this needs %s", who,
+				 auth_scope_name(res->tok.scope), auth_scope_name(res->need));
+		return;
+	case AUTH_UNAVAILABLE:
+		http_reply_error(r, 503, "unavailable", NULL,
+				 "cannot check the token: database unavailable");
+		return;
+	case AUTH_NO_MEMORY:
+		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		return;
+	case AUTH_INVALID:
+		break;
+	}
+	http_reply_error(r, 401, "unauthorized", NULL, "invalid token");
+}
+
 static bool
 valid_client_id(const char *s)
 {
@@ -520,7 +571,8 @@ handle_request(struct evhttp_request *ev, void *arg)
 		run_handler(r);
 		return;
 	}
-	auth_check(server_auth(), r, router_scope(r->route), run_handler);
+	auth_check(server_auth(), http_header(r, "Authorization"), router_scope(r->route), auth_done,
+		   r);
 }
 
 /* ---------------------------------------------------------------- server */
