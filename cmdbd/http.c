@@ -235,7 +235,7 @@ http_reply_raw(struct http_req *r, int status, const char *json, size_t len)
 		evbuffer_add(buf, json, len);
 		evbuffer_add(buf, "\n", 1);
 	}
-	send_and_free(r, buf ? status : 500, buf);
+	send_and_free(r, buf ? status : 503, buf);
 }
 
 void
@@ -250,7 +250,7 @@ http_reply_json(struct http_req *r, int status, json_t *body)
 	text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
 	json_decref(body);
 	if (text == NULL) {
-		http_reply_error(r, 500, "internal", NULL, "could not serialise the reply");
+		http_reply_nomem(r); /* the value was built by us: only memory can fail */
 		return;
 	}
 	http_reply_raw(r, status, text, strlen(text));
@@ -265,7 +265,7 @@ http_reply_text(struct http_req *r, int status, const char *ctype, const char *t
 	http_set_header(r, "Content-Type", ctype);
 	if (buf != NULL)
 		evbuffer_add(buf, text, len);
-	send_and_free(r, buf ? status : 500, buf);
+	send_and_free(r, buf ? status : 503, buf);
 }
 
 void
@@ -310,6 +310,13 @@ http_reply_error(struct http_req *r, int status, const char *code, json_t *detai
 	va_start(ap, fmt);
 	reply_error_v(r, status, code, details, fmt, ap);
 	va_end(ap);
+}
+
+void
+http_reply_nomem(struct http_req *r)
+{
+	http_set_header(r, "Retry-After", "1");
+	http_reply_error(r, 503, "unavailable", NULL, "out of memory");
 }
 
 void
@@ -401,7 +408,7 @@ auth_done(void *arg, const struct auth_result *res)
 				 "cannot check the token: database unavailable");
 		return;
 	case AUTH_NO_MEMORY:
-		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		http_reply_nomem(r);
 		return;
 	case AUTH_INVALID:
 		break;
@@ -552,7 +559,7 @@ handle_request(struct evhttp_request *ev, void *arg)
 
 		r->body = malloc(r->body_len + 1);
 		if (r->body == NULL) {
-			http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+			http_reply_nomem(r);
 			return;
 		}
 		evbuffer_copyout(in, r->body, r->body_len);

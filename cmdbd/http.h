@@ -94,6 +94,12 @@ void http_reply_empty(struct http_req *r, int status);
 void http_reply_error(struct http_req *r, int status, const char *code, json_t *details,
 		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/*
+ * 503 "out of memory" with Retry-After: the one answer to a failed allocation on
+ * the request path (never a 4xx or 500: the request was fine). Frees r.
+ */
+void http_reply_nomem(struct http_req *r);
+
 /* 400 naming a field or parameter: details {"field": path}. Frees r. */
 void http_reply_bad(struct http_req *r, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -16,7 +16,7 @@
 #define JV_PATH_MAX 256
 #define JV_MSG_MAX 512
 
-/* What went wrong, ready to become an HTTP error (status 400 or 413). */
+/* What went wrong, ready to become an HTTP error (status 400, 413, or 503 out of memory). */
 struct jv_err {
 	int status;
 	char path[JV_PATH_MAX];
@@ -56,6 +56,9 @@ int jv_depth(const json_t *v);
  */
 bool jv_check_object(const json_t *obj, const char *path, const struct jv_field *fields,
 		     struct jv_err *err);
+
+/* Fills err with status 503, "out of memory" (the error policy: never a 4xx). Returns false. */
+bool jv_fail_nomem(struct jv_err *err);
 
 /* Fills err with status 400, path = prefix + field, and a printf message. Returns false. */
 bool jv_fail(struct jv_err *err, const char *prefix, const char *field, const char *fmt, ...)
