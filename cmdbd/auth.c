@@ -92,8 +92,7 @@ entry_from_row(struct auth_entry *e, PGresult *res, int row)
 
 static void start_reload(struct auth *a);
 static const struct auth_entry *find(const struct auth *a, const char *hash);
-static void decide(const struct auth_entry *e, enum auth_scope need, auth_done_fn done,
-		   void *arg);
+static void decide(const struct auth_entry *e, enum auth_scope need, auth_done_fn done, void *arg);
 static void refuse(enum auth_verdict v, enum auth_scope need, auth_done_fn done, void *arg);
 
 /*
@@ -285,8 +284,8 @@ auth_verdict_name(enum auth_verdict v)
 }
 
 enum auth_verdict
-auth_decide(const struct auth_token *tok, bool revoked, long long expires_at,
-	    enum auth_scope need, long long now)
+auth_decide(const struct auth_token *tok, bool revoked, long long expires_at, enum auth_scope need,
+	    long long now)
 {
 	if (revoked)
 		return AUTH_REVOKED;

@@ -16,6 +16,8 @@
 #ifndef CMDB_AUTH_H
 #define CMDB_AUTH_H
 
+#include "attrs.h"
+
 #include <stdbool.h>
 #include <time.h>
 
@@ -62,7 +64,8 @@ struct auth_result {
 typedef void (*auth_done_fn)(void *arg, const struct auth_result *res);
 
 /* stmt_all loads every token; stmt_one looks one up by hash ($1). */
-struct auth *auth_new(struct event_base *base, struct db *db, int stmt_all, int stmt_one);
+CMDB_MUST_USE struct auth *auth_new(struct event_base *base, struct db *db, int stmt_all,
+				    int stmt_one);
 void auth_free(struct auth *a); /* NULL-safe */
 
 /* Schedules a reload of the whole cache (after NOTIFY cmdb_tokens). */
@@ -76,8 +79,8 @@ bool auth_loaded(const struct auth *a);
  * calls done(arg, result): now when the token is cached or malformed, later after
  * a database look-up otherwise. Fails closed: any doubt is a refusal.
  */
-void auth_check(struct auth *a, const char *authorization, enum auth_scope need,
-		auth_done_fn done, void *arg);
+void auth_check(struct auth *a, const char *authorization, enum auth_scope need, auth_done_fn done,
+		void *arg);
 
 /*
  * The verdict for a known token record: revoked, expired at now (unix seconds;

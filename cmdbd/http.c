@@ -578,8 +578,8 @@ handle_request(struct evhttp_request *ev, void *arg)
 		run_handler(r);
 		return;
 	}
-	auth_check(server_auth(), http_header(r, "Authorization"), router_scope(r->route), auth_done,
-		   r);
+	auth_check(server_auth(), http_header(r, "Authorization"), router_scope(r->route),
+		   auth_done, r);
 }
 
 /* ---------------------------------------------------------------- server */

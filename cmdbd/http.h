@@ -14,6 +14,8 @@
 #ifndef CMDB_HTTP_H
 #define CMDB_HTTP_H
 
+#include "attrs.h"
+
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -53,8 +55,8 @@ struct http_req {
  * with a logged reason on failure. on_drained runs once after http_server_drain()
  * when the last in-flight request has been answered.
  */
-struct http_server *http_server_new(struct event_base *base, const struct cfg *cfg,
-				    void (*on_drained)(void *), void *arg);
+CMDB_MUST_USE struct http_server *http_server_new(struct event_base *base, const struct cfg *cfg,
+						  void (*on_drained)(void *), void *arg);
 void http_server_free(struct http_server *s); /* NULL-safe */
 
 /* Stops accepting connections; in-flight requests finish. */

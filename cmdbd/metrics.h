@@ -5,6 +5,8 @@
 #ifndef CMDB_METRICS_H
 #define CMDB_METRICS_H
 
+#include "attrs.h"
+
 #include <stddef.h>
 
 /* Records one answered request. route is a router name or "none". */
@@ -17,10 +19,10 @@ void metrics_count_manifest(const char *outcome);
  * Appends the request and manifest metrics in Prometheus text format to a
  * malloc'd buffer *buf of length *len (both may start NULL/0). Returns 0 or -1.
  */
-int metrics_render(char **buf, size_t *len);
+CMDB_MUST_USE int metrics_render(char **buf, size_t *len);
 
 /* printf-append helper shared with the gauges in api_ops.c. Returns 0 or -1. */
-int metrics_appendf(char **buf, size_t *len, const char *fmt, ...)
+CMDB_MUST_USE int metrics_appendf(char **buf, size_t *len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #endif
