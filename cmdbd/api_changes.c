@@ -56,7 +56,7 @@ api_changes(struct http_req *r)
 		return;
 	c = malloc(sizeof(*c));
 	if (c == NULL) {
-		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		http_reply_nomem(r);
 		return;
 	}
 	c->r = r;

@@ -26,39 +26,70 @@ struct pending_reply {
 	json_t *body;
 };
 
+/*
+ * What a client is told about a database error it could not have caused: short
+ * and factual, never PostgreSQL's text (which can quote SQL, table and constraint
+ * names). That text goes to the log with the request id instead.
+ */
+static const char *
+data_error_message(const char *st)
+{
+	if (strcmp(st, "22001") == 0)
+		return "a value is too long";
+	if (strcmp(st, "22003") == 0)
+		return "a number is out of range";
+	if (strcmp(st, "22007") == 0 || strcmp(st, "22008") == 0)
+		return "a date or time is invalid";
+	if (strcmp(st, "23502") == 0)
+		return "a required value is missing";
+	if (strcmp(st, "23503") == 0)
+		return "the change refers to something that does not exist (any more)";
+	if (strcmp(st, "23505") == 0)
+		return "the change conflicts with one made at the same time; try again";
+	if (strncmp(st, "23", 2) == 0)
+		return "the change breaks a rule of the map";
+	return "a value is invalid";
+}
+
 void
 api_reply_db_error(struct http_req *r, const struct db_result *res)
 {
 	const char *st = res->sqlstate ? res->sqlstate : "";
+	char qmsg[600];
+	const char *msg = log_q(res->message, qmsg, sizeof(qmsg));
 
 	if (res->status == DB_UNAVAILABLE) {
-		http_reply_error(r, 503, "unavailable", json_pack("{s:s}", "reason", res->message),
-				 "database unavailable; try again");
+		log_warn("event=db_unavailable id=%s reason=%s", r->id, msg);
+		http_set_header(r, "Retry-After", "1");
+		http_reply_error(r, 503, "unavailable", NULL, "database unavailable; try again");
 		return;
 	}
 	if (strcmp(st, "42883") == 0 || strcmp(st, "42P01") == 0 || strcmp(st, "42703") == 0) {
+		log_error("event=db_error id=%s sqlstate=%s message=%s", r->id, st, msg);
 		http_reply_error(r, 503, "schema_not_current", NULL,
 				 "the database schema is not current; run cmdbd migrate");
 		return;
 	}
-	/* Transient: serialization/deadlock, timeouts, connection trouble, resources,
-	 * shutdown, a read-only standby (failover), a lock not available. */
+	/* Transient: serialization/deadlock, timeouts, connection trouble, resources
+	 * (out of memory or disk included), shutdown, a read-only standby (failover), a
+	 * lock not available. */
 	if (strncmp(st, "40", 2) == 0 || strcmp(st, "57014") == 0 || strncmp(st, "08", 2) == 0 ||
 	    strncmp(st, "53", 2) == 0 || strncmp(st, "57P", 3) == 0 || strcmp(st, "25006") == 0 ||
 	    strcmp(st, "55P03") == 0) {
-		http_reply_error(r, 503, "unavailable", NULL, "database busy, try again: %s",
-				 res->message);
-		return;
-	}
-	if (strcmp(st, "23505") == 0) {
-		http_reply_error(r, 409, "conflict", NULL, "%s", res->message);
+		log_warn("event=db_busy id=%s sqlstate=%s message=%s", r->id, st, msg);
+		http_set_header(r, "Retry-After", "1");
+		http_reply_error(r, 503, "unavailable", json_pack("{s:s}", "sqlstate", st),
+				 "database busy; try again");
 		return;
 	}
 	if (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0) {
-		http_reply_error(r, 400, "bad_request", NULL, "%s", res->message);
+		log_info("event=db_refused id=%s sqlstate=%s message=%s", r->id, st, msg);
+		http_reply_error(r, strcmp(st, "23505") == 0 ? 409 : 400,
+				 strcmp(st, "23505") == 0 ? "conflict" : "bad_request",
+				 json_pack("{s:s}", "sqlstate", st), "%s", data_error_message(st));
 		return;
 	}
-	log_error("event=db_error id=%s sqlstate=%s message=\"%s\"", r->id, st, res->message);
+	log_error("event=db_error id=%s sqlstate=%s message=%s", r->id, st, msg);
 	http_reply_error(r, 500, "internal", NULL, "internal error (request %s)", r->id);
 }
 
@@ -104,7 +135,17 @@ db_reply(void *arg, const struct db_result *res)
 	if (err != NULL) {
 		const char *code = json_string_value(json_object_get(err, "code"));
 		const char *msg = json_string_value(json_object_get(err, "message"));
+		const char *internal = json_string_value(json_object_get(err, "log"));
 		json_t *details = json_object_get(err, "details");
+
+		/* The error policy: what PostgreSQL said (a constraint's name, its own
+		 * message) is for the log, beside the request id, never for the client. */
+		if (internal != NULL) {
+			char q[600];
+
+			log_info("event=db_refused id=%s status=%d detail=%s", r->id, status,
+				 log_q(internal, q, sizeof(q)));
+		}
 
 		http_reply_error(r, status, code ? code : "error",
 				 details ? json_incref(details) : NULL, "%s", msg ? msg : "");
@@ -157,7 +198,7 @@ api_call_db(struct http_req *r, int stmt, const char *const *params, api_decorat
 	r->state = (void *)decorate;
 	if (db_query(server_db(), stmt, params, db_reply, r) != 0) {
 		r->state = NULL;
-		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		http_reply_nomem(r);
 	}
 }
 

@@ -180,7 +180,7 @@ api_rootcause(struct http_req *r)
 	if (idx == NULL || missing == NULL) {
 		free(idx);
 		json_decref(missing);
-		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		http_reply_nomem(r);
 		return;
 	}
 	json_array_foreach(failing, i, item)

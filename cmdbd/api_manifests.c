@@ -66,7 +66,7 @@ post_manifest(struct http_req *r, const char *source, const char *key, int dry_r
 	if (manifest_fingerprint(r->json, hex) != 0 ||
 	    (dep != NULL && (dep_text = json_dumps(dep, JSON_COMPACT)) == NULL) ||
 	    (ext != NULL && (ext_text = json_dumps(ext, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL)) {
-		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		http_reply_nomem(r);
 		goto out;
 	}
 	{
@@ -103,7 +103,9 @@ api_manifest_post(struct http_req *r)
 	}
 	if (!manifest_validate(r->json, &lim, &err)) {
 		metrics_count_manifest("rejected");
-		if (err.status == 413)
+		if (err.status == 503)
+			http_reply_nomem(r);
+		else if (err.status == 413)
 			http_reply_error(r, 413, "payload_too_large",
 					 json_pack("{s:s}", "field", err.path), "%s: %s", err.path,
 					 err.msg);

@@ -145,7 +145,7 @@ api_node_get(struct http_req *r)
 	}
 	if (graph_node_view(g, idx, &v) != 0) {
 		if (errno == ENOMEM) {
-			http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+			http_reply_nomem(r);
 			return;
 		}
 		/* No image in memory (or one jansson cannot read): ask the database. */
@@ -163,7 +163,7 @@ api_node_get(struct http_req *r)
 	if (owners != NULL)
 		text = node_reply_text(&v, owners, in, out, &len);
 	if (text == NULL)
-		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		http_reply_nomem(r);
 	else
 		http_reply_raw(r, 200, text, len);
 	free(owners);
@@ -310,7 +310,7 @@ label_filter(struct http_req *r, json_t *filter)
 		json_object_set_new(filter, "labels", labels);
 	return true;
 oom:
-	http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+	http_reply_nomem(r);
 fail:
 	json_decref(labels);
 	return false;
@@ -377,7 +377,7 @@ api_node_list(struct http_req *r)
 	text = json_dumps(filter, JSON_COMPACT);
 	json_decref(filter);
 	if (text == NULL) {
-		http_reply_error(r, 500, "internal", NULL, "out of memory");
+		http_reply_nomem(r);
 		return;
 	}
 	{

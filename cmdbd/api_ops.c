@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "log.h"
 #include "metrics.h"
 #include "migrate.h"
 #include "server.h"
@@ -30,8 +31,11 @@ ready_done(void *arg, const struct db_result *res)
 	int have, want = migrate_latest_version();
 
 	if (res->status != DB_OK) {
-		http_reply_error(r, 503, "unavailable", NULL, "database unavailable: %s",
-				 res->message);
+		char q[300];
+
+		log_debug("event=readyz_db_unavailable id=%s reason=%s", r->id,
+			  log_q(res->message, q, sizeof(q)));
+		http_reply_error(r, 503, "unavailable", NULL, "database unavailable");
 		return;
 	}
 	have = atoi(PQgetvalue(res->res, 0, 0));
@@ -60,7 +64,7 @@ api_readyz(struct http_req *r)
 		return;
 	}
 	if (db_query(server_db(), SQL_READY, NULL, ready_done, r) != 0)
-		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		http_reply_nomem(r);
 }
 
 void
@@ -79,7 +83,7 @@ api_metrics(struct http_req *r)
 				   applied_seq());
 	if (rc != 0 || buf == NULL) {
 		free(buf);
-		http_reply_error(r, 500, "internal", NULL, "could not render metrics");
+		http_reply_nomem(r); /* open_memstream/fprintf fail only for memory */
 		return;
 	}
 	http_reply_text(r, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len);

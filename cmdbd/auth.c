@@ -10,7 +10,6 @@
 #include <event2/event.h>
 
 #include "db.h"
-#include "http.h"
 #include "log.h"
 #include "token.h"
 
@@ -42,9 +41,9 @@ struct auth {
 /* A request waiting for a database look-up of its token. */
 struct auth_wait {
 	struct auth *a;
-	struct http_req *r;
 	enum auth_scope need;
-	void (*next)(struct http_req *r);
+	auth_done_fn done;
+	void *arg;
 	char hash[TOKEN_HASH_HEX_LEN + 1];
 	unsigned long after; /* reloads_started when it parked */
 	struct auth_wait *next_wait;
@@ -93,8 +92,8 @@ entry_from_row(struct auth_entry *e, PGresult *res, int row)
 
 static void start_reload(struct auth *a);
 static const struct auth_entry *find(const struct auth *a, const char *hash);
-static void decide(struct http_req *r, const struct auth_entry *e, enum auth_scope need,
-		   void (*next)(struct http_req *r));
+static void decide(const struct auth_entry *e, enum auth_scope need, auth_done_fn done, void *arg);
+static void refuse(enum auth_verdict v, enum auth_scope need, auth_done_fn done, void *arg);
 
 /*
  * Answers the parked requests that the reload numbered done covers (it started
@@ -116,10 +115,9 @@ answer_waiters(struct auth *a, unsigned long done, bool ok)
 			continue;
 		}
 		if (ok)
-			decide(w->r, find(a, w->hash), w->need, w->next);
+			decide(find(a, w->hash), w->need, w->done, w->arg);
 		else
-			http_reply_error(w->r, 503, "unavailable", NULL,
-					 "cannot check the token: database unavailable");
+			refuse(AUTH_UNAVAILABLE, w->need, w->done, w->arg);
 		free(w);
 	}
 	/* Handlers run above may have parked more; keep both. */
@@ -259,33 +257,71 @@ find(const struct auth *a, const char *hash)
 	return hit;
 }
 
-static void
-decide(struct http_req *r, const struct auth_entry *e, enum auth_scope need,
-       void (*next)(struct http_req *r))
+const char *
+auth_verdict_name(enum auth_verdict v)
 {
+	switch (v) {
+	case AUTH_OK:
+		return "ok";
+	case AUTH_MISSING:
+		return "missing";
+	case AUTH_BAD_SCHEME:
+		return "bad_scheme";
+	case AUTH_INVALID:
+		return "invalid";
+	case AUTH_REVOKED:
+		return "revoked";
+	case AUTH_EXPIRED:
+		return "expired";
+	case AUTH_FORBIDDEN:
+		return "forbidden";
+	case AUTH_UNAVAILABLE:
+		return "unavailable";
+	case AUTH_NO_MEMORY:
+		return "no_memory";
+	}
+	return "invalid";
+}
+
+enum auth_verdict
+auth_decide(const struct auth_token *tok, bool revoked, long long expires_at, enum auth_scope need,
+	    long long now)
+{
+	if (revoked)
+		return AUTH_REVOKED;
+	if (expires_at != 0 && now >= expires_at)
+		return AUTH_EXPIRED;
+	/* AUTH_NONE (an unknown scope in the table) never passes a check. */
+	if (tok->scope == AUTH_NONE || tok->scope < need)
+		return AUTH_FORBIDDEN;
+	return AUTH_OK;
+}
+
+static void
+refuse(enum auth_verdict v, enum auth_scope need, auth_done_fn done, void *arg)
+{
+	struct auth_result res;
+
+	memset(&res, 0, sizeof(res));
+	res.verdict = v;
+	res.need = need;
+	done(arg, &res);
+}
+
+/* e NULL: no such token. */
+static void
+decide(const struct auth_entry *e, enum auth_scope need, auth_done_fn done, void *arg)
+{
+	struct auth_result res;
+
 	if (e == NULL) {
-		http_reply_error(r, 401, "unauthorized", NULL, "invalid token");
+		refuse(AUTH_INVALID, need, done, arg);
 		return;
 	}
-	if (e->revoked) {
-		http_reply_error(r, 401, "unauthorized", NULL, "token %s has been revoked",
-				 e->tok.name);
-		return;
-	}
-	if (e->expires_at != 0 && (long long)time(NULL) >= e->expires_at) {
-		http_reply_error(r, 401, "unauthorized", NULL, "token %s has expired", e->tok.name);
-		return;
-	}
-	r->tok = e->tok;
-	if (e->tok.scope < need) {
-		http_reply_error(r, 403, "forbidden",
-				 json_pack("{s:s,s:s}", "scope", auth_scope_name(e->tok.scope),
-					   "required", auth_scope_name(need)),
-				 "token %s has scope %s; this needs %s", e->tok.name,
-				 auth_scope_name(e->tok.scope), auth_scope_name(need));
-		return;
-	}
-	next(r);
+	res.need = need;
+	res.tok = e->tok;
+	res.verdict = auth_decide(&e->tok, e->revoked, e->expires_at, need, (long long)time(NULL));
+	done(arg, &res);
 }
 
 static void
@@ -296,13 +332,12 @@ lookup_done(void *arg, const struct db_result *res)
 	struct auth_entry e;
 
 	if (res->status != DB_OK) {
-		http_reply_error(w->r, 503, "unavailable", NULL,
-				 "cannot check the token: database unavailable");
+		refuse(AUTH_UNAVAILABLE, w->need, w->done, w->arg);
 		free(w);
 		return;
 	}
 	if (PQntuples(res->res) == 0) {
-		decide(w->r, NULL, w->need, w->next);
+		decide(NULL, w->need, w->done, w->arg);
 		free(w);
 		return;
 	}
@@ -316,7 +351,7 @@ lookup_done(void *arg, const struct db_result *res)
 			a->entries[a->n++] = e;
 		}
 	}
-	decide(w->r, &e, w->need, w->next);
+	decide(&e, w->need, w->done, w->arg);
 	free(w);
 }
 
@@ -334,36 +369,33 @@ lookup_budget(struct auth *a)
 }
 
 void
-auth_check(struct auth *a, struct http_req *r, enum auth_scope need,
-	   void (*next)(struct http_req *r))
+auth_check(struct auth *a, const char *authorization, enum auth_scope need, auth_done_fn done,
+	   void *arg)
 {
-	const char *h = http_header(r, "Authorization");
 	const char *tok;
 	char hash[TOKEN_HASH_HEX_LEN + 1];
 	const struct auth_entry *e;
 	struct auth_wait *w;
 
-	if (h == NULL) {
-		http_reply_error(r, 401, "unauthorized", NULL,
-				 "missing Authorization: Bearer <token> header");
+	if (authorization == NULL) {
+		refuse(AUTH_MISSING, need, done, arg);
 		return;
 	}
-	if (strncasecmp(h, "Bearer ", 7) != 0) {
-		http_reply_error(r, 401, "unauthorized", NULL,
-				 "the Authorization header must use the Bearer scheme");
+	if (strncasecmp(authorization, "Bearer ", 7) != 0) {
+		refuse(AUTH_BAD_SCHEME, need, done, arg);
 		return;
 	}
-	tok = h + 7;
+	tok = authorization + 7;
 	while (*tok == ' ')
 		tok++;
 	if (*tok == '\0' || strlen(tok) > 512) {
-		http_reply_error(r, 401, "unauthorized", NULL, "invalid token");
+		refuse(AUTH_INVALID, need, done, arg);
 		return;
 	}
 	token_hash_hex(tok, strlen(tok), hash);
 	e = find(a, hash);
 	if (e != NULL) {
-		decide(r, e, need, next);
+		decide(e, need, done, arg);
 		return;
 	}
 	/*
@@ -374,13 +406,13 @@ auth_check(struct auth *a, struct http_req *r, enum auth_scope need,
 	 */
 	w = calloc(1, sizeof(*w));
 	if (w == NULL) {
-		http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+		refuse(AUTH_NO_MEMORY, need, done, arg);
 		return;
 	}
 	w->a = a;
-	w->r = r;
 	w->need = need;
-	w->next = next;
+	w->done = done;
+	w->arg = arg;
 	memcpy(w->hash, hash, sizeof(hash));
 	if (!lookup_budget(a)) {
 		/*
@@ -399,7 +431,7 @@ auth_check(struct auth *a, struct http_req *r, enum auth_scope need,
 
 		if (db_query(a->db, a->stmt_one, params, lookup_done, w) != 0) {
 			free(w);
-			http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+			refuse(AUTH_NO_MEMORY, need, done, arg);
 		}
 	}
 }

@@ -8,6 +8,8 @@
 #ifndef CMDB_CONFIG_H
 #define CMDB_CONFIG_H
 
+#include "attrs.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -34,7 +36,7 @@ void cfg_defaults(struct cfg *c);
  * Applies the environment, then argv (--flag VALUE or --flag=VALUE) starting at
  * argv[0]. Returns 0, or -1 with a message in err. Unknown flags are errors.
  */
-int cfg_load(struct cfg *c, int argc, char **argv, char *err, size_t errlen);
+CMDB_MUST_USE int cfg_load(struct cfg *c, int argc, char **argv, char *err, size_t errlen);
 
 /* Prints the settings table (flag, env, default, meaning) for --help. */
 void cfg_usage(FILE *out);
@@ -42,6 +44,6 @@ void cfg_usage(FILE *out);
 void cfg_free(struct cfg *c);
 
 /* Splits "host:port" into host (owned by caller, malloc'd) and port. -1 on bad input. */
-int cfg_split_listen(const char *listen, char **host, int *port);
+CMDB_MUST_USE int cfg_split_listen(const char *listen, char **host, int *port);
 
 #endif

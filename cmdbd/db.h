@@ -16,6 +16,8 @@
 #ifndef CMDB_DB_H
 #define CMDB_DB_H
 
+#include "attrs.h"
+
 #include <event2/event.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
@@ -69,8 +71,9 @@ struct db_listen {
  * connection that LISTENs on its channels. Connecting starts at once, in the
  * background. stmts must outlive the pool. Returns NULL on ENOMEM.
  */
-struct db *db_new(struct event_base *base, const char *conninfo, int pool_size,
-		  const struct db_stmt *stmts, int nstmts, const struct db_listen *listen);
+CMDB_MUST_USE struct db *db_new(struct event_base *base, const char *conninfo, int pool_size,
+				const struct db_stmt *stmts, int nstmts,
+				const struct db_listen *listen);
 
 /* Closes everything. Pending callbacks are run with DB_UNAVAILABLE first. NULL-safe. */
 void db_free(struct db *db);
@@ -87,7 +90,7 @@ void db_close(struct db *db);
  * entries are SQL NULL). cb runs exactly once, later, from the loop — never from
  * inside db_query. Returns 0, or -1 on ENOMEM (cb will not run).
  */
-int db_query(struct db *db, int stmt, const char *const *params, db_cb cb, void *arg);
+CMDB_MUST_USE int db_query(struct db *db, int stmt, const char *const *params, db_cb cb, void *arg);
 
 /* True when at least one pool connection is up and ready. */
 bool db_ready(const struct db *db);

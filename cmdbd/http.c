@@ -235,7 +235,7 @@ http_reply_raw(struct http_req *r, int status, const char *json, size_t len)
 		evbuffer_add(buf, json, len);
 		evbuffer_add(buf, "\n", 1);
 	}
-	send_and_free(r, buf ? status : 500, buf);
+	send_and_free(r, buf ? status : 503, buf);
 }
 
 void
@@ -250,7 +250,7 @@ http_reply_json(struct http_req *r, int status, json_t *body)
 	text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
 	json_decref(body);
 	if (text == NULL) {
-		http_reply_error(r, 500, "internal", NULL, "could not serialise the reply");
+		http_reply_nomem(r); /* the value was built by us: only memory can fail */
 		return;
 	}
 	http_reply_raw(r, status, text, strlen(text));
@@ -265,7 +265,7 @@ http_reply_text(struct http_req *r, int status, const char *ctype, const char *t
 	http_set_header(r, "Content-Type", ctype);
 	if (buf != NULL)
 		evbuffer_add(buf, text, len);
-	send_and_free(r, buf ? status : 500, buf);
+	send_and_free(r, buf ? status : 503, buf);
 }
 
 void
@@ -313,6 +313,13 @@ http_reply_error(struct http_req *r, int status, const char *code, json_t *detai
 }
 
 void
+http_reply_nomem(struct http_req *r)
+{
+	http_set_header(r, "Retry-After", "1");
+	http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+}
+
+void
 http_reply_bad(struct http_req *r, const char *field, const char *fmt, ...)
 {
 	va_list ap;
@@ -356,6 +363,57 @@ static void
 run_handler(struct http_req *r)
 {
 	router_handler(r->route)(r);
+}
+
+/*
+ * The one place an auth verdict becomes a reply: 401 (with WWW-Authenticate) when
+ * the caller is not known, 403 when it is but may not do this, 503 when the check
+ * itself could not be made. Everything else refuses: failures are closed.
+ */
+static void
+auth_done(void *arg, const struct auth_result *res)
+{
+	struct http_req *r = arg;
+	const char *who = res->tok.name;
+
+	switch (res->verdict) {
+	case AUTH_OK:
+		r->tok = res->tok;
+		run_handler(r);
+		return;
+	case AUTH_MISSING:
+		http_reply_error(r, 401, "unauthorized", NULL,
+				 "missing Authorization: Bearer <token> header");
+		return;
+	case AUTH_BAD_SCHEME:
+		http_reply_error(r, 401, "unauthorized", NULL,
+				 "the Authorization header must use the Bearer scheme");
+		return;
+	case AUTH_REVOKED:
+		http_reply_error(r, 401, "unauthorized", NULL, "token %s has been revoked", who);
+		return;
+	case AUTH_EXPIRED:
+		http_reply_error(r, 401, "unauthorized", NULL, "token %s has expired", who);
+		return;
+	case AUTH_FORBIDDEN:
+		r->tok = res->tok;
+		http_reply_error(r, 403, "forbidden",
+				 json_pack("{s:s,s:s}", "scope", auth_scope_name(res->tok.scope),
+					   "required", auth_scope_name(res->need)),
+				 "token %s has scope %s; this needs %s", who,
+				 auth_scope_name(res->tok.scope), auth_scope_name(res->need));
+		return;
+	case AUTH_UNAVAILABLE:
+		http_reply_error(r, 503, "unavailable", NULL,
+				 "cannot check the token: database unavailable");
+		return;
+	case AUTH_NO_MEMORY:
+		http_reply_nomem(r);
+		return;
+	case AUTH_INVALID:
+		break;
+	}
+	http_reply_error(r, 401, "unauthorized", NULL, "invalid token");
 }
 
 static bool
@@ -501,7 +559,7 @@ handle_request(struct evhttp_request *ev, void *arg)
 
 		r->body = malloc(r->body_len + 1);
 		if (r->body == NULL) {
-			http_reply_error(r, 503, "unavailable", NULL, "out of memory");
+			http_reply_nomem(r);
 			return;
 		}
 		evbuffer_copyout(in, r->body, r->body_len);
@@ -520,7 +578,8 @@ handle_request(struct evhttp_request *ev, void *arg)
 		run_handler(r);
 		return;
 	}
-	auth_check(server_auth(), r, router_scope(r->route), run_handler);
+	auth_check(server_auth(), http_header(r, "Authorization"), router_scope(r->route),
+		   auth_done, r);
 }
 
 /* ---------------------------------------------------------------- server */

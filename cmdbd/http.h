@@ -14,6 +14,8 @@
 #ifndef CMDB_HTTP_H
 #define CMDB_HTTP_H
 
+#include "attrs.h"
+
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -53,8 +55,8 @@ struct http_req {
  * with a logged reason on failure. on_drained runs once after http_server_drain()
  * when the last in-flight request has been answered.
  */
-struct http_server *http_server_new(struct event_base *base, const struct cfg *cfg,
-				    void (*on_drained)(void *), void *arg);
+CMDB_MUST_USE struct http_server *http_server_new(struct event_base *base, const struct cfg *cfg,
+						  void (*on_drained)(void *), void *arg);
 void http_server_free(struct http_server *s); /* NULL-safe */
 
 /* Stops accepting connections; in-flight requests finish. */
@@ -93,6 +95,12 @@ void http_reply_empty(struct http_req *r, int status);
  */
 void http_reply_error(struct http_req *r, int status, const char *code, json_t *details,
 		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/*
+ * 503 "out of memory" with Retry-After: the one answer to a failed allocation on
+ * the request path (never a 4xx or 500: the request was fine). Frees r.
+ */
+void http_reply_nomem(struct http_req *r);
 
 /* 400 naming a field or parameter: details {"field": path}. Frees r. */
 void http_reply_bad(struct http_req *r, const char *field, const char *fmt, ...)

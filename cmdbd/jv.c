@@ -21,6 +21,15 @@ jv_path_join(char *out, size_t size, const char *prefix, const char *field)
 }
 
 bool
+jv_fail_nomem(struct jv_err *err)
+{
+	err->status = 503;
+	err->path[0] = '\0';
+	snprintf(err->msg, sizeof(err->msg), "out of memory");
+	return false;
+}
+
+bool
 jv_fail(struct jv_err *err, const char *prefix, const char *field, const char *fmt, ...)
 {
 	va_list ap;

@@ -9,6 +9,8 @@
 #ifndef CMDB_JV_H
 #define CMDB_JV_H
 
+#include "attrs.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -16,7 +18,7 @@
 #define JV_PATH_MAX 256
 #define JV_MSG_MAX 512
 
-/* What went wrong, ready to become an HTTP error (status 400 or 413). */
+/* What went wrong, ready to become an HTTP error (status 400, 413, or 503 out of memory). */
 struct jv_err {
 	int status;
 	char path[JV_PATH_MAX];
@@ -44,7 +46,8 @@ struct jv_field {
  * Parses buf[0..len) as one JSON object. Returns a new reference (caller owns) or
  * NULL with err filled (status 400).
  */
-json_t *jv_parse_object(const char *buf, size_t len, int max_depth, struct jv_err *err);
+CMDB_MUST_USE json_t *jv_parse_object(const char *buf, size_t len, int max_depth,
+				      struct jv_err *err);
 
 /* Nesting depth of v: scalars 0, {} or [] 1, {"a":[]} 2. */
 int jv_depth(const json_t *v);
@@ -54,8 +57,11 @@ int jv_depth(const json_t *v);
  * NULL name), that required ones are present and all have the right type. path is
  * the object's own path ("" for the body). Returns false with err filled.
  */
-bool jv_check_object(const json_t *obj, const char *path, const struct jv_field *fields,
-		     struct jv_err *err);
+CMDB_MUST_USE bool jv_check_object(const json_t *obj, const char *path,
+				   const struct jv_field *fields, struct jv_err *err);
+
+/* Fills err with status 503, "out of memory" (the error policy: never a 4xx). Returns false. */
+bool jv_fail_nomem(struct jv_err *err);
 
 /* Fills err with status 400, path = prefix + field, and a printf message. Returns false. */
 bool jv_fail(struct jv_err *err, const char *prefix, const char *field, const char *fmt, ...)

@@ -179,7 +179,7 @@ check_nodes(const json_t *nodes, struct jv_err *err)
 	bool ok = true;
 
 	if (keys == NULL)
-		return jv_fail(err, "nodes", "", "out of memory");
+		return jv_fail_nomem(err);
 	json_array_foreach(nodes, i, node)
 	{
 		char path[JV_PATH_MAX];
@@ -218,7 +218,7 @@ check_edges(const json_t *edges, struct jv_err *err)
 	bool ok = true;
 
 	if (keys == NULL || owned == NULL) {
-		ok = jv_fail(err, "edges", "", "out of memory");
+		ok = jv_fail_nomem(err);
 		goto out;
 	}
 	json_array_foreach(edges, i, edge)
@@ -248,7 +248,7 @@ check_edges(const json_t *edges, struct jv_err *err)
 		/* Tab cannot appear in a ref (no control characters): a safe separator. */
 		if (asprintf(&owned[i], "%s\t%s\t%s", from, type, to) < 0) {
 			owned[i] = NULL;
-			ok = jv_fail(err, path, "", "out of memory");
+			ok = jv_fail_nomem(err);
 			goto out;
 		}
 		keys[i].key = owned[i];

@@ -8,6 +8,8 @@
 #ifndef CMDB_MANIFEST_H
 #define CMDB_MANIFEST_H
 
+#include "attrs.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 
@@ -24,7 +26,8 @@ struct manifest_limits {
  * Returns true when m is a valid manifest v1 within lim. Otherwise false with
  * err filled: status 400 (format) or 413 (a count limit), path and message.
  */
-bool manifest_validate(const json_t *m, const struct manifest_limits *lim, struct jv_err *err);
+CMDB_MUST_USE bool manifest_validate(const json_t *m, const struct manifest_limits *lim,
+				     struct jv_err *err);
 
 /* RFC 3339 date-time ("2026-11-21T10:00:00Z", fractions and offsets allowed). */
 bool manifest_time_valid(const char *s);
@@ -41,6 +44,6 @@ bool manifest_time_valid(const char *s);
  * -1 on ENOMEM (an object with many keys needs a sorted index) or nesting deeper than
  * jv allows.
  */
-int manifest_fingerprint(const json_t *m, char *hex);
+CMDB_MUST_USE int manifest_fingerprint(const json_t *m, char *hex);
 
 #endif

@@ -7,6 +7,8 @@
 #ifndef CMDB_METRICS_H
 #define CMDB_METRICS_H
 
+#include "attrs.h"
+
 #include <stddef.h>
 
 struct db_stats;
@@ -21,19 +23,20 @@ void metrics_count_manifest(const char *outcome);
  * Appends the request and manifest metrics in Prometheus text format to a
  * malloc'd buffer *buf of length *len (both may start NULL/0). Returns 0 or -1.
  */
-int metrics_render(char **buf, size_t *len);
+CMDB_MUST_USE int metrics_render(char **buf, size_t *len);
 
 /* Appends the database pool's state (db_get_stats()): connections by state, the
  * queue, statements completed, failed, refused and retried, connection attempts.
  * Same buffer contract as metrics_render(). Returns 0 or -1. */
-int metrics_render_db(char **buf, size_t *len, const struct db_stats *st);
+CMDB_MUST_USE int metrics_render_db(char **buf, size_t *len, const struct db_stats *st);
 
 /* Appends the in-memory graph's size and the last change-log seq applied to it.
  * Returns 0 or -1. */
-int metrics_render_graph(char **buf, size_t *len, size_t nodes, size_t edges, long long seq);
+CMDB_MUST_USE int metrics_render_graph(char **buf, size_t *len, size_t nodes, size_t edges,
+				       long long seq);
 
 /* The printf-append every render function uses. Returns 0 or -1. */
-int metrics_appendf(char **buf, size_t *len, const char *fmt, ...)
+CMDB_MUST_USE int metrics_appendf(char **buf, size_t *len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -12,6 +12,8 @@
 #ifndef CMDBD_MIGRATE_H
 #define CMDBD_MIGRATE_H
 
+#include "attrs.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -47,7 +49,7 @@ extern const size_t migrations_count;
  * Blocks (synchronous libpq); for the CLI, not for the event loop. conn must be an open
  * connection with no transaction in progress. Returns 0 on success, -1 on any error.
  */
-int migrate_run(PGconn *conn, bool status_only, FILE *out);
+CMDB_MUST_USE int migrate_run(PGconn *conn, bool status_only, FILE *out);
 
 /* The highest version this binary embeds: the database is current when its
  * max(schema_migrations.version) equals this (what /readyz checks). */

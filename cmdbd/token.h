@@ -11,6 +11,8 @@
 #ifndef CMDBD_TOKEN_H
 #define CMDBD_TOKEN_H
 
+#include "attrs.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -27,7 +29,7 @@
 
 /* Write a fresh token into out (NUL-terminated) from getrandom(2). Returns 0, or -1 with
  * errno set when the kernel's random source fails (out is then zeroed). */
-int token_generate(char out[TOKEN_MAX]);
+CMDB_MUST_USE int token_generate(char out[TOKEN_MAX]);
 
 /* out = lower-case hex SHA-256 of tok[0..len), NUL-terminated: the tokens.hash value. */
 void token_hash_hex(const char *tok, size_t len, char out[TOKEN_HASH_HEX_LEN + 1]);
@@ -45,6 +47,6 @@ bool token_name_valid(const char *name);
 
 /* Parse a lifetime "90d", "12h", "30m" or "45s" (a positive integer and one unit) into
  * seconds. Returns 0, or -1 when malformed, zero or longer than TOKEN_MAX_LIFETIME_S. */
-int token_parse_duration(const char *text, long long *seconds);
+CMDB_MUST_USE int token_parse_duration(const char *text, long long *seconds);
 
 #endif

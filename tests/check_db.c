@@ -111,59 +111,14 @@ exec_long(PGconn *conn, const char *sql)
 	return v;
 }
 
-/* Appends " key='value'" (quoted as libpq wants) to the malloc'd string *buf. */
-static void
-append_kv(char **buf, const char *key, const char *value)
-{
-	size_t len = strlen(*buf);
-	char *out = realloc(*buf, len + strlen(key) + 2 * strlen(value) + 5), *p;
-
-	ck_assert_ptr_nonnull(out);
-	p = out + len;
-	p += sprintf(p, "%s%s='", len ? " " : "", key);
-	for (const char *v = value; *v; v++) {
-		if (*v == '\'' || *v == '\\')
-			*p++ = '\\';
-		*p++ = *v;
-	}
-	strcpy(p, "'");
-	*buf = out;
-}
-
-/* The admin conninfo (URI or key=value) with its dbname replaced by name. */
-static char *
-conninfo_for(const char *name)
-{
-	char *errmsg = NULL, *buf;
-	PQconninfoOption *opts = PQconninfoParse(admin_url, &errmsg);
-
-	ck_assert_msg(opts != NULL, "CMDB_TEST_ADMIN_URL does not parse: %s", errmsg);
-	buf = strdup("");
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-		if (o->val != NULL && strcmp(o->keyword, "dbname") != 0)
-			append_kv(&buf, o->keyword, o->val);
-	append_kv(&buf, "dbname", name);
-	PQconninfoFree(opts);
-	return buf;
-}
-
 static void
 db_setup(void)
 {
-	PGconn *admin = pgtest_connect(admin_url, "postgres");
-	char sql[160];
-
 	log_set_level(getenv("CMDB_TEST_LOG") ? LOG_DEBUG : LOG_ERROR);
 	snprintf(dbname, sizeof(dbname), "cmdb_check_db_%ld_%d", (long)getpid(), db_counter++);
-	pgtest_exec(admin, "SET client_min_messages = warning");
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", dbname);
-	pgtest_exec(admin, sql);
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-	pgtest_exec(admin, sql);
-	PQfinish(admin);
-	side = pgtest_connect(admin_url, dbname);
+	side = pgtest_create_db(admin_url, dbname);
 	pgtest_exec(side, setup_sql);
-	conninfo = conninfo_for(dbname);
+	conninfo = pgtest_conninfo(admin_url, dbname);
 	base = event_base_new();
 	ck_assert_ptr_nonnull(base);
 }
@@ -171,19 +126,12 @@ db_setup(void)
 static void
 db_teardown(void)
 {
-	PGconn *admin;
-	char sql[160];
-
 	event_base_free(base);
 	base = NULL;
-	PQfinish(side);
-	side = NULL;
 	free(conninfo);
 	conninfo = NULL;
-	admin = pgtest_connect(admin_url, "postgres");
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
-	pgtest_exec(admin, sql);
-	PQfinish(admin);
+	pgtest_drop_db(admin_url, side, dbname);
+	side = NULL;
 	log_set_level(LOG_INFO);
 }
 

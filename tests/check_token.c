@@ -208,30 +208,14 @@ static const char *admin_url;
 static PGconn *
 fresh_db(char name[64])
 {
-	PGconn *admin = pgtest_connect(admin_url, "postgres");
-	char sql[128];
-
-	pgtest_exec(admin, "SET client_min_messages = warning");
 	snprintf(name, 64, "cmdb_test_token_%ld", (long)getpid());
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", name);
-	pgtest_exec(admin, sql);
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", name);
-	pgtest_exec(admin, sql);
-	PQfinish(admin);
-	return pgtest_connect(admin_url, name);
+	return pgtest_create_db(admin_url, name);
 }
 
 static void
 drop_db(PGconn *conn, const char *name)
 {
-	PGconn *admin;
-	char sql[128];
-
-	PQfinish(conn);
-	admin = pgtest_connect(admin_url, "postgres");
-	snprintf(sql, sizeof(sql), "DROP DATABASE %s WITH (FORCE)", name);
-	pgtest_exec(admin, sql);
-	PQfinish(admin);
+	pgtest_drop_db(admin_url, conn, name);
 }
 
 /* Run migrate_run with its report captured; returns the report (caller frees). */
