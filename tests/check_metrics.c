@@ -171,7 +171,11 @@ START_TEST(test_format)
 	char *text, *line, *save = NULL;
 	const char *families[] = {"cmdb_http_requests_total counter",
 				  "cmdb_http_request_duration_seconds histogram",
-				  "cmdb_manifests_total counter"};
+				  "cmdb_manifests_total counter",
+				  "cmdb_http_connections_open gauge",
+				  "cmdb_http_connections_max gauge",
+				  "cmdb_http_connections_refused_total counter",
+				  "cmdb_http_request_timeouts_total counter"};
 
 	metrics_observe_request("healthz", 200, 0.0001);
 	text = render();
@@ -196,6 +200,28 @@ START_TEST(test_format)
 	regfree(&sample_re);
 	regfree(&comment_re);
 	free(text);
+}
+END_TEST
+
+/* Connections: the gauges show what was set last; the counters count. */
+START_TEST(test_connections)
+{
+	const char *hdr = "cmdb_http_request_timeouts_total{phase=\"headers\"}";
+	const char *body = "cmdb_http_request_timeouts_total{phase=\"body\"}";
+	double refused0 = value("cmdb_http_connections_refused_total");
+	double hdr0 = value(hdr), body0 = value(body);
+
+	metrics_set_connections(7, 20);
+	ck_assert_double_eq(value("cmdb_http_connections_open"), 7);
+	ck_assert_double_eq(value("cmdb_http_connections_max"), 20);
+	metrics_count_connection_refused();
+	metrics_count_connection_refused();
+	metrics_count_request_timeout("headers");
+	metrics_count_request_timeout("body");
+	metrics_count_request_timeout("body");
+	ck_assert_double_eq(value("cmdb_http_connections_refused_total"), refused0 + 2);
+	ck_assert_double_eq(value(hdr), hdr0 + 1);
+	ck_assert_double_eq(value(body), body0 + 2);
 }
 END_TEST
 
@@ -228,6 +254,7 @@ suite_metrics(void)
 	tcase_add_test(tc, test_many_statuses);
 	tcase_add_test(tc, test_manifest_counts);
 	tcase_add_test(tc, test_format);
+	tcase_add_test(tc, test_connections);
 	tcase_add_test(tc, test_appendf);
 	suite_add_tcase(s, tc);
 	return s;
