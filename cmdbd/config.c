@@ -38,6 +38,13 @@ static const struct cfg_def defs[] = {
      "deepest JSON nesting accepted"},
     {"idle-timeout", "CMDB_IDLE_TIMEOUT", CFG_LONG, F(idle_timeout), "75", 1, 86400,
      "seconds an idle client connection is kept"},
+    {"header-timeout", "CMDB_HEADER_TIMEOUT", CFG_LONG, F(header_timeout), "10", 1, 3600,
+     "seconds for a request's headers from accept, or from its first byte on a kept-alive "
+     "connection; then 408"},
+    {"body-timeout", "CMDB_BODY_TIMEOUT", CFG_LONG, F(body_timeout), "60", 1, 86400,
+     "seconds for a request's body after its headers; then 408"},
+    {"max-connections", "CMDB_MAX_CONNECTIONS", CFG_LONG, F(max_connections), "0", 0, 1000000,
+     "open client connections, more get 503; 0: min(4096, open-file limit - reserve)"},
     {"db-pool", "CMDB_DB_POOL", CFG_LONG, F(db_pool_size), "4", 1, 64,
      "database connections for requests"},
     {"manifest-max-nodes", "CMDB_MANIFEST_MAX_NODES", CFG_LONG, F(manifest_max_nodes), "10000", 1,

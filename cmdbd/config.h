@@ -22,6 +22,9 @@ struct cfg {
 	long max_headers;	 /* header count limit */
 	long json_max_depth;	 /* nesting limit */
 	long idle_timeout;	 /* seconds a connection may idle */
+	long header_timeout;	 /* seconds to receive a request's headers (408) */
+	long body_timeout;	 /* seconds to receive its body after the headers (408) */
+	long max_connections;	 /* open client connections; 0: from RLIMIT_NOFILE */
 	long db_pool_size;	 /* async connections for requests */
 	long manifest_max_nodes; /* per manifest */
 	long manifest_max_edges; /* per manifest */

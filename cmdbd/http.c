@@ -5,6 +5,7 @@
 #include "http.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <sys/queue.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <netinet/tcp.h>
 #include <uuid/uuid.h>
 
+#include "http_conn.h"
 #include "jv.h"
 #include "log.h"
 #include "metrics.h"
@@ -23,11 +25,18 @@
 
 /* evhttp cuts off bodies above this many times the JSON limit, before buffering. */
 #define HTTP_HARD_BODY_FACTOR 4
+/*
+ * Descriptors the process needs besides client connections and the database pool:
+ * stdio, the event loop's, the listener, the LISTEN and start-up connections, the
+ * libraries'. The cap on connections leaves these, the pool and the refusals free.
+ */
+#define HTTP_FD_RESERVE 32
 
 struct http_server {
 	struct event_base *base;
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
+	struct http_conns *conns; /* deadlines and the cap (http_conn.h) */
 	const struct cfg *cfg;
 	int inflight;  /* requests not yet answered */
 	int unflushed; /* answers still being written */
@@ -90,7 +99,7 @@ reply_flushed(struct evhttp_request *ev, void *arg)
 {
 	struct http_server *s = arg;
 
-	(void)ev;
+	http_conns_request_done(s->conns, ev);
 	s->unflushed--;
 	check_drained(s);
 }
@@ -136,6 +145,8 @@ http_status_text(int status)
 		return "Not Found";
 	case 405:
 		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
 	case 409:
 		return "Conflict";
 	case 412:
@@ -274,6 +285,29 @@ http_reply_empty(struct http_req *r, int status)
 	send_and_free(r, status, NULL);
 }
 
+/*
+ * The one error body: {"error":{"status","code","message","request_id","details"}}.
+ * msg is made valid UTF-8 in place; details is stolen. NULL when out of memory.
+ */
+static json_t *
+error_body(int status, const char *code, const char *id, json_t *details, char *msg)
+{
+	json_t *err;
+
+	/* Messages may quote client input: keep them valid UTF-8 (JSON strings must be). */
+	if (!model_utf8_valid(msg, strlen(msg)))
+		for (char *p = msg; *p; p++)
+			if ((unsigned char)*p >= 0x80)
+				*p = '?';
+	err =
+	    json_pack("{s:{s:i,s:s,s:s,s:s,s:o}}", "error", "status", status, "code", code,
+		      "message", msg, "request_id", id, "details", details ? details : json_null());
+	if (err == NULL) /* details that would not serialise: say it without them */
+		err = json_pack("{s:{s:i,s:s,s:s,s:s,s:n}}", "error", "status", status, "code",
+				code, "message", msg, "request_id", id, "details");
+	return err;
+}
+
 static void
 reply_error_v(struct http_req *r, int status, const char *code, json_t *details, const char *fmt,
 	      va_list ap)
@@ -282,17 +316,7 @@ reply_error_v(struct http_req *r, int status, const char *code, json_t *details,
 	json_t *err;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	/* Messages may quote client input: keep them valid UTF-8 (JSON strings must be). */
-	if (!model_utf8_valid(msg, strlen(msg)))
-		for (char *p = msg; *p; p++)
-			if ((unsigned char)*p >= 0x80)
-				*p = '?';
-	err = json_pack("{s:{s:i,s:s,s:s,s:s,s:o}}", "error", "status", status, "code", code,
-			"message", msg, "request_id", r->id, "details",
-			details ? details : json_null());
-	if (err == NULL) /* details that would not serialise: say it without them */
-		err = json_pack("{s:{s:i,s:s,s:s,s:s,s:n}}", "error", "status", status, "code",
-				code, "message", msg, "request_id", r->id, "details");
+	err = error_body(status, code, r->id, details, msg);
 	if (status == 401)
 		http_set_header(r, "WWW-Authenticate", "Bearer realm=\"cmdbd\"");
 	if (status >= 500)
@@ -310,6 +334,48 @@ http_reply_error(struct http_req *r, int status, const char *code, json_t *detai
 	va_start(ap, fmt);
 	reply_error_v(r, status, code, details, fmt, ap);
 	va_end(ap);
+}
+
+static void
+new_request_id(char *id)
+{
+	uuid_t u;
+
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, id);
+}
+
+int
+http_raw_error(struct evbuffer *out, char *id, int status, const char *code, const char *extra,
+	       json_t *details, const char *fmt, ...)
+{
+	char msg[1024], date[64];
+	va_list ap;
+	json_t *err;
+	char *text;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	new_request_id(id);
+	err = error_body(status, code, id, details, msg);
+	text = err ? json_dumps(err, JSON_COMPACT) : NULL;
+	json_decref(err);
+	if (text == NULL)
+		return -1;
+	if (evutil_date_rfc1123(date, sizeof(date), NULL) >= (int)sizeof(date))
+		date[0] = '\0';
+	/* The body ends in a newline, as http_reply_raw() sends it. */
+	rc = evbuffer_add_printf(out,
+				 "HTTP/1.1 %d %s\r\nDate: %s\r\n"
+				 "Content-Type: application/json; charset=utf-8\r\n"
+				 "Content-Length: %zu\r\nConnection: close\r\nX-Request-Id: %s\r\n"
+				 "%s\r\n%s\n",
+				 status, http_status_text(status), date, strlen(text) + 1, id,
+				 extra ? extra : "", text);
+	free(text);
+	return rc < 0 ? -1 : 0;
 }
 
 void
@@ -484,6 +550,8 @@ handle_request(struct evhttp_request *ev, void *arg)
 	size_t header_bytes;
 	int split;
 
+	/* Whole and ours now: no read deadline while a handler has it. */
+	http_conns_request_started(s->conns, ev);
 	if (r == NULL) {
 		evhttp_send_error(ev, 503, "Out of memory");
 		return;
@@ -495,14 +563,10 @@ handle_request(struct evhttp_request *ev, void *arg)
 	TAILQ_INIT(&r->query);
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
 	client_id = evhttp_find_header(evhttp_request_get_input_headers(ev), "X-Request-Id");
-	if (client_id != NULL && valid_client_id(client_id)) {
+	if (client_id != NULL && valid_client_id(client_id))
 		snprintf(r->id, sizeof(r->id), "%s", client_id);
-	} else {
-		uuid_t u;
-
-		uuid_generate_random(u);
-		uuid_unparse_lower(u, r->id);
-	}
+	else
+		new_request_id(r->id);
 
 	if (count_headers(ev, &header_bytes) > s->cfg->max_headers) {
 		http_reply_error(r, 431, "headers_too_large",
@@ -584,6 +648,39 @@ handle_request(struct evhttp_request *ev, void *arg)
 
 /* ---------------------------------------------------------------- server */
 
+/*
+ * evhttp's bevcb: the bufferevent for one new connection, under the guard. A plain
+ * socket now; TLS would make a bufferevent_openssl here and guard it the same way.
+ */
+static struct bufferevent *
+make_bufferevent(struct event_base *base, void *arg)
+{
+	struct http_server *s = arg;
+
+	return http_conns_guard(s->conns, bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE));
+}
+
+/* The guard with cfg's deadlines and cap; NULL with a logged reason. */
+static struct http_conns *
+guard_new(struct event_base *base, const struct cfg *cfg)
+{
+	struct http_conn_limits lim = {cfg->header_timeout, cfg->body_timeout, 0};
+	char err[256];
+	struct http_conns *c;
+
+	lim.max_open = http_conns_cap(cfg->max_connections,
+				      HTTP_FD_RESERVE + cfg->db_pool_size + HTTP_CONNS_REFUSING_MAX,
+				      err, sizeof(err));
+	if (lim.max_open < 0) {
+		log_error("event=listen_failed reason=\"%s\"", err);
+		return NULL;
+	}
+	c = http_conns_new(base, &lim);
+	if (c == NULL)
+		log_error("event=listen_failed reason=\"out of memory\"");
+	return c;
+}
+
 struct http_server *
 http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_drained)(void *),
 		void *arg)
@@ -598,8 +695,9 @@ http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_draine
 	s->cfg = cfg;
 	s->on_drained = on_drained;
 	s->arg = arg;
+	s->conns = guard_new(base, cfg);
 	s->http = evhttp_new(base);
-	if (s->http == NULL)
+	if (s->conns == NULL || s->http == NULL)
 		goto fail;
 	if (cfg_split_listen(cfg->listen, &host, &port) != 0) {
 		log_error("event=listen_failed listen=%s reason=\"expected host:port\"",
@@ -618,6 +716,7 @@ http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_draine
 	/* Every method reaches the router, which answers 405 in JSON with Allow. */
 	evhttp_set_allowed_methods(s->http, 0xffff);
 	evhttp_set_gencb(s->http, handle_request, s);
+	evhttp_set_bevcb(s->http, make_bufferevent, s);
 	s->sock = evhttp_bind_socket_with_handle(s->http, host, (ev_uint16_t)port);
 	if (s->sock == NULL) {
 		log_error("event=listen_failed listen=%s reason=\"cannot bind\"", cfg->listen);
@@ -634,7 +733,9 @@ http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_draine
 		setsockopt(evhttp_bound_socket_get_fd(s->sock), IPPROTO_TCP, TCP_NODELAY, &one,
 			   sizeof(one));
 	}
-	log_info("event=listening listen=%s", cfg->listen);
+	log_info("event=listening listen=%s max_connections=%ld header_timeout_s=%ld "
+		 "body_timeout_s=%ld",
+		 cfg->listen, http_conns_max(s->conns), cfg->header_timeout, cfg->body_timeout);
 	free(host);
 	return s;
 fail:
@@ -674,7 +775,8 @@ http_server_free(struct http_server *s)
 	if (s == NULL)
 		return;
 	if (s->http != NULL)
-		evhttp_free(s->http);
+		evhttp_free(s->http); /* closes every connection: the guard forgets them */
+	http_conns_free(s->conns);
 	if (s->flush_timer != NULL)
 		event_free(s->flush_timer);
 	free(s);

@@ -16,6 +16,7 @@
 
 #include "attrs.h"
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -51,8 +52,9 @@ struct http_req {
 };
 
 /*
- * Starts serving on listen ("host:port") with the limits in cfg. Returns NULL
- * with a logged reason on failure. on_drained runs once after http_server_drain()
+ * Starts serving on listen ("host:port") with the limits in cfg, the read
+ * deadlines and the connection cap included (http_conn.h). Returns NULL with a
+ * logged reason on failure. on_drained runs once after http_server_drain()
  * when the last in-flight request has been answered.
  */
 CMDB_MUST_USE struct http_server *http_server_new(struct event_base *base, const struct cfg *cfg,
@@ -105,6 +107,17 @@ void http_reply_nomem(struct http_req *r);
 /* 400 naming a field or parameter: details {"field": path}. Frees r. */
 void http_reply_bad(struct http_req *r, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/*
+ * Appends to out a whole HTTP/1.1 response with the JSON error body and
+ * Connection: close, for a connection evhttp has no request object to answer on
+ * (http_conn.c: a read deadline, the connection cap). It gets a new request id,
+ * copied to id (40 bytes). extra is more header lines ("Name: value\r\n") or
+ * NULL; details as for http_reply_error (stolen). Returns 0, or -1 when out of
+ * memory.
+ */
+int http_raw_error(struct evbuffer *out, char *id, int status, const char *code, const char *extra,
+		   json_t *details, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 
 /* The reason phrase of a status ("Not Found"). */
 const char *http_status_text(int status);

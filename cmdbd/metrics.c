@@ -36,6 +36,11 @@ static struct route_stats stats[MAX_ROUTES + 1]; /* last = "none" */
 static const char *const manifest_outcomes[] = {"applied", "noop", "dry_run", "rejected", "failed"};
 static unsigned long manifest_counts[5];
 
+static int conns_open;
+static long conns_limit;
+static unsigned long conns_refused;
+static unsigned long timeouts_headers, timeouts_body;
+
 static int
 route_index(const char *route)
 {
@@ -76,6 +81,28 @@ metrics_count_manifest(const char *outcome)
 	for (size_t i = 0; i < 5; i++)
 		if (strcmp(outcome, manifest_outcomes[i]) == 0)
 			manifest_counts[i]++;
+}
+
+void
+metrics_set_connections(int open, long limit)
+{
+	conns_open = open;
+	conns_limit = limit;
+}
+
+void
+metrics_count_connection_refused(void)
+{
+	conns_refused++;
+}
+
+void
+metrics_count_request_timeout(const char *phase)
+{
+	if (strcmp(phase, "body") == 0)
+		timeouts_body++;
+	else
+		timeouts_headers++;
 }
 
 int
@@ -155,6 +182,20 @@ metrics_render(char **buf, size_t *len)
 	for (size_t i = 0; i < 5; i++)
 		rc |= metrics_appendf(buf, len, "cmdb_manifests_total{outcome=\"%s\"} %lu\n",
 				      manifest_outcomes[i], manifest_counts[i]);
+	rc |= metrics_appendf(
+	    buf, len,
+	    "# HELP cmdb_http_connections_open Client connections open and counted against "
+	    "the cap.\n# TYPE cmdb_http_connections_open gauge\ncmdb_http_connections_open %d\n"
+	    "# HELP cmdb_http_connections_max The cap on open client connections.\n"
+	    "# TYPE cmdb_http_connections_max gauge\ncmdb_http_connections_max %ld\n"
+	    "# HELP cmdb_http_connections_refused_total Connections refused (503) at the cap.\n"
+	    "# TYPE cmdb_http_connections_refused_total counter\n"
+	    "cmdb_http_connections_refused_total %lu\n"
+	    "# HELP cmdb_http_request_timeouts_total Requests answered 408: headers or body "
+	    "too slow.\n# TYPE cmdb_http_request_timeouts_total counter\n"
+	    "cmdb_http_request_timeouts_total{phase=\"headers\"} %lu\n"
+	    "cmdb_http_request_timeouts_total{phase=\"body\"} %lu\n",
+	    conns_open, conns_limit, conns_refused, timeouts_headers, timeouts_body);
 	return rc ? -1 : 0;
 }
 

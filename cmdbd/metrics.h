@@ -20,7 +20,16 @@ void metrics_observe_request(const char *route, int status, double seconds);
 void metrics_count_manifest(const char *outcome);
 
 /*
- * Appends the request and manifest metrics in Prometheus text format to a
+ * Client connections (http_conn.c): open now and the cap on them (gauges), one
+ * refused over the cap, one request answered 408 (its headers or its body came too
+ * slowly).
+ */
+void metrics_set_connections(int open, long limit);
+void metrics_count_connection_refused(void);
+void metrics_count_request_timeout(const char *phase); /* "headers" or "body" */
+
+/*
+ * Appends the request, connection and manifest metrics in Prometheus text format to a
  * malloc'd buffer *buf of length *len (both may start NULL/0). Returns 0 or -1.
  */
 CMDB_MUST_USE int metrics_render(char **buf, size_t *len);

@@ -17,6 +17,7 @@ static const char *const env_names[] = {
     "CMDB_MAX_HEADER_BYTES",   "CMDB_MAX_HEADERS",    "CMDB_JSON_MAX_DEPTH",
     "CMDB_IDLE_TIMEOUT",       "CMDB_DB_POOL",	      "CMDB_MANIFEST_MAX_NODES",
     "CMDB_MANIFEST_MAX_EDGES", "CMDB_SHUTDOWN_GRACE", "CMDB_LOG_LEVEL",
+    "CMDB_HEADER_TIMEOUT",     "CMDB_BODY_TIMEOUT",   "CMDB_MAX_CONNECTIONS",
 };
 
 static void
@@ -58,6 +59,9 @@ START_TEST(test_defaults)
 	ck_assert_int_gt(c.idle_timeout, 0);
 	ck_assert_int_ge(c.shutdown_grace, 0);
 	ck_assert_str_eq(c.log_level, "info");
+	ck_assert_int_eq(c.header_timeout, 10); /* issue 8: headers within 10 s */
+	ck_assert_int_eq(c.body_timeout, 60);	/* ... the body within 60 s more */
+	ck_assert_int_eq(c.max_connections, 0); /* automatic: from RLIMIT_NOFILE */
 	cfg_free(&c);
 }
 END_TEST
@@ -74,6 +78,9 @@ START_TEST(test_env)
 	setenv("CMDB_MAX_BODY", "2048", 1);
 	setenv("CMDB_LOG_LEVEL", "debug", 1);
 	setenv("CMDB_SHUTDOWN_GRACE", "", 1); /* empty: ignored, default stays */
+	setenv("CMDB_HEADER_TIMEOUT", "5", 1);
+	setenv("CMDB_BODY_TIMEOUT", "120", 1);
+	setenv("CMDB_MAX_CONNECTIONS", "500", 1);
 	ck_assert_int_eq(load(&c, none, err, sizeof(err)), 0);
 	ck_assert_str_eq(c.database_url, "postgresql:///x?host=/tmp");
 	ck_assert_str_eq(c.listen, "0.0.0.0:9000");
@@ -81,6 +88,9 @@ START_TEST(test_env)
 	ck_assert_int_eq(c.max_body_bytes, 2048);
 	ck_assert_str_eq(c.log_level, "debug");
 	ck_assert_int_eq(c.shutdown_grace, 10);
+	ck_assert_int_eq(c.header_timeout, 5);
+	ck_assert_int_eq(c.body_timeout, 120);
+	ck_assert_int_eq(c.max_connections, 500);
 	cfg_free(&c);
 }
 END_TEST
@@ -89,8 +99,19 @@ START_TEST(test_flags)
 {
 	struct cfg c;
 	char err[256];
-	char *argv[] = {"--listen",   "127.0.0.1:1", "--db-pool=3",	 "--database=dbname=a b",
-			"--max-body", "1024",	     "--log-level=warn", NULL};
+	char *argv[] = {"--listen",
+			"127.0.0.1:1",
+			"--db-pool=3",
+			"--database=dbname=a b",
+			"--max-body",
+			"1024",
+			"--log-level=warn",
+			"--header-timeout",
+			"1",
+			"--body-timeout=2",
+			"--max-connections",
+			"20",
+			NULL};
 
 	ck_assert_msg(load(&c, argv, err, sizeof(err)) == 0, "%s", err);
 	ck_assert_str_eq(c.listen, "127.0.0.1:1");
@@ -98,6 +119,9 @@ START_TEST(test_flags)
 	ck_assert_str_eq(c.database_url, "dbname=a b");
 	ck_assert_int_eq(c.max_body_bytes, 1024);
 	ck_assert_str_eq(c.log_level, "warn");
+	ck_assert_int_eq(c.header_timeout, 1);
+	ck_assert_int_eq(c.body_timeout, 2);
+	ck_assert_int_eq(c.max_connections, 20);
 	cfg_free(&c);
 }
 END_TEST
@@ -168,6 +192,20 @@ static const struct {
     {"shutdown-grace", "0", true},
     {"shutdown-grace", "600", true},
     {"shutdown-grace", "601", false},
+    {"header-timeout", "1", true},
+    {"header-timeout", "3600", true},
+    {"header-timeout", "0", false}, /* no deadline is not an option */
+    {"header-timeout", "3601", false},
+    {"header-timeout", "10s", false}, /* whole seconds, like --idle-timeout */
+    {"body-timeout", "1", true},
+    {"body-timeout", "86400", true},
+    {"body-timeout", "0", false},
+    {"body-timeout", "86401", false},
+    {"max-connections", "0", true}, /* automatic */
+    {"max-connections", "1", true},
+    {"max-connections", "1000000", true},
+    {"max-connections", "-1", false},
+    {"max-connections", "1000001", false},
 };
 
 START_TEST(test_range_table)
@@ -269,9 +307,12 @@ START_TEST(test_usage)
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
-	const char *want[] = {"--database",  "CMDB_DATABASE_URL", "--listen",	   "CMDB_LISTEN",
-			      "--db-pool",   "CMDB_DB_POOL",	  "--max-body",	   "4194304",
-			      "--log-level", "CMDB_LOG_LEVEL",	  "127.0.0.1:8080"};
+	const char *want[] = {
+	    "--database",	   "CMDB_DATABASE_URL", "--listen",	     "CMDB_LISTEN",
+	    "--db-pool",	   "CMDB_DB_POOL",	"--max-body",	     "4194304",
+	    "--log-level",	   "CMDB_LOG_LEVEL",	"127.0.0.1:8080",    "--header-timeout",
+	    "CMDB_HEADER_TIMEOUT", "--body-timeout",	"CMDB_BODY_TIMEOUT", "--max-connections",
+	    "CMDB_MAX_CONNECTIONS"};
 
 	ck_assert_ptr_nonnull(f);
 	cfg_usage(f);

@@ -198,7 +198,11 @@ START_TEST(test_format)
 {
 	static const char *const families[] = {"cmdb_http_requests_total counter",
 					       "cmdb_http_request_duration_seconds histogram",
-					       "cmdb_manifests_total counter"};
+					       "cmdb_manifests_total counter",
+					       "cmdb_http_connections_open gauge",
+					       "cmdb_http_connections_max gauge",
+					       "cmdb_http_connections_refused_total counter",
+					       "cmdb_http_request_timeouts_total counter"};
 	char *text;
 
 	metrics_observe_request("healthz", 200, 0.0001);
@@ -262,6 +266,28 @@ START_TEST(test_gauges)
 }
 END_TEST
 
+/* Connections: the gauges show what was set last; the counters count. */
+START_TEST(test_connections)
+{
+	const char *hdr = "cmdb_http_request_timeouts_total{phase=\"headers\"}";
+	const char *body = "cmdb_http_request_timeouts_total{phase=\"body\"}";
+	double refused0 = value("cmdb_http_connections_refused_total");
+	double hdr0 = value(hdr), body0 = value(body);
+
+	metrics_set_connections(7, 20);
+	ck_assert_double_eq(value("cmdb_http_connections_open"), 7);
+	ck_assert_double_eq(value("cmdb_http_connections_max"), 20);
+	metrics_count_connection_refused();
+	metrics_count_connection_refused();
+	metrics_count_request_timeout("headers");
+	metrics_count_request_timeout("body");
+	metrics_count_request_timeout("body");
+	ck_assert_double_eq(value("cmdb_http_connections_refused_total"), refused0 + 2);
+	ck_assert_double_eq(value(hdr), hdr0 + 1);
+	ck_assert_double_eq(value(body), body0 + 2);
+}
+END_TEST
+
 START_TEST(test_appendf)
 {
 	char *buf = NULL;
@@ -292,6 +318,7 @@ suite_metrics(void)
 	tcase_add_test(tc, test_manifest_counts);
 	tcase_add_test(tc, test_format);
 	tcase_add_test(tc, test_gauges);
+	tcase_add_test(tc, test_connections);
 	tcase_add_test(tc, test_appendf);
 	suite_add_tcase(s, tc);
 	return s;
