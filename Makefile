@@ -53,7 +53,7 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARNINGS)
 # pkg-config/pg_config run once per make, not once per object (:=). A missing package
 # shows up as a clear error from the tool (and `make deps` fixes it).
 SERVER_PKGS := libevent jansson uuid
-CLIENT_PKGS := jansson
+CLIENT_PKGS := jansson libcurl
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(SERVER_PKGS) check 2>/dev/null)
 SERVER_LIBS := $(shell $(PKG_CONFIG) --libs $(SERVER_PKGS) 2>/dev/null)
 CLIENT_LIBS := $(shell $(PKG_CONFIG) --libs $(CLIENT_PKGS) 2>/dev/null)
@@ -81,10 +81,9 @@ SERVER_OBJS := $(SERVER_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/migrations.o
 CLIENT_OBJS := $(CLIENT_SRCS:%.c=$(OBJ)/%.o)
 TEST_OBJS := $(TEST_SRCS:%.c=$(OBJ)/%.o)
 # Unit tests link the real modules, everything but the server's main(), and the
-# client's pure helpers (its commands, sockets and main() stay out).
+# client's helpers and its libcurl module (its commands and main() stay out).
 LIB_OBJS := $(filter-out $(OBJ)/cmdbd/main.o,$(SERVER_OBJS))
-CLIENT_LIB_OBJS := $(filter-out $(OBJ)/client/cmdb.o $(OBJ)/client/cmd_%.o \
-	$(OBJ)/client/http_client.o,$(CLIENT_OBJS))
+CLIENT_LIB_OBJS := $(filter-out $(OBJ)/client/cmdb.o $(OBJ)/client/cmd_%.o,$(CLIENT_OBJS))
 
 CMDBD := $(BUILD)/cmdbd
 CMDB := $(BUILD)/cmdb
@@ -105,7 +104,8 @@ $(CMDB): $(CLIENT_OBJS)
 	$(CC) $(OPT) $(SAN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CLIENT_LIBS)
 
 $(CHECK): $(TEST_OBJS) $(LIB_OBJS) $(CLIENT_LIB_OBJS)
-	$(CC) $(OPT) $(SAN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SERVER_LIBS) $(PG_LIBS)
+	$(CC) $(OPT) $(SAN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(SERVER_LIBS) $(PG_LIBS) \
+		$(CLIENT_LIBS)
 
 # Server and generated objects see cmdbd/ headers; the client sees only its own, and
 # cmdbd/model.h (the vocabulary, for its macros) by relative path (client/ref.h).

@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #include "args.h"
-#include "http_parse.h"
+#include "http.h"
 
 #ifndef CMDB_VERSION
 #define CMDB_VERSION "0.1.0"
@@ -35,6 +35,7 @@ struct command;
 struct cmdb {
 	struct http_url url;
 	char *token;		 /* owned; NULL when none was found */
+	const char *cacert;	 /* --cacert or CMDB_CACERT: PEM CA bundle, or NULL */
 	bool json;		 /* --json: print the server's JSON */
 	bool json_errors;	 /* with --json, also print error bodies to stdout
 				    (off where stdout is a JSON-lines stream) */

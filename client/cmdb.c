@@ -13,7 +13,7 @@
 #include "buf.h"
 #include "client.h"
 #include "fmt.h"
-#include "http_client.h"
+#include "http.h"
 #include "ref.h"
 #include "table.h"
 
@@ -25,8 +25,8 @@ static int cmd_version(struct cmdb *c);
 
 /* Accepted anywhere on the line, before or after the command. */
 static const struct arg_spec global_options[] = {
-    {"json", ARG_FLAG}, {"url", ARG_VALUE},    {"token", ARG_VALUE}, {"timeout", ARG_VALUE},
-    {"help", ARG_FLAG}, {"version", ARG_FLAG}, {NULL, ARG_FLAG},
+    {"json", ARG_FLAG},	   {"url", ARG_VALUE}, {"token", ARG_VALUE},  {"timeout", ARG_VALUE},
+    {"cacert", ARG_VALUE}, {"help", ARG_FLAG}, {"version", ARG_FLAG}, {NULL, ARG_FLAG},
 };
 
 static const struct arg_spec opts_none[] = {{NULL, ARG_FLAG}};
@@ -154,7 +154,11 @@ print_general_help(FILE *f)
 	      "  --url URL       server (env CMDB_URL, default " DEFAULT_URL ")\n"
 	      "  --token TOKEN   bearer token (env CMDB_TOKEN, else " TOKEN_FILE " in the\n"
 	      "                  current directory or a parent)\n"
-	      "  --timeout SEC   seconds to wait for a reply (default 30)\n"
+	      "  --timeout SEC   seconds the whole request may take (default 30; connecting\n"
+	      "                  has its own 5 s limit)\n"
+	      "  --cacert FILE   CA certificates (PEM) to verify an https server with (env\n"
+	      "                  CMDB_CACERT; default: the system's). Proxies come from\n"
+	      "                  https_proxy, http_proxy, all_proxy and no_proxy.\n"
 	      "\nREF is KIND/NAME, e.g. service/billing-api or database/pg-main:5432.\n"
 	      "Exit: 0 ok, 1 not found, 2 usage, 3 auth, 4 server or network error.\n"
 	      "Run 'cmdb help COMMAND' for a command's options.\n",
@@ -372,14 +376,13 @@ int
 cmdb_request(struct cmdb *c, const struct cmdb_call *call, struct cmdb_reply *out)
 {
 	char err[512];
-	struct buf target = BUF_INIT, wire = BUF_INIT, auth = BUF_INIT;
+	struct buf target = BUF_INIT, auth = BUF_INIT;
 	const char *hdrs[32];
 	size_t n = 0;
 	int rc = CMDB_EXIT_SERVER;
 	*out = (struct cmdb_reply){{0, NULL, NULL, 0, NULL, NULL}, NULL};
 	c->last_status = 0;
 
-	cl_buf_puts(&target, c->url.prefix);
 	cl_buf_puts(&target, call->target);
 	if (c->token) {
 		cl_buf_printf(&auth, "Bearer %s", c->token);
@@ -403,19 +406,21 @@ cmdb_request(struct cmdb *c, const struct cmdb_call *call, struct cmdb_reply *ou
 	struct http_request rq = {
 	    .method = call->method,
 	    .target = cl_buf_str(&target),
-	    .host_header = c->url.host_header,
 	    .headers = hdrs,
 	    .body = call->body,
 	    .body_len = call->body_len,
 	    .send_body = strcmp(call->method, "POST") == 0 || strcmp(call->method, "PUT") == 0,
 	};
-	if (cl_http_build_request(&rq, &wire, err, sizeof err) < 0) {
+	struct http_opts opts = {
+	    .connect_ms = CMDB_CONNECT_TIMEOUT_MS,
+	    .timeout_ms = call->timeout_ms ? call->timeout_ms : c->timeout_ms,
+	    .cacert = c->cacert,
+	};
+	if (cl_http_check_request(&rq, err, sizeof err) < 0) {
 		rc = cmdb_fail(CMDB_EXIT_USAGE, "%s", err);
 		goto out;
 	}
-	int timeout = call->timeout_ms ? call->timeout_ms : c->timeout_ms;
-	if (cl_http_exchange(&c->url, wire.data, wire.len, CMDB_CONNECT_TIMEOUT_MS, timeout,
-			     &out->http, err, sizeof err) < 0) {
+	if (cl_http_perform(&c->url, &rq, &opts, &out->http, err, sizeof err) < 0) {
 		rc = cmdb_fail(CMDB_EXIT_SERVER, "%s", err);
 		goto out;
 	}
@@ -441,7 +446,6 @@ cmdb_request(struct cmdb *c, const struct cmdb_call *call, struct cmdb_reply *ou
 	rc = CMDB_EXIT_OK;
 out:
 	cl_buf_free(&target);
-	cl_buf_free(&wire);
 	cl_buf_free(&auth);
 	return rc;
 }
@@ -515,6 +519,15 @@ configure(struct cmdb *c)
 	if (cmdb_number(c, "timeout", 1, 3600, &secs) < 0)
 		return CMDB_EXIT_USAGE;
 	c->timeout_ms = (int)secs * 1000;
+
+	c->cacert = cl_args_get(c->args, "cacert");
+	if (c->cacert == NULL)
+		c->cacert = getenv("CMDB_CACERT");
+	if (c->cacert != NULL && c->cacert[0] == '\0')
+		c->cacert = NULL;
+	if (c->cacert != NULL && access(c->cacert, R_OK) != 0)
+		return cmdb_usage(c, "cannot read the CA file '%s': %s", c->cacert,
+				  strerror(errno));
 	return CMDB_EXIT_OK;
 }
 
@@ -583,8 +596,12 @@ main(int argc, char **argv)
 	c.json = cl_args_has(&args, "json");
 	c.json_errors = c.json;
 	rc = configure(&c);
-	if (rc == CMDB_EXIT_OK)
+	if (rc == CMDB_EXIT_OK && cl_http_global_init() < 0)
+		rc = cmdb_fail(CMDB_EXIT_SERVER, "cannot initialise libcurl");
+	else if (rc == CMDB_EXIT_OK) {
 		rc = c.cmd->run(&c);
+		cl_http_global_cleanup();
+	}
 out:
 	rc = finish_output(rc);
 	cl_args_free(&args);

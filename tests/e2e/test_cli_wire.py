@@ -111,19 +111,9 @@ NODE = {"id": "0b5e", "ref": "database/pg-main:5432", "kind": "database",
         "edges": {"in": 3, "out": 1}}
 
 
-class CliTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        cls.port = cls.server.server_address[1]
-        threading.Thread(target=cls.server.serve_forever, daemon=True).start()
-        cls.tmp = tempfile.TemporaryDirectory()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.shutdown()
-        cls.server.server_close()
-        cls.tmp.cleanup()
+class CliBase(unittest.TestCase):
+    """Runs the cmdb binary against cls.port with a minimal environment."""
+    port = None
 
     def setUp(self):
         Fake.routes = {}
@@ -137,6 +127,21 @@ class CliTest(unittest.TestCase):
         p = subprocess.run(WRAPPER + [os.path.abspath(CMDB)] + list(args), env=e, input=stdin,
                            capture_output=True, cwd=cwd or self.tmp.name, timeout=timeout)
         return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+class CliTest(CliBase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        cls.port = cls.server.server_address[1]
+        threading.Thread(target=cls.server.serve_forever, daemon=True).start()
+        cls.tmp = tempfile.TemporaryDirectory()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+        cls.server.server_close()
+        cls.tmp.cleanup()
 
     # ------------------------------------------------------------ wire format
 
@@ -390,7 +395,7 @@ class CliTest(unittest.TestCase):
         for argv in (["get"], ["get", "noslash"], ["get", "Bad/x"], ["frobnicate"],
                      ["ls", "--limit", "abc"], ["ls", "--limit", "0"], ["get", "a/b", "extra"],
                      ["ls", "--bogus"], ["put", "service/x", "--attr", "novalue"],
-                     ["put", "service/x", "--attr", "k:={bad"], ["--url", "https://x", "get", "a/b"],
+                     ["put", "service/x", "--attr", "k:={bad"], ["--url", "ftp://x", "get", "a/b"],
                      ["get", "a/b", "--token", "x\ny"]):
             rc, out, errs = self.run_cli(*argv)
             self.assertEqual(rc, 2, (argv, errs))
@@ -420,6 +425,125 @@ class CliTest(unittest.TestCase):
         self.assertEqual(rc, 3)
         self.assertNotIn("authorization", Fake.requests[0]["headers"])
         self.assertIn("hint: no token found", errs)
+
+
+
+def make_ca_and_cert(d, host="127.0.0.1"):
+    """A throwaway CA and a server certificate for host (SAN IP), with openssl."""
+    def ossl(*args):
+        subprocess.run(["openssl"] + list(args), cwd=d, check=True, capture_output=True)
+    ossl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=cmdb test CA",
+         "-keyout", "ca.key", "-out", "ca.pem")
+    ossl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=%s" % host,
+         "-keyout", "server.key", "-out", "server.csr")
+    with open(os.path.join(d, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:%s,DNS:localhost\n" % host)
+    ossl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+         "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+    return os.path.join(d, "ca.pem"), os.path.join(d, "server.pem"), os.path.join(d, "server.key")
+
+
+class ProxyHandler(BaseHTTPRequestHandler):
+    """A forward proxy that answers itself: it records the absolute-form request
+    line libcurl sends to a proxy, which proves the proxy was used."""
+    protocol_version = "HTTP/1.1"
+    seen = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_GET(self):
+        ProxyHandler.seen.append(self.path)
+        data = json.dumps(NODE).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class TlsAndProxyTest(CliBase):
+    """https with verification (libcurl + OpenSSL against a real TLS server), the CA
+    from --cacert or CMDB_CACERT, and proxies from the environment."""
+
+    @classmethod
+    def setUpClass(cls):
+        import ssl
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.ca, cert, key = make_ca_and_cert(cls.tmp.name)
+        cls.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        cls.server.socket = ctx.wrap_socket(cls.server.socket, server_side=True)
+        cls.port = cls.server.server_address[1]
+        threading.Thread(target=cls.server.serve_forever, daemon=True).start()
+        cls.proxy = ThreadingHTTPServer(("127.0.0.1", 0), ProxyHandler)
+        threading.Thread(target=cls.proxy.serve_forever, daemon=True).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.proxy.shutdown()
+        cls.proxy.server_close()
+        cls.server.shutdown()
+        cls.server.server_close()
+        cls.tmp.cleanup()
+
+    def https(self):
+        return "https://127.0.0.1:%d" % self.port
+
+    def test_https_with_cacert(self):
+        Fake.routes[("GET", "/v1/nodes/database/pg-main%3A5432")] = reply(200, NODE)
+        rc, out, errs = self.run_cli("get", "database/pg-main:5432", "--cacert", self.ca,
+                                     env={"CMDB_URL": self.https()})
+        self.assertEqual(rc, 0, errs)
+        self.assertIn("database/pg-main:5432", out)
+        self.assertEqual(Fake.requests[-1]["headers"]["authorization"], "Bearer tok-123")
+        rc, out, errs = self.run_cli("get", "database/pg-main:5432",
+                                     env={"CMDB_URL": self.https(), "CMDB_CACERT": self.ca})
+        self.assertEqual(rc, 0, errs)
+
+    def test_https_unverified_certificate_is_refused(self):
+        Fake.routes[("GET", "/v1/nodes/database/pg-main%3A5432")] = reply(200, NODE)
+        rc, out, errs = self.run_cli("get", "database/pg-main:5432",
+                                     env={"CMDB_URL": self.https(),
+                                          "SSL_CERT_FILE": "/nonexistent",
+                                          "CURL_CA_BUNDLE": None})
+        self.assertEqual((rc, out), (4, ""), errs)
+        self.assertIn("TLS", errs)
+        self.assertEqual(Fake.requests, [], "nothing may be sent over an unverified connection")
+        # The wrong host name is refused too (the certificate names 127.0.0.1/localhost).
+        rc, _, errs = self.run_cli("get", "database/pg-main:5432", "--cacert", self.ca,
+                                   env={"CMDB_URL": "https://127.0.0.2:%d" % self.port})
+        self.assertEqual(rc, 4, errs)
+
+    def test_plain_http_to_tls_port_fails_cleanly(self):
+        rc, out, errs = self.run_cli("get", "service/x",
+                                     env={"CMDB_URL": "http://127.0.0.1:%d" % self.port},
+                                     timeout=20)
+        self.assertEqual((rc, out), (4, ""))
+        self.assertTrue(errs.startswith("cmdb: "), errs)
+
+    def test_missing_cacert_file_is_a_usage_error(self):
+        rc, _, errs = self.run_cli("get", "service/x", "--cacert", "/nonexistent/ca.pem",
+                                   env={"CMDB_URL": self.https()})
+        self.assertEqual(rc, 2, errs)
+        self.assertIn("/nonexistent/ca.pem", errs)
+
+    def test_proxy_from_environment(self):
+        ProxyHandler.seen = []
+        proxy = "http://127.0.0.1:%d" % self.proxy.server_address[1]
+        rc, out, errs = self.run_cli("get", "database/pg-main:5432",
+                                     env={"CMDB_URL": "http://cmdb.invalid:8080",
+                                          "http_proxy": proxy})
+        self.assertEqual(rc, 0, errs)
+        self.assertEqual(ProxyHandler.seen,
+                         ["http://cmdb.invalid:8080/v1/nodes/database/pg-main%3A5432"])
+        # no_proxy wins: the name is then resolved directly (and fails: .invalid).
+        rc, _, errs = self.run_cli("get", "database/pg-main:5432",
+                                   env={"CMDB_URL": "http://cmdb.invalid:8080",
+                                        "http_proxy": proxy, "no_proxy": "cmdb.invalid"})
+        self.assertEqual(rc, 4, errs)
+        self.assertEqual(len(ProxyHandler.seen), 1)
 
 
 if __name__ == "__main__":
