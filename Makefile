@@ -145,8 +145,9 @@ $(GEN)/suites.h: FORCE
 	   echo '#undef SUITE'; } >$@.tmp
 	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; echo "GEN $@"; fi
 
+# setpriv: run.sh (and so the server) gets SIGTERM if make itself dies, even by SIGKILL.
 run:
-	bash cmdbd/dev/run.sh
+	setpriv --pdeathsig TERM bash cmdbd/dev/run.sh
 
 # deps first, then the build (a recursive make, so it runs after the packages exist).
 # Scripts run through their interpreter: no reliance on the executable bit.

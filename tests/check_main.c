@@ -6,6 +6,9 @@
  * suite is named "x"). Check's environment knobs work as usual: CK_RUN_SUITE=x or
  * CK_RUN_CASE=y to run a part, CK_FORK=no to debug in gdb, CK_VERBOSITY=verbose.
  *
+ * The e2e suite (check_e2e.c) is built first and run last: it starts tests/e2e/runner.py,
+ * which runs the end-to-end and SQL tests while the C suites run.
+ *
  * Output ends with Check's summary line ("100%: Checks: N, Failures: 0, Errors: 0");
  * the exit status is non-zero when any test failed or errored.
  */
@@ -22,8 +25,15 @@ main(void)
 	bool listed, quiet;
 	int failed;
 
-#define SUITE(name) srunner_add_suite(sr, suite_##name());
+	/* Built first, run last: building it starts the end-to-end tests in the background
+	 * (check_e2e.c), so they run while Check works through the other suites. */
+	Suite *e2e = suite_e2e();
+
+#define SUITE(name)                                                                                \
+	if (strcmp(#name, "e2e") != 0)                                                             \
+		srunner_add_suite(sr, suite_##name());
 #include "suites.h"
+	srunner_add_suite(sr, e2e);
 
 	srunner_run_all(sr, CK_ENV);
 	failed = srunner_ntests_failed(sr);

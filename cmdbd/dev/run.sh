@@ -6,17 +6,27 @@
 # database is used instead), migrates, makes an admin token in .cmdb/admin.token (0600)
 # unless a valid one is there, and serves on ${CMDB_LISTEN:-127.0.0.1:8080} in the
 # foreground. Ctrl-C or SIGTERM stops the server gracefully, then the cluster.
+#
+# The server dies with this script however the script dies, SIGKILL included (it gets
+# SIGTERM from the kernel, see below); the cluster then keeps running, as after any
+# unclean exit, and the next run reuses it.
+#
+# Environment: CMDB_LISTEN, CMDB_DATABASE_URL (above); CMDB_STATE_DIR, where the
+# cluster and the token live (default .cmdb in the repository); CMDB_RUN_CMDBD, a cmdbd
+# already built to serve with: no package check, no build (the tests use both).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd -P)
 cd "$repo"
-state=$repo/.cmdb
+state=${CMDB_STATE_DIR:-$repo/.cmdb}
 token_file=$state/admin.token
 listen=${CMDB_LISTEN:-127.0.0.1:8080}
-cmdbd=$repo/build/cmdbd
+cmdbd=${CMDB_RUN_CMDBD:-$repo/build/cmdbd}
 
-sh cmdbd/dev/deps.sh run
-make --no-print-directory -j2 build/cmdbd build/cmdb
+if [ -z "${CMDB_RUN_CMDBD:-}" ]; then
+    sh cmdbd/dev/deps.sh run
+    make --no-print-directory -j2 build/cmdbd build/cmdb
+fi
 
 mkdir -p "$state"
 own_cluster=0
@@ -64,7 +74,7 @@ fi
 cat <<BANNER
 
   cmdbd serving on http://$listen
-  admin token:  $token_file    (export CMDB_TOKEN=\$(cat .cmdb/admin.token))
+  admin token:  $token_file    (export CMDB_TOKEN=\$(cat $token_file))
   CLI:          $repo/build/cmdb    (CMDB_URL=http://$listen)
   database:     $CMDB_DATABASE_URL
   Ctrl-C stops the server$([ $own_cluster = 1 ] && echo " and the database").
@@ -73,7 +83,15 @@ BANNER
 
 # The server runs in its own session, so a Ctrl-C on the terminal reaches only this
 # script, which passes exactly one signal on and waits for a graceful exit.
-setsid "$cmdbd" serve --listen "$listen" &
+#
+# It dies with this script: setpriv (util-linux) asks the kernel to send it SIGTERM when
+# its parent, this script, dies (PR_SET_PDEATHSIG, kept across exec). The sh between
+# setpriv and cmdbd closes the one gap, a script that died before that request: then
+# its parent is no longer this script and it exits instead of serving. setsid and
+# setpriv exec, so cmdbd is the child started here and $! is its pid.
+setsid setpriv --pdeathsig TERM -- \
+    sh -c '[ "$PPID" = "$1" ] || exit 1; shift; exec "$@"' sh $$ \
+    "$cmdbd" serve --listen "$listen" &
 pid=$!
 forward() {
     kill -s "$1" "$pid" 2>/dev/null || true

@@ -34,6 +34,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import traceback
 import unittest
 import urllib.parse
 
@@ -641,6 +642,179 @@ class TwoServerTestCase(ServerTestCase):
                 b.stop()
         finally:
             super().tearDownClass()
+
+
+# --------------------------------------------------------------------------- results by name
+
+# Bounds on what one test's result carries: its short message (the Check runner's failure
+# listing; Check refuses messages over ~4 KiB) and its output (traceback, captured
+# stdout/stderr: printed when it fails).
+MESSAGE_MAX = 2500
+OUTPUT_MAX = 64 * 1024
+
+
+def clip(text, limit, keep_head=0.25):
+    """text if it fits in limit characters, else its head and tail with a marker between
+    (the head says what was tested, the tail how it ended)."""
+    if len(text) <= limit:
+        return text
+    head = int(limit * keep_head)
+    tail = limit - head
+    return "%s\n[... %d characters left out ...]\n%s" % (text[:head], len(text) - limit,
+                                                       text[-tail:])
+
+
+def write_result(path, status, seconds=0.0, message="", output="", where=None):
+    """Write one test's result as JSON, atomically (tests/check_e2e.c polls for the file):
+    {"status": PASS|FAIL|ERROR|SKIP, "seconds", "message" (short), "output" (long),
+    "file", "line" (where it failed, relative to the repository)}."""
+    doc = {"status": status, "seconds": round(seconds, 3),
+           "message": clip(message, MESSAGE_MAX, 0.8), "output": clip(output, OUTPUT_MAX)}
+    if where is not None:
+        doc["file"], doc["line"] = where
+    tmp = os.path.join(os.path.dirname(path), ".%s.tmp" % os.path.basename(path))
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+
+
+def _where(err, module_file):
+    """(path relative to the repository, line) of the innermost frame of the traceback
+    in module_file, else in any file of this directory; None when there is none."""
+    frames = traceback.extract_tb(err[2]) if err and err[2] is not None else []
+    for pick in (lambda f: f.filename == module_file,
+                 lambda f: os.path.dirname(os.path.abspath(f.filename)) == HERE):
+        for fr in reversed(frames):
+            if pick(fr):
+                return os.path.relpath(os.path.abspath(fr.filename), REPO), fr.lineno
+    return None
+
+
+class NamedResult(unittest.TestResult):
+    """A unittest result that reports every test under its own name as it ends: a line
+    `PASS test_x.py::Class.test (0.12 s)` (or FAIL / ERROR / SKIP) on stream and, with
+    outdir, a result file outdir/Class.test (write_result) for tests/check_e2e.c.
+
+    Output the test prints is captured (buffer) and goes with its failure. Errors outside
+    any test (setUpClass, tearDownClass, setUpModule, ...) are kept in self.outside as
+    (description, text); finish() reports the tests such an error kept from running."""
+
+    def __init__(self, unit, module_file, stream, outdir=None):
+        super().__init__()
+        self.buffer = True
+        self.unit = unit
+        self.module_file = module_file
+        self.stream = stream
+        self.outdir = outdir
+        self.reported = set()
+        self.outside = []
+        self._class_problem = {}  # class name -> ("ERROR" | "SKIP", text)
+        self._t0 = 0.0
+        self._problems = []
+        self._skip = None
+
+    @staticmethod
+    def name_of(test):
+        """Class.test: the test's id without its module."""
+        return test.id().split(".", 1)[-1] if "." in test.id() else test.id()
+
+    def _report(self, name, status, seconds, message="", output="", where=None):
+        self.reported.add(name)
+        line = "%-5s %s::%s (%.2f s)" % (status, self.unit, name, seconds)
+        if status == "SKIP":
+            line += ": " + message
+        print(line, file=self.stream, flush=True)
+        if status not in ("PASS", "SKIP") and output:
+            print(output.rstrip("\n"), file=self.stream, flush=True)
+        if self.outdir is not None:
+            write_result(os.path.join(self.outdir, name), status, seconds, message, output,
+                         where)
+
+    def startTest(self, test):
+        super().startTest(test)
+        self._t0 = time.monotonic()
+        self._problems = []
+        self._skip = None
+        if self.outdir is not None:
+            # Which test was running if the process dies (runner.py reads it).
+            with open(os.path.join(self.outdir, ".running"), "w", encoding="utf-8") as f:
+                f.write(self.name_of(test))
+
+    def _problem(self, kind, test, err, label=""):
+        text = self._exc_info_to_string(err, test)
+        message = "".join(traceback.format_exception_only(err[0], err[1])).rstrip("\n")
+        self._problems.append((kind, label + message, text, _where(err, self.module_file)))
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._problem("FAIL", test, err)
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        if isinstance(test, unittest.TestCase):
+            self._problem("ERROR", test, err)
+            return
+        # Outside any test: "setUpClass (module.Class)", "tearDownModule (module)", ...
+        desc = str(test)
+        text = self._exc_info_to_string(err, test)
+        short = "".join(traceback.format_exception_only(err[0], err[1])).rstrip("\n")
+        self.outside.append((desc, text))
+        self._note_class_problem(desc, "ERROR", "%s failed: %s" % (desc, short),
+                                 "%s failed:\n%s" % (desc, text))
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            kind = "FAIL" if issubclass(err[0], test.failureException) else "ERROR"
+            self._problem(kind, test, err, subtest._subDescription() + " ")
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        if isinstance(test, unittest.TestCase):
+            self._skip = reason
+        else:
+            self._note_class_problem(str(test), "SKIP", reason, "")
+
+    def addUnexpectedSuccess(self, test):
+        super().addUnexpectedSuccess(test)
+        self._problems.append(("FAIL", "unexpected success (marked expectedFailure)", "",
+                               None))
+
+    def _note_class_problem(self, desc, kind, short, text):
+        m = re.match(r"^(setUpClass|setUpModule) \(([^)]*)\)$", desc)
+        if m:
+            key = "" if m.group(1) == "setUpModule" else m.group(2).rsplit(".", 1)[-1]
+            self._class_problem.setdefault(key, (kind, short, text))
+
+    def stopTest(self, test):
+        secs = time.monotonic() - self._t0
+        name = self.name_of(test)
+        if self._problems:
+            kind = "ERROR" if any(p[0] == "ERROR" for p in self._problems) else "FAIL"
+            message = self._problems[0][1]
+            if len(self._problems) > 1:
+                message += "\n(and %d more problems: see the output)" % (len(self._problems) - 1)
+            output = "\n".join(p[2] for p in self._problems)
+            where = next((p[3] for p in self._problems if p[3] is not None), None)
+            self._report(name, kind, secs, message, output, where)
+        elif self._skip is not None:
+            self._report(name, "SKIP", secs, self._skip)
+        else:
+            self._report(name, "PASS", secs)
+        self._mirrorOutput = False  # the captured output went with the failure already
+        super().stopTest(test)
+
+    def finish(self, expected):
+        """Report every name in expected that did not run: kept from running by a
+        setUpClass/setUpModule error or skip, else "not run"."""
+        for name in expected:
+            if name in self.reported:
+                continue
+            cls = name.split(".", 1)[0]
+            kind, short, text = self._class_problem.get(cls) or self._class_problem.get(
+                "", ("ERROR", "no result from unittest", ""))
+            self._report(name, kind, 0.0, short if kind == "SKIP" else "not run: " + short,
+                         text)
 
 
 # --------------------------------------------------------------------------- private cluster
