@@ -91,7 +91,6 @@ static const char setup_sql[] =
 /* ------------------------------------------------------------ fixture state */
 
 static const char *admin_url;
-static int db_counter;
 static char dbname[64];
 static char *conninfo; /* the scratch database, for db_new (malloc'd) */
 static PGconn *side;   /* a blocking connection to the scratch database */
@@ -111,59 +110,13 @@ exec_long(PGconn *conn, const char *sql)
 	return v;
 }
 
-/* Appends " key='value'" (quoted as libpq wants) to the malloc'd string *buf. */
-static void
-append_kv(char **buf, const char *key, const char *value)
-{
-	size_t len = strlen(*buf);
-	char *out = realloc(*buf, len + strlen(key) + 2 * strlen(value) + 5), *p;
-
-	ck_assert_ptr_nonnull(out);
-	p = out + len;
-	p += sprintf(p, "%s%s='", len ? " " : "", key);
-	for (const char *v = value; *v; v++) {
-		if (*v == '\'' || *v == '\\')
-			*p++ = '\\';
-		*p++ = *v;
-	}
-	strcpy(p, "'");
-	*buf = out;
-}
-
-/* The admin conninfo (URI or key=value) with its dbname replaced by name. */
-static char *
-conninfo_for(const char *name)
-{
-	char *errmsg = NULL, *buf;
-	PQconninfoOption *opts = PQconninfoParse(admin_url, &errmsg);
-
-	ck_assert_msg(opts != NULL, "CMDB_TEST_ADMIN_URL does not parse: %s", errmsg);
-	buf = strdup("");
-	for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-		if (o->val != NULL && strcmp(o->keyword, "dbname") != 0)
-			append_kv(&buf, o->keyword, o->val);
-	append_kv(&buf, "dbname", name);
-	PQconninfoFree(opts);
-	return buf;
-}
-
 static void
 db_setup(void)
 {
-	PGconn *admin = pgtest_connect(admin_url, "postgres");
-	char sql[160];
-
 	log_set_level(getenv("CMDB_TEST_LOG") ? LOG_DEBUG : LOG_ERROR);
-	snprintf(dbname, sizeof(dbname), "cmdb_check_db_%ld_%d", (long)getpid(), db_counter++);
-	pgtest_exec(admin, "SET client_min_messages = warning");
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", dbname);
-	pgtest_exec(admin, sql);
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-	pgtest_exec(admin, sql);
-	PQfinish(admin);
-	side = pgtest_connect(admin_url, dbname);
+	side = pgtest_create_db(admin_url, "cmdb_check_db", false, dbname);
 	pgtest_exec(side, setup_sql);
-	conninfo = conninfo_for(dbname);
+	conninfo = pgtest_conninfo(admin_url, dbname);
 	base = event_base_new();
 	ck_assert_ptr_nonnull(base);
 }
@@ -171,67 +124,23 @@ db_setup(void)
 static void
 db_teardown(void)
 {
-	PGconn *admin;
-	char sql[160];
-
 	event_base_free(base);
 	base = NULL;
 	PQfinish(side);
 	side = NULL;
 	free(conninfo);
 	conninfo = NULL;
-	admin = pgtest_connect(admin_url, "postgres");
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
-	pgtest_exec(admin, sql);
-	PQfinish(admin);
+	pgtest_drop_db(admin_url, dbname);
 	log_set_level(LOG_INFO);
 }
 
 /* ------------------------------------------------------------- loop helpers */
 
-struct waiter {
-	bool (*cond)(void *);
-	void *arg;
-	struct timeval deadline;
-	bool met;
-};
-
-static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct waiter *w = arg;
-	struct timeval now;
-
-	(void)fd;
-	(void)what;
-	if (w->cond != NULL && w->cond(w->arg)) {
-		w->met = true;
-		event_base_loopbreak(base);
-		return;
-	}
-	gettimeofday(&now, NULL);
-	if (timercmp(&now, &w->deadline, >))
-		event_base_loopbreak(base);
-}
-
 /* Runs the loop until cond(arg) holds (true) or ms pass (false). cond NULL: just run. */
 static bool
 run_until(bool (*cond)(void *), void *arg, int ms)
 {
-	struct waiter w = {cond, arg, {0, 0}, false};
-	struct timeval now, span = {ms / 1000, (ms % 1000) * 1000}, tick = {0, 5000};
-	struct event *t;
-
-	if (cond != NULL && cond(arg))
-		return true;
-	gettimeofday(&now, NULL);
-	timeradd(&now, &span, &w.deadline);
-	t = event_new(base, -1, EV_PERSIST, tick_cb, &w);
-	ck_assert_ptr_nonnull(t);
-	event_add(t, &tick);
-	event_base_dispatch(base);
-	event_free(t);
-	return w.met;
+	return pgtest_run_until(base, cond, arg, ms);
 }
 
 static double
@@ -939,25 +848,14 @@ START_TEST(test_terminate_idle)
 }
 END_TEST
 
-START_TEST(test_skipped)
-{
-	fputs("db: skipped: CMDB_TEST_ADMIN_URL is not set (make test sets it)\n", stderr);
-}
-END_TEST
-
 Suite *
 suite_db(void)
 {
 	Suite *s = suite_create("db");
 	TCase *tc;
 
-	admin_url = getenv("CMDB_TEST_ADMIN_URL");
-	if (admin_url == NULL || admin_url[0] == '\0') {
-		tc = tcase_create("skipped");
-		tcase_add_test(tc, test_skipped);
-		suite_add_tcase(s, tc);
+	if ((admin_url = pgtest_admin_url(s)) == NULL)
 		return s;
-	}
 	tc = tcase_create("pool");
 	tcase_add_checked_fixture(tc, db_setup, db_teardown);
 	tcase_set_timeout(tc, 60);
