@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "db.h"
 #include "http.h"
+#include "loader.h"
 #include "log.h"
 #include "sql.h"
 #include "tailer.h"
@@ -166,7 +167,7 @@ load_graph_once(void)
 	long long seq = -1;
 
 	if (PQstatus(conn) == CONNECTION_OK) {
-		seq = tailer_load(conn, srv.g);
+		seq = loader_load(conn, srv.g);
 	} else {
 		const char *m = PQerrorMessage(conn);
 

@@ -1,7 +1,8 @@
 /*
  * tailer.h — keeps the in-memory graph current by applying the change log.
  *
- * PostgreSQL is the truth; the graph follows it in seq order. A NOTIFY on
+ * PostgreSQL is the truth; the graph follows it in seq order from the seq the
+ * loader (loader.h) loaded it at. A NOTIFY on
  * cmdb_changes (or a write of our own that returned a seq) pokes the tailer, which
  * reads `changes WHERE seq > applied ORDER BY seq` through the pool and applies the
  * rows. One read is in flight at a time; a poke during a read schedules another; a
@@ -61,16 +62,5 @@ int tailer_wait(struct tailer *t, long long seq, int timeout_ms, tailer_wait_cb 
 /* Wakes every waiter now with reached=false, and from then on tailer_wait() answers at
  * once instead of parking (shutdown). */
 void tailer_release_all(struct tailer *t);
-
-/*
- * Loads the whole graph from the database over a blocking connection, at one
- * consistent snapshot, and returns the seq it reflects (-1 on error, message
- * logged): every source's sighting, every node with its image (built from the
- * nodes' columns as cmdb_node_json() shapes them, with the stored last_seen_at;
- * the derived one follows from the sightings), then every edge (a binary COPY by
- * node id). Used once at start, before the server accepts requests. On error the
- * graph may hold part of the map: the caller starts over with a new one.
- */
-long long tailer_load(PGconn *conn, graph *g);
 
 #endif
