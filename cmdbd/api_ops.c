@@ -50,13 +50,14 @@ ready_done(void *arg, const struct db_result *res)
 void
 api_readyz(struct http_req *r)
 {
+	const char *code, *detail;
+
 	if (server_shutting_down()) {
 		http_reply_error(r, 503, "shutting_down", NULL, "server is shutting down");
 		return;
 	}
-	if (!server_map_ready()) {
-		http_reply_error(r, 503, "starting", NULL,
-				 "the map is still being loaded from the database");
+	if ((code = server_map_unready(&detail)) != NULL) {
+		http_reply_error(r, 503, code, NULL, "%s", detail);
 		return;
 	}
 	if (db_query(server_db(), SQL_READY, NULL, ready_done, r) != 0)
@@ -69,9 +70,11 @@ api_metrics(struct http_req *r)
 	char *buf = NULL;
 	size_t len = 0;
 	struct db_stats st;
+	struct server_map_stats ms;
 	int rc;
 
 	db_get_stats(server_db(), &st);
+	server_map_stats(&ms);
 	rc = metrics_render(&buf, &len);
 	rc |= metrics_appendf(
 	    &buf, &len,
@@ -102,6 +105,24 @@ api_metrics(struct http_req *r)
 	    st.total, st.up, st.busy, st.queued, st.queries, st.errors, st.unavailable, st.retries,
 	    st.reconnects, graph_node_count(server_graph()), graph_edge_count(server_graph()),
 	    applied_seq());
+	rc |= metrics_appendf(
+	    &buf, &len,
+	    "# HELP cmdb_graph_ready Whether the in-memory map answers (1) or is loading (0).\n"
+	    "# TYPE cmdb_graph_ready gauge\ncmdb_graph_ready %d\n"
+	    "# HELP cmdb_graph_apply_failures_total Change rows the map could not apply (each "
+	    "reloads it).\n"
+	    "# TYPE cmdb_graph_apply_failures_total counter\n"
+	    "cmdb_graph_apply_failures_total %lu\n"
+	    "# HELP cmdb_graph_reloads_total Reloads of the whole map completed.\n"
+	    "# TYPE cmdb_graph_reloads_total counter\ncmdb_graph_reloads_total %lu\n"
+	    "# HELP cmdb_graph_verifications_total Comparisons of the map with the database, by "
+	    "result.\n"
+	    "# TYPE cmdb_graph_verifications_total counter\n"
+	    "cmdb_graph_verifications_total{result=\"ok\"} %lu\n"
+	    "cmdb_graph_verifications_total{result=\"differ\"} %lu\n"
+	    "cmdb_graph_verifications_total{result=\"failed\"} %lu\n",
+	    ms.ready ? 1 : 0, ms.apply_failures, ms.reloads, ms.verifications[SERVER_VERIFY_OK],
+	    ms.verifications[SERVER_VERIFY_DIFFER], ms.verifications[SERVER_VERIFY_FAILED]);
 	if (rc != 0 || buf == NULL) {
 		free(buf);
 		http_reply_error(r, 500, "internal", NULL, "could not render metrics");

@@ -1,16 +1,20 @@
 /*
  * loader.c — the map loader (see loader.h): the COPY-based load of the whole
- * graph at one snapshot.
+ * graph at one snapshot, and the thread that runs it in the background.
  */
 #include "loader.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <uuid/uuid.h>
 
@@ -18,7 +22,6 @@
 #include "strbuf.h"
 
 /* ------------------------------------------------------- COPY text format */
-
 /*
  * Undoes COPY text-format escaping in place (\\, \t, \n, \r, \b, \f, \v, \NNN).
  * Names cannot hold control characters, but attributes JSON text can hold
@@ -361,6 +364,17 @@ load_edges_msg(struct load *l, char *buf, int len)
 	return p == end ? 0 : -1;
 }
 
+/* The load failed on conn: its error's first line (libpq's messages span lines). */
+static void
+log_load_failed(PGconn *conn)
+{
+	const char *m = PQerrorMessage(conn);
+	char line[300], q[320];
+
+	snprintf(line, sizeof(line), "%.*s", (int)strcspn(m, "\n"), m);
+	log_error("event=graph_load_failed reason=%s", log_q(line, q, sizeof(q)));
+}
+
 /* Streams one COPY ... TO STDOUT and calls row() per text line, or msg() per
  * binary message. Returns rows (messages) or -1. */
 static long
@@ -373,7 +387,7 @@ copy_stream(PGconn *conn, const char *sql, struct load *l, int (*row)(struct loa
 	int len;
 
 	if (PQresultStatus(res) != PGRES_COPY_OUT) {
-		log_error("event=graph_load_failed reason=\"%s\"", PQerrorMessage(conn));
+		log_load_failed(conn);
 		PQclear(res);
 		return -1;
 	}
@@ -407,7 +421,7 @@ copy_stream(PGconn *conn, const char *sql, struct load *l, int (*row)(struct loa
 	}
 	res = PQgetResult(conn);
 	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		log_error("event=graph_load_failed reason=\"%s\"", PQerrorMessage(conn));
+		log_load_failed(conn);
 		n = -1;
 	}
 	PQclear(res);
@@ -424,7 +438,7 @@ load_seen(PGconn *conn, graph *g)
 	int rc = 0;
 
 	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_error("event=graph_load_failed reason=\"%s\"", PQerrorMessage(conn));
+		log_load_failed(conn);
 		PQclear(res);
 		return -1;
 	}
@@ -487,7 +501,7 @@ loader_load(PGconn *conn, graph *g)
 	strbuf_release(&l.img);
 	return seq;
 fail:
-	log_error("event=graph_load_failed reason=\"%s\"", PQerrorMessage(conn));
+	log_load_failed(conn);
 	seq = -1;
 out:
 	PQclear(res);
@@ -496,4 +510,179 @@ out:
 	free(l.ids);
 	strbuf_release(&l.img);
 	return seq;
+}
+
+/* ------------------------------------------------------- background loads */
+
+struct loader {
+	struct event_base *base;
+	char *conninfo;
+	int connect_timeout_s;
+	loader_done_cb cb;
+	void *arg;
+	pthread_t thread;
+	int pipe[2];	    /* the worker writes one byte to [1] when it is done */
+	struct event *done; /* on pipe[0], on the loop */
+	/* Written by the worker, read by the loop after pthread_join(). */
+	graph *g;
+	long long seq;
+	char error[256];
+	/* Shared: the loop may cancel the worker's statement. */
+	pthread_mutex_t mu;
+	PGcancel *cancel; /* while the worker's connection is open */
+	bool cancelled;
+};
+
+/* The first line of libpq's message (its messages end in "\n"). */
+static void
+first_line(char *out, size_t size, const char *msg)
+{
+	snprintf(out, size, "%.*s", (int)strcspn(msg, "\n"), msg);
+}
+
+static void
+quiet_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+static void *
+worker(void *arg)
+{
+	struct loader *l = arg;
+	char timeout[16];
+	const char *keys[3], *values[3];
+	PGconn *conn;
+	bool cancelled;
+	int n = 0;
+
+	/* connect_timeout first: one in the conninfo (expanded from dbname) wins. */
+	snprintf(timeout, sizeof(timeout), "%d", l->connect_timeout_s);
+	if (l->connect_timeout_s > 0) {
+		keys[n] = "connect_timeout";
+		values[n++] = timeout;
+	}
+	keys[n] = "dbname";
+	values[n++] = l->conninfo;
+	keys[n] = values[n] = NULL;
+	conn = PQconnectdbParams(keys, values, 1);
+	l->seq = -1;
+	pthread_mutex_lock(&l->mu);
+	cancelled = l->cancelled;
+	if (!cancelled && PQstatus(conn) == CONNECTION_OK)
+		l->cancel = PQgetCancel(conn);
+	pthread_mutex_unlock(&l->mu);
+	if (cancelled) {
+		snprintf(l->error, sizeof(l->error), "cancelled");
+	} else if (PQstatus(conn) != CONNECTION_OK) {
+		first_line(l->error, sizeof(l->error), PQerrorMessage(conn));
+	} else if ((l->g = graph_new()) == NULL) {
+		snprintf(l->error, sizeof(l->error), "out of memory");
+	} else {
+		PQsetNoticeProcessor(conn, quiet_notice, NULL);
+		l->seq = loader_load(conn, l->g);
+		if (l->seq < 0) {
+			graph_free(l->g);
+			l->g = NULL;
+			snprintf(l->error, sizeof(l->error),
+				 "the load failed (see graph_load_failed)");
+		}
+	}
+	pthread_mutex_lock(&l->mu);
+	PQfreeCancel(l->cancel);
+	l->cancel = NULL;
+	pthread_mutex_unlock(&l->mu);
+	PQfinish(conn);
+	/* Wake the loop: one byte into our own empty pipe, which cannot fill up. */
+	while (write(l->pipe[1], "x", 1) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void
+loader_destroy(struct loader *l)
+{
+	if (l->done != NULL)
+		event_free(l->done);
+	close(l->pipe[0]);
+	close(l->pipe[1]);
+	pthread_mutex_destroy(&l->mu);
+	graph_free(l->g);
+	free(l->conninfo);
+	free(l);
+}
+
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct loader *l = arg;
+	char byte;
+	graph *g;
+
+	(void)what;
+	if (read(fd, &byte, 1) != 1)
+		return; /* spurious: the worker has not finished */
+	pthread_join(l->thread, NULL);
+	g = l->g;
+	l->g = NULL;
+	l->cb(l->arg, g, g != NULL ? l->seq : -1, g != NULL ? NULL : l->error);
+	loader_destroy(l);
+}
+
+struct loader *
+loader_start(struct event_base *base, const char *conninfo, int connect_timeout_s,
+	     loader_done_cb cb, void *arg)
+{
+	struct loader *l = calloc(1, sizeof(*l));
+	sigset_t all, old;
+	int err;
+
+	if (l == NULL)
+		return NULL;
+	l->pipe[0] = l->pipe[1] = -1;
+	if (pthread_mutex_init(&l->mu, NULL) != 0) {
+		free(l);
+		errno = ENOMEM;
+		return NULL;
+	}
+	l->base = base;
+	l->connect_timeout_s = connect_timeout_s;
+	l->cb = cb;
+	l->arg = arg;
+	if ((l->conninfo = strdup(conninfo)) == NULL || pipe2(l->pipe, O_CLOEXEC) != 0 ||
+	    (l->done = event_new(base, l->pipe[0], EV_READ, done_cb, l)) == NULL ||
+	    event_add(l->done, NULL) != 0) {
+		err = errno ? errno : ENOMEM;
+		loader_destroy(l);
+		errno = err;
+		return NULL;
+	}
+	/* The worker takes no signals: they stay with the loop's thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	err = pthread_create(&l->thread, NULL, worker, l);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err != 0) {
+		loader_destroy(l);
+		errno = err;
+		return NULL;
+	}
+	return l;
+}
+
+void
+loader_cancel(struct loader *l)
+{
+	char errbuf[256];
+
+	if (l == NULL)
+		return;
+	pthread_mutex_lock(&l->mu);
+	l->cancelled = true;
+	if (l->cancel != NULL)
+		(void)PQcancel(l->cancel, errbuf, sizeof(errbuf));
+	pthread_mutex_unlock(&l->mu);
+	pthread_join(l->thread, NULL);
+	loader_destroy(l);
 }

@@ -26,12 +26,21 @@ struct tailer {
 	int stmt;
 	graph *g;
 	long long applied;
+	long long limit; /* apply no row past this (tailer_set_limit) */
 	bool fetching;
 	bool again;
-	bool closing; /* tailer_release_all() was called: nobody parks any more */
-	int retry_ms; /* backoff after a failed read */
+	bool held;	    /* the last read stopped at the limit */
+	bool stopped;	    /* a row failed, or tailer_suspend(): until tailer_reset() */
+	bool synced;	    /* see tailer_synced() */
+	bool closing;	    /* tailer_release_all() was called: nobody parks any more */
+	unsigned gen;	    /* bumped by suspend/reset: a read of an older gen is stale */
+	unsigned fetch_gen; /* gen of the read in flight */
+	int retry_ms;	    /* backoff after a failed read */
 	struct event *retry;
 	struct waiter *waiters;
+	unsigned long failures;
+	tailer_failed_cb on_failed;
+	void *arg;
 	/* The sightings poll (see tailer.h). */
 	int stmt_seen;
 	struct event *seen_timer;
@@ -98,42 +107,139 @@ waiter_timeout(evutil_socket_t fd, short what, void *arg)
 	waiter_fire(w->t, w, false);
 }
 
-/* Applies one change row; columns as in SQL_CHANGES_TAIL. */
-static int
-apply_row(graph *g, PGresult *res, int row)
+/* ------------------------------------------------------------ one row */
+
+static const char *
+cell(const PGresult *res, int i, int col)
 {
-	const char *op = PQgetvalue(res, row, 1);
+	return PQgetisnull(res, i, col) ? NULL : PQgetvalue(res, i, col);
+}
 
-	if (strncmp(op, "node.", 5) == 0) {
-		const char *ref = PQgetvalue(res, row, 2);
+int
+tailer_row_decode(const PGresult *res, int i, struct tailer_row *row)
+{
+	const char *seq = cell(res, i, 0);
+	char *end;
 
-		if (strcmp(op, "node.deleted") == 0)
-			return graph_node_remove(g, ref);
-		return graph_node_put_image(
-		    g, ref, graph_health_parse(PQgetvalue(res, row, 6)),
-		    PQgetisnull(res, row, 7) ? NULL : PQgetvalue(res, row, 7),
-		    PQgetisnull(res, row, 8) ? NULL : PQgetvalue(res, row, 8),
-		    (size_t)PQgetlength(res, row, 8));
-	} else {
-		const char *from = PQgetvalue(res, row, 3);
-		int type = graph_edge_type_parse(PQgetvalue(res, row, 4));
-		const char *to = PQgetvalue(res, row, 5);
+	memset(row, 0, sizeof(*row));
+	if (seq == NULL)
+		return -1;
+	errno = 0;
+	row->seq = strtoll(seq, &end, 10);
+	if (errno != 0 || end == seq || *end != '\0')
+		return -1;
+	row->op = cell(res, i, 1);
+	row->ref = cell(res, i, 2);
+	row->from = cell(res, i, 3);
+	row->type = cell(res, i, 4);
+	row->to = cell(res, i, 5);
+	row->health = cell(res, i, 6);
+	row->attributes = cell(res, i, 7);
+	row->image = cell(res, i, 8);
+	row->image_len = row->image != NULL ? (size_t)PQgetlength(res, i, 8) : 0;
+	return 0;
+}
 
-		if (type < 0)
+static bool
+op_is(const char *op, const char *what)
+{
+	return op != NULL && strcmp(op, what) == 0;
+}
+
+int
+tailer_row_apply(graph *g, const struct tailer_row *row, const char **reason)
+{
+	const char *op = row->op;
+
+	if (op_is(op, "node.created") || op_is(op, "node.updated")) {
+		int health = graph_health_parse(row->health);
+
+		if (row->ref == NULL || row->image == NULL || health < 0) {
+			*reason = "node row without a ref, an image or a known health";
 			return -1;
-		if (strcmp(op, "edge.deleted") == 0)
-			return graph_edge_remove(g, from, type, to);
-		return graph_edge_put(g, from, type, to);
+		}
+		if (graph_node_put_image(g, row->ref, health, row->attributes, row->image,
+					 row->image_len) != 0) {
+			*reason = errno == ENOMEM ? "out of memory" : "the graph refused the node";
+			return -1;
+		}
+		return 0;
 	}
+	if (op_is(op, "node.deleted")) {
+		if (row->ref == NULL) {
+			*reason = "node row without a ref";
+			return -1;
+		}
+		return graph_node_remove(g, row->ref); /* cannot fail with a ref */
+	}
+	if (op_is(op, "edge.created") || op_is(op, "edge.updated") || op_is(op, "edge.deleted")) {
+		int type = graph_edge_type_parse(row->type);
+		long from, to;
+
+		if (row->from == NULL || row->to == NULL || type < 0) {
+			*reason = "edge row without endpoints or a known type";
+			return -1;
+		}
+		if (op_is(op, "edge.deleted"))
+			return graph_edge_remove(g, row->from, type, row->to);
+		/* Its endpoints' node rows come first in the log: an edge to a node the
+		 * map does not hold means the map has lost track. */
+		from = graph_find(g, row->from);
+		to = graph_find(g, row->to);
+		if (from < 0 || to < 0) {
+			*reason = "edge endpoint not in the map";
+			return -1;
+		}
+		if (graph_edge_put_idx(g, from, type, to) != 0) {
+			*reason = errno == ENOMEM ? "out of memory" : "the graph refused the edge";
+			return -1;
+		}
+		return 0;
+	}
+	*reason = "unknown op";
+	return -1;
+}
+
+/* ------------------------------------------------------------ following */
+
+/* A row failed: stop, count, say so. */
+static void
+row_failed(struct tailer *t, const struct tailer_row *row, const char *reason)
+{
+	char ref[600];
+
+	if (row->ref != NULL)
+		snprintf(ref, sizeof(ref), "%s", row->ref);
+	else
+		snprintf(ref, sizeof(ref), "%s %s %s", row->from ? row->from : "-",
+			 row->type ? row->type : "-", row->to ? row->to : "-");
+	t->failures++;
+	t->stopped = true;
+	t->synced = false;
+	t->gen++;
+	log_error("event=tailer_apply_failed seq=%lld op=%s ref=\"%s\" reason=\"%s\" "
+		  "applied=%lld",
+		  row->seq, row->op ? row->op : "-", ref, reason, t->applied);
+	if (t->on_failed != NULL)
+		t->on_failed(t->arg, row->seq, reason);
 }
 
 static void
 fetch_done(void *arg, const struct db_result *r)
 {
 	struct tailer *t = arg;
+	struct tailer_row row;
 	int rows;
 
 	t->fetching = false;
+	if (t->fetch_gen != t->gen || t->stopped) {
+		/* Read for a graph we no longer follow (suspended, failed, reset). */
+		if (!t->stopped && t->again) {
+			t->again = false;
+			fetch(t);
+		}
+		return;
+	}
 	if (r->status != DB_OK) {
 		/*
 		 * The read failed (database away, pool full, a timeout). Nothing else is
@@ -144,19 +250,31 @@ fetch_done(void *arg, const struct db_result *r)
 		return;
 	}
 	t->retry_ms = 0;
+	t->held = false;
 	rows = PQntuples(r->res);
 	for (int i = 0; i < rows; i++) {
-		long long seq = strtoll(PQgetvalue(r->res, i, 0), NULL, 10);
+		const char *reason = "unreadable seq";
 
-		if (seq <= t->applied)
+		if (tailer_row_decode(r->res, i, &row) != 0) {
+			row_failed(t, &row, reason);
+			break;
+		}
+		if (row.seq <= t->applied)
 			continue;
-		if (apply_row(t->g, r->res, i) != 0)
-			log_error("event=tail_apply_failed seq=%lld op=%s", seq,
-				  PQgetvalue(r->res, i, 1));
-		t->applied = seq;
+		if (row.seq > t->limit) {
+			t->held = true;
+			break;
+		}
+		if (tailer_row_apply(t->g, &row, &reason) != 0) {
+			row_failed(t, &row, reason);
+			break;
+		}
+		t->applied = row.seq;
 	}
+	if (!t->stopped && !t->held && rows < TAILER_BATCH)
+		t->synced = true;
 	wake_reached(t);
-	if (rows >= 20000 || t->again) {
+	if (!t->stopped && !t->held && (rows >= TAILER_BATCH || t->again)) {
 		t->again = false;
 		fetch(t);
 	}
@@ -168,15 +286,19 @@ fetch(struct tailer *t)
 	char since[32];
 	const char *params[1] = {since};
 
+	if (t->stopped || t->held)
+		return;
 	if (t->fetching) {
 		t->again = true;
 		return;
 	}
 	snprintf(since, sizeof(since), "%lld", t->applied);
-	if (db_query(t->db, t->stmt, params, fetch_done, t) == 0)
+	if (db_query(t->db, t->stmt, params, fetch_done, t) == 0) {
 		t->fetching = true;
-	else
+		t->fetch_gen = t->gen;
+	} else {
 		schedule_retry(t);
+	}
 }
 
 /* ------------------------------------------------------- sightings poll */
@@ -243,7 +365,7 @@ schedule_retry(struct tailer *t)
 
 struct tailer *
 tailer_new(struct event_base *base, struct db *db, int stmt_tail, int stmt_seen, graph *g,
-	   long long applied)
+	   long long applied, tailer_failed_cb on_failed, void *arg)
 {
 	struct tailer *t = calloc(1, sizeof(*t));
 	struct timeval second = {TAILER_SEEN_POLL_MS / 1000, (TAILER_SEEN_POLL_MS % 1000) * 1000};
@@ -256,6 +378,9 @@ tailer_new(struct event_base *base, struct db *db, int stmt_tail, int stmt_seen,
 	t->stmt_seen = stmt_seen;
 	t->g = g;
 	t->applied = applied;
+	t->limit = TAILER_NO_LIMIT;
+	t->on_failed = on_failed;
+	t->arg = arg;
 	t->retry = evtimer_new(base, retry_cb, t);
 	if (stmt_seen >= 0)
 		t->seen_timer = event_new(base, -1, EV_PERSIST, seen_tick, t);
@@ -301,6 +426,63 @@ long long
 tailer_applied(const struct tailer *t)
 {
 	return t->applied;
+}
+
+bool
+tailer_synced(const struct tailer *t)
+{
+	return t->synced && !t->stopped;
+}
+
+graph *
+tailer_graph(const struct tailer *t)
+{
+	return t->g;
+}
+
+unsigned
+tailer_generation(const struct tailer *t)
+{
+	return t->gen;
+}
+
+unsigned long
+tailer_apply_failures(const struct tailer *t)
+{
+	return t->failures;
+}
+
+void
+tailer_suspend(struct tailer *t)
+{
+	t->stopped = true;
+	t->synced = false;
+	t->gen++;
+}
+
+void
+tailer_reset(struct tailer *t, graph *g, long long applied)
+{
+	t->g = g;
+	t->applied = applied;
+	t->limit = TAILER_NO_LIMIT;
+	t->stopped = t->held = t->synced = false;
+	t->retry_ms = 0;
+	t->gen++;
+	wake_reached(t);
+	fetch(t);
+}
+
+void
+tailer_set_limit(struct tailer *t, long long limit)
+{
+	bool raised = limit > t->limit;
+
+	t->limit = limit < t->applied ? t->applied : limit;
+	if (raised && t->held) {
+		t->held = false;
+		fetch(t);
+	}
 }
 
 int
