@@ -621,8 +621,9 @@ done_cb(evutil_socket_t fd, short what, void *arg)
 	graph *g;
 
 	(void)what;
-	if (read(fd, &byte, 1) != 1)
-		return; /* spurious: the worker has not finished */
+	/* The worker's byte: it has finished (or is about to: the join waits). */
+	while (read(fd, &byte, 1) < 0 && errno == EINTR)
+		;
 	pthread_join(l->thread, NULL);
 	g = l->g;
 	l->g = NULL;
