@@ -55,7 +55,8 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARNINGS)
 SERVER_PKGS := libevent jansson uuid
 CLIENT_PKGS := jansson libcurl
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(SERVER_PKGS) check 2>/dev/null)
-SERVER_LIBS := $(shell $(PKG_CONFIG) --libs $(SERVER_PKGS) 2>/dev/null)
+# -pthread: the map loader runs in a thread of its own (cmdbd/loader.h).
+SERVER_LIBS := $(shell $(PKG_CONFIG) --libs $(SERVER_PKGS) 2>/dev/null) -pthread
 CLIENT_LIBS := $(shell $(PKG_CONFIG) --libs $(CLIENT_PKGS) 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 PG_INCLUDEDIR := $(shell $(PG_CONFIG) --includedir 2>/dev/null)

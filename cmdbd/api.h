@@ -45,6 +45,9 @@ void api_path(struct http_req *r);
 void api_rootcause(struct http_req *r);
 void api_graph(struct http_req *r);
 
+/* api_admin.c */
+void api_admin_verify(struct http_req *r); /* GET /v1/admin/verify[?limit=&repair=] */
+
 /* api_common.c — shared plumbing for handlers. */
 
 /*
@@ -102,7 +105,8 @@ void api_actor_source(const struct http_req *r, char out[80]);
  */
 bool api_if_match(struct http_req *r, char out[32], const char **param);
 
-/* Replies 503 (Retry-After) and returns false while the map is still loading. */
+/* Replies 503 (Retry-After; code "starting" or "reloading") and returns false while
+ * the map is being loaded or reloaded. */
 bool api_require_map(struct http_req *r);
 
 /*

@@ -362,11 +362,12 @@ api_if_match(struct http_req *r, char out[32], const char **param)
 bool
 api_require_map(struct http_req *r)
 {
-	if (server_map_ready())
+	const char *detail, *code = server_map_unready(&detail);
+
+	if (code == NULL)
 		return true;
 	http_set_header(r, "Retry-After", "1");
-	http_reply_error(r, 503, "starting", NULL,
-			 "the map is still being loaded from the database; try again shortly");
+	http_reply_error(r, 503, code, NULL, "%s; try again shortly", detail);
 	return false;
 }
 

@@ -54,13 +54,14 @@ ready_done(void *arg, const struct db_result *res)
 void
 api_readyz(struct http_req *r)
 {
+	const char *code, *detail;
+
 	if (server_shutting_down()) {
 		http_reply_error(r, 503, "shutting_down", NULL, "server is shutting down");
 		return;
 	}
-	if (!server_map_ready()) {
-		http_reply_error(r, 503, "starting", NULL,
-				 "the map is still being loaded from the database");
+	if ((code = server_map_unready(&detail)) != NULL) {
+		http_reply_error(r, 503, code, NULL, "%s", detail);
 		return;
 	}
 	if (db_query(server_db(), SQL_READY, NULL, ready_done, r) != 0)
@@ -74,13 +75,18 @@ api_metrics(struct http_req *r)
 	size_t len = 0;
 	struct db_stats st;
 	graph *g = server_graph();
+	struct server_map_stats ms;
 	int rc;
 
 	db_get_stats(server_db(), &st);
+	server_map_stats(&ms);
 	rc = metrics_render(&buf, &len);
 	rc |= metrics_render_db(&buf, &len, &st);
 	rc |= metrics_render_graph(&buf, &len, graph_node_count(g), graph_edge_count(g),
 				   applied_seq());
+	rc |= metrics_render_map(
+	    &buf, &len, ms.ready, ms.apply_failures, ms.reloads, ms.verifications[SERVER_VERIFY_OK],
+	    ms.verifications[SERVER_VERIFY_DIFFER], ms.verifications[SERVER_VERIFY_FAILED]);
 	if (rc != 0 || buf == NULL) {
 		free(buf);
 		http_reply_nomem(r); /* open_memstream/fprintf fail only for memory */

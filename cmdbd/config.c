@@ -53,6 +53,8 @@ static const struct cfg_def defs[] = {
      1000000, "most edges in one manifest"},
     {"shutdown-grace", "CMDB_SHUTDOWN_GRACE", CFG_LONG, F(shutdown_grace), "10", 0, 600,
      "seconds to finish in-flight requests on SIGTERM"},
+    {"verify-interval", "CMDB_VERIFY_INTERVAL", CFG_LONG, F(verify_interval), "0", 0, 604800,
+     "seconds between checks of the map against the database, repairing it (0: never)"},
     {"log-level", "CMDB_LOG_LEVEL", CFG_STR, F(log_level), "info", 0, 0,
      "debug, info, warn or error"},
 };

@@ -29,6 +29,7 @@ struct cfg {
 	long manifest_max_nodes; /* per manifest */
 	long manifest_max_edges; /* per manifest */
 	long shutdown_grace;	 /* seconds to finish in-flight requests */
+	long verify_interval;	 /* seconds between verifications with repair; 0 = none */
 	char *log_level;	 /* debug|info|warn|error */
 };
 

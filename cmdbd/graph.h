@@ -115,8 +115,9 @@ int graph_node_remove(graph *g, const char *ref);
  * (health unknown, no attributes). */
 int graph_edge_put(graph *g, const char *from, int type, const char *to);
 
-/* graph_edge_put() between two live nodes given by index (the start-up loader,
- * which resolves ids itself). EINVAL when either is not live. */
+/* graph_edge_put() between two live nodes given by index (the loader, which
+ * resolves node ids itself, and the tailer, which refuses an edge to a node the
+ * map lacks). EINVAL when either is not live. */
 int graph_edge_put_idx(graph *g, long from, int type, long to);
 
 /* Removes the edge; a missing edge or endpoint is a no-op (0). */
@@ -187,6 +188,51 @@ const char *graph_source_seen_at(const graph *g, const char *source);
  */
 int graph_node_refresh(graph *g, const char *ref, const char *id, const char *last_seen_at,
 		       const char *health_at);
+
+/* ---- Digests: comparing the graph with the database ----------------------
+ *
+ * A verification (verify.h) compares, node by node, what the graph would answer
+ * with what PostgreSQL holds, through digests both sides compute the same way
+ * (the SQL side is sql.c SQL_VERIFY). A digest is the first GRAPH_DIGEST_LEN
+ * bytes of SHA-256 over fields, each written as "<bytes>:<value>" (its length in
+ * bytes, a colon, its UTF-8 bytes), or "~" for null:
+ *
+ *   node: id, ref, kind, name, health, health_reason, orphan ("true"/"false"),
+ *         version (decimal), created_at, updated_at (RFC 3339 as cmdb_ts() writes
+ *         them), then attributes, labels and sources as PostgreSQL's jsonb text
+ *         output writes them ({"a": 1, "b": [2]}: keys sorted, ", " and ": ").
+ *   a node's outgoing edges: for each, in (type, to ref) byte order, its type
+ *         and the ref it points to.
+ *
+ * Everything an answer shows is covered, except last_seen_at and health_at: they
+ * move without a change row (a no-op re-post, an unchanged health report), so
+ * another process may see them late by design (graph.h, above). Edges are what
+ * the graph holds of them: their endpoints and type (their attributes and
+ * sources are read from the database).
+ *
+ * A node's digest is computed from its image as it arrived (the after image of
+ * its change row, or what the loader built): jsonb text at every level, which is
+ * what makes it comparable byte for byte. It is kept with the image (the first
+ * GET rewrites the image's text, the digest stays), so a second verification
+ * costs a copy per node.
+ */
+
+#define GRAPH_DIGEST_LEN 16
+
+/*
+ * The node's digest. -1 with errno = EINVAL (not a live node), ENOENT (no image),
+ * EPROTO (the image is not a readable node image, or disagrees with the node's
+ * ref, health or attributes as the walks see them) or ENOMEM.
+ */
+int graph_node_digest(graph *g, long node, unsigned char out[GRAPH_DIGEST_LEN]);
+
+/* The digest of the node's outgoing edges and how many there are (0: the digest
+ * of nothing). -1 with errno = EINVAL or ENOMEM. */
+int graph_out_digest(graph *g, long node, unsigned char out[GRAPH_DIGEST_LEN], size_t *count);
+
+/* One past the highest node index in use: every live node is below it (and
+ * graph_node_ref() is NULL for the free ones), for a scan of all nodes. */
+long graph_index_end(const graph *g);
 
 /* ---- Queries (SPEC §2 "Graph queries") -----------------------------------
  * The graph is non-const because queries reuse scratch space kept in it. */

@@ -198,6 +198,11 @@ image_normalize(graph *g, uint32_t i)
 	    !image_time(json_object_get(obj, "last_seen_at"), fields.seen))
 		goto fail;
 	strcpy(fields.id, json_string_value(id));
+	/* The digest reads the text as it arrived, which is about to be rewritten. */
+	if (!raw->has_digest)
+		(void)graph_image_digest(g, i, raw);
+	fields.has_digest = raw->has_digest;
+	memcpy(fields.digest, raw->digest, sizeof fields.digest);
 	fields.version = (long long)json_integer_value(version);
 	/* Refreshes of this node seen after an older image: the later time wins. */
 	graph_image_carry(raw, &fields);

@@ -63,6 +63,10 @@ struct graph_image {
 	char fresh_id[40];
 	char fresh_seen[GRAPH_TIME_LEN + 1];
 	char fresh_health_at[GRAPH_TIME_LEN + 1];
+	/* The digest of the image as it arrived (graph.h, "Digests"), once computed;
+	 * kept when the text is normalised. */
+	bool has_digest;
+	unsigned char digest[GRAPH_DIGEST_LEN];
 	char text[];
 };
 
@@ -197,6 +201,10 @@ graph_ref_json(const graph *g, uint32_t i)
 {
 	return json_string(g->ref[i]);
 }
+
+/* Computes node i's digest from its raw (not normalised) image into im->digest;
+ * 0, or -1 with errno EPROTO or ENOMEM; graph_digest.c. */
+int graph_image_digest(const graph *g, uint32_t i, struct graph_image *im);
 
 /* Frees a node image and what it owns (NULL-safe); graph_image.c. */
 void graph_image_free(struct graph_image *im);

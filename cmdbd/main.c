@@ -1,9 +1,10 @@
 /*
- * main.c — the cmdbd command line: serve, migrate, token, version.
+ * main.c — the cmdbd command line: serve, migrate, token, verify, version.
  *
  * Configuration comes from defaults, the environment (CMDB_*), then flags (see
  * config.c). Only `serve` runs an event loop; migrate and token are short blocking
- * programs over one libpq connection.
+ * programs over one libpq connection; verify is a short HTTP client of a running
+ * server.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "server.h"
+#include "verify.h"
 
 #ifndef CMDB_VERSION
 #define CMDB_VERSION "0.1.0"
@@ -29,6 +31,7 @@ usage(FILE *out)
 		     "       cmdbd token create --name N --scope read|write|admin [--source GLOB] "
 		     "[--expires 90d]\n"
 		     "       cmdbd token list | token revoke NAME\n"
+		     "       cmdbd verify [--url URL] [--token-file FILE] [--limit N] [--repair]\n"
 		     "       cmdbd version\n\n"
 		     "options (flag, environment, meaning):\n");
 	cfg_usage(out);
@@ -123,6 +126,13 @@ main(int argc, char **argv)
 		}
 		log_set_level((enum log_level)lvl);
 		rc = server_run(&cfg) == 0 ? 0 : 1;
+	} else if (strcmp(cmd, "verify") == 0) {
+		/* The serve address (CMDB_LISTEN) is where the server is, unless told. */
+		if (cfg_load(&cfg, 0, NULL, err, sizeof(err)) != 0) {
+			fprintf(stderr, "cmdbd verify: %s\n", err);
+			goto out;
+		}
+		rc = verify_cli(argc - 2, argv + 2, cfg.listen);
 	} else if (strcmp(cmd, "migrate") == 0 || strcmp(cmd, "token") == 0) {
 		int n = argc - 2;
 		char **args = argv + 2;

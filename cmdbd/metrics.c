@@ -238,3 +238,27 @@ metrics_render_graph(char **buf, size_t *len, size_t nodes, size_t edges, long l
 			       "# TYPE cmdb_change_seq gauge\ncmdb_change_seq %lld\n",
 			       nodes, edges, seq);
 }
+
+int
+metrics_render_map(char **buf, size_t *len, bool ready, unsigned long apply_failures,
+		   unsigned long reloads, unsigned long verify_ok, unsigned long verify_differ,
+		   unsigned long verify_failed)
+{
+	return metrics_appendf(
+	    buf, len,
+	    "# HELP cmdb_graph_ready Whether the in-memory map answers (1) or is loading (0).\n"
+	    "# TYPE cmdb_graph_ready gauge\ncmdb_graph_ready %d\n"
+	    "# HELP cmdb_graph_apply_failures_total Change rows the map could not apply (each "
+	    "reloads it).\n"
+	    "# TYPE cmdb_graph_apply_failures_total counter\n"
+	    "cmdb_graph_apply_failures_total %lu\n"
+	    "# HELP cmdb_graph_reloads_total Reloads of the whole map completed.\n"
+	    "# TYPE cmdb_graph_reloads_total counter\ncmdb_graph_reloads_total %lu\n"
+	    "# HELP cmdb_graph_verifications_total Comparisons of the map with the database, by "
+	    "result.\n"
+	    "# TYPE cmdb_graph_verifications_total counter\n"
+	    "cmdb_graph_verifications_total{result=\"ok\"} %lu\n"
+	    "cmdb_graph_verifications_total{result=\"differ\"} %lu\n"
+	    "cmdb_graph_verifications_total{result=\"failed\"} %lu\n",
+	    ready ? 1 : 0, apply_failures, reloads, verify_ok, verify_differ, verify_failed);
+}

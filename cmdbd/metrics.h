@@ -9,6 +9,7 @@
 
 #include "attrs.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct db_stats;
@@ -43,6 +44,13 @@ CMDB_MUST_USE int metrics_render_db(char **buf, size_t *len, const struct db_sta
  * Returns 0 or -1. */
 CMDB_MUST_USE int metrics_render_graph(char **buf, size_t *len, size_t nodes, size_t edges,
 				       long long seq);
+
+/* Appends the map's health: ready (1/0), rows it could not apply, reloads done, and
+ * verifications by result. Returns 0 or -1. */
+CMDB_MUST_USE int metrics_render_map(char **buf, size_t *len, bool ready,
+				     unsigned long apply_failures, unsigned long reloads,
+				     unsigned long verify_ok, unsigned long verify_differ,
+				     unsigned long verify_failed);
 
 /* The printf-append every render function uses. Returns 0 or -1. */
 CMDB_MUST_USE int metrics_appendf(char **buf, size_t *len, const char *fmt, ...)

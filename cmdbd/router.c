@@ -58,6 +58,7 @@ static const struct route routes[] = {
     {GET, "path", {"v1", "path"}, api_path, AUTH_READ, false},
     {POST, "rootcause", {"v1", "rootcause"}, api_rootcause, AUTH_READ, true},
     {GET, "graph", {"v1", "graph"}, api_graph, AUTH_READ, false},
+    {GET, "admin.verify", {"v1", "admin", "verify"}, api_admin_verify, AUTH_ADMIN, false},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))

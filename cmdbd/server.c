@@ -1,17 +1,24 @@
 /*
- * server.c — `cmdbd serve`: start-up, the loop, and graceful shutdown.
+ * server.c — `cmdbd serve`: start-up, the loop, the map's life, graceful shutdown.
  *
  * Start-up order: the async pool and its LISTEN connection, the token cache, the
- * HTTP listener, then the map: loaded from PostgreSQL over a blocking connection
- * (the only blocking database work the server does), retried on a timer while the
- * database is away, after which the tailer follows the change log from the
- * loaded seq. /healthz answers from the first moment; /readyz once the map is in.
+ * HTTP listener, then the map: loaded from PostgreSQL in the background
+ * (loader.h; retried on a timer while the database is away), after which the
+ * tailer follows the change log from the loaded seq. /healthz answers from the
+ * first moment; /readyz once the map is in and has caught up with the log.
+ *
+ * The map is reloaded the same way, whole, when the tailer cannot apply a change
+ * row (or a verification with repair found a difference): the map is not ready
+ * (503) meanwhile, the tailer waits, and the new graph is swapped in when it is
+ * complete. Nothing here blocks the loop on the database.
  */
 #include "server.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <event2/event.h>
 
@@ -19,22 +26,44 @@
 #include "auth.h"
 #include "db.h"
 #include "http.h"
+#include "loader.h"
 #include "log.h"
 #include "sql.h"
 #include "tailer.h"
+#include "verify.h"
+
+/* A reload that follows the last one within this many seconds is delayed, up to
+ * RELOAD_BACKOFF_MAX_S (server_reload_map). */
+#define RELOAD_QUIET_S 60
+#define RELOAD_BACKOFF_MAX_S 30
+
+/* Refs a periodic verification logs when something differs. */
+#define PERIODIC_VERIFY_REFS 20
 
 struct server {
 	const struct cfg *cfg;
 	struct event_base *base;
 	struct db *db;
 	struct auth *auth;
-	graph *g;
-	struct tailer *tailer;
+	graph *g;	       /* the map served: empty until the first load */
+	struct tailer *tailer; /* NULL until the first load */
+	struct loader *loader; /* a load under way */
 	struct http_server *http;
-	struct event *sigterm, *sigint, *grace, *load_timer;
-	int load_attempts;
+	struct event *sigterm, *sigint, *grace, *load_timer, *verify_timer;
+	int load_attempts;     /* of the load under way (reset once one succeeds) */
+	bool reloading;	       /* the map is being reloaded: not ready */
+	unsigned long reloads; /* reloads completed */
+	time_t reloaded_at;    /* when the last one ended (monotonic seconds) */
+	int reload_backoff;    /* seconds the next reload waits (see server_reload_map) */
+	struct verify *verify; /* the running verification */
+	server_verify_cb verify_cb;
+	void *verify_arg;
+	bool verify_repair;
+	unsigned long verifications[SERVER_VERIFY_RESULTS];
 	bool stopping;
 };
+
+static void on_tailer_failed(void *arg, long long seq, const char *reason);
 
 static struct server srv;
 
@@ -57,11 +86,6 @@ struct tailer *
 server_tailer(void)
 {
 	return srv.tailer;
-}
-bool
-server_map_ready(void)
-{
-	return srv.tailer != NULL;
 }
 const struct cfg *
 server_cfg(void)
@@ -146,82 +170,272 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (srv.grace != NULL)
 		evtimer_add(srv.grace, &tv);
 	/* Parked requests answer now; then the listener closes and in-flight ones finish. */
+	verify_cancel(srv.verify, "the server is shutting down");
 	if (srv.tailer != NULL)
 		tailer_release_all(srv.tailer);
 	http_server_drain(srv.http);
 }
 
-/*
- * One attempt to load the graph over a blocking connection (the only blocking
- * database work the server does). Returns the seq it reflects, or -1. The
- * connect timeout keeps an unreachable host from stalling the loop for long; a
- * connect_timeout in the operator's conninfo wins.
- */
-static long long
-load_graph_once(void)
-{
-	const char *keys[] = {"connect_timeout", "dbname", NULL};
-	const char *values[] = {"5", srv.cfg->database_url, NULL};
-	PGconn *conn = PQconnectdbParams(keys, values, 1);
-	long long seq = -1;
+/* ------------------------------------------------------------ the map */
 
-	if (PQstatus(conn) == CONNECTION_OK) {
-		seq = tailer_load(conn, srv.g);
-	} else {
-		const char *m = PQerrorMessage(conn);
+static void start_load(void);
 
-		log_msg(srv.load_attempts == 1 ? LOG_WARN : LOG_DEBUG,
-			"event=db_connect_failed attempt=%d reason=\"%.*s\"", srv.load_attempts,
-			(int)strcspn(m, "\n"), m);
-	}
-	PQfinish(conn);
-	return seq;
-}
-
-/*
- * Loads the map, and retries on a timer while the database is away or not yet
- * migrated. Until it succeeds the server answers: /healthz 200, /readyz 503, graph
- * queries 503; writes are accepted (the load's snapshot will include them).
- */
+/* Retries a failed load: every second for the first ten attempts, then every 3 s. */
 static void
-load_cb(evutil_socket_t fd, short what, void *arg)
+load_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct timeval again = {srv.load_attempts < 10 ? 1 : 3, 0};
-	long long seq;
-
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (srv.stopping)
-		return;
-	srv.load_attempts++;
-	seq = load_graph_once();
-	if (seq >= 0) {
-		srv.tailer =
-		    tailer_new(srv.base, srv.db, SQL_CHANGES_TAIL, SQL_SOURCES_SEEN, srv.g, seq);
+	start_load();
+}
+
+/* A loaded graph goes live: the first one starts the tailer, a reload swaps it in. */
+static void
+install(graph *g, long long seq)
+{
+	graph *old = srv.g;
+	struct timespec now;
+
+	if (srv.tailer == NULL) {
+		srv.tailer = tailer_new(srv.base, srv.db, SQL_CHANGES_TAIL, SQL_SOURCES_SEEN, g,
+					seq, on_tailer_failed, NULL);
 		if (srv.tailer == NULL) {
 			log_error("event=graph_load_failed reason=\"out of memory\"");
+			graph_free(g);
 			event_base_loopexit(srv.base, NULL);
 			return;
 		}
-		/* Anything committed after the snapshot arrives through the log. */
+		srv.g = g;
+		/* Anything committed after the snapshot arrives through the log; the map
+		 * is ready once that first read has reached the end of it. */
 		tailer_poke(srv.tailer);
-		log_info("event=map_ready nodes=%zu edges=%zu seq=%lld", graph_node_count(srv.g),
-			 graph_edge_count(srv.g), seq);
+		log_info("event=map_loaded nodes=%zu edges=%zu seq=%lld", graph_node_count(g),
+			 graph_edge_count(g), seq);
+	} else {
+		srv.g = g;
+		tailer_reset(srv.tailer, g, seq);
+		srv.reloading = false;
+		srv.reloads++;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		srv.reloaded_at = now.tv_sec;
+		log_info("event=map_reloaded nodes=%zu edges=%zu seq=%lld reloads=%lu",
+			 graph_node_count(g), graph_edge_count(g), seq, srv.reloads);
+	}
+	graph_free(old);
+	srv.load_attempts = 0;
+}
+
+static void
+load_done(void *arg, graph *g, long long seq, const char *error)
+{
+	struct timeval again = {srv.load_attempts < 10 ? 1 : 3, 0};
+	char q[300];
+
+	(void)arg;
+	srv.loader = NULL;
+	if (srv.stopping) {
+		graph_free(g);
 		return;
 	}
-	if (srv.load_attempts == 1)
+	if (g != NULL) {
+		install(g, seq);
+		return;
+	}
+	log_msg(srv.load_attempts == 1 ? LOG_WARN : LOG_DEBUG,
+		"event=map_load_failed attempt=%d reason=%s", srv.load_attempts,
+		log_q(error, q, sizeof(q)));
+	if (srv.load_attempts == 1 && srv.tailer == NULL)
 		log_warn("event=waiting_for_database hint=\"is PostgreSQL up and `cmdbd migrate` "
 			 "run?\"");
-	/* A failed load may have left part of the map behind: start clean next time. */
-	graph_free(srv.g);
-	srv.g = graph_new();
-	if (srv.g == NULL) {
-		log_error("event=graph_load_failed reason=\"out of memory\"");
-		event_base_loopexit(srv.base, NULL);
-		return;
-	}
 	evtimer_add(srv.load_timer, &again);
+}
+
+/*
+ * Loads the map in the background (loader.h) — at start, for each retry while
+ * the database is away or not yet migrated, and for a reload. Until the first
+ * load is in the server answers /healthz 200, /readyz 503, graph queries 503;
+ * writes are accepted (the load's snapshot, or the log after it, has them).
+ */
+static void
+start_load(void)
+{
+	struct timeval again = {1, 0};
+
+	if (srv.stopping || srv.loader != NULL)
+		return;
+	srv.load_attempts++;
+	/* The connect timeout bounds how long an unreachable host holds the attempt;
+	 * a connect_timeout in the operator's conninfo wins. */
+	srv.loader = loader_start(srv.base, srv.cfg->database_url, 5, load_done, NULL);
+	if (srv.loader == NULL) {
+		log_error("event=map_load_failed reason=\"cannot start the loader: %s\"",
+			  strerror(errno));
+		evtimer_add(srv.load_timer, &again);
+	}
+}
+
+void
+server_reload_map(const char *reason)
+{
+	if (srv.tailer == NULL || srv.reloading || srv.stopping)
+		return; /* the first load, or a reload, is already under way */
+	struct timespec now;
+	struct timeval wait = {0, 0};
+
+	if (srv.tailer == NULL || srv.reloading || srv.stopping)
+		return; /* the first load, or a reload, is already under way */
+	/*
+	 * Reloads in a row (a writer that keeps logging rows this version cannot
+	 * apply, say) back off: the next one waits 1, 2, 4 … up to 30 s when the
+	 * last ended less than RELOAD_QUIET_S ago, so the database is not read whole
+	 * in a loop. The map is not ready meanwhile.
+	 */
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (srv.reloads > 0 && now.tv_sec - srv.reloaded_at < RELOAD_QUIET_S)
+		srv.reload_backoff = srv.reload_backoff ? srv.reload_backoff * 2 : 1;
+	else
+		srv.reload_backoff = 0;
+	if (srv.reload_backoff > RELOAD_BACKOFF_MAX_S)
+		srv.reload_backoff = RELOAD_BACKOFF_MAX_S;
+	srv.reloading = true;
+	log_warn("event=map_reload reason=\"%s\" seq=%lld delay_s=%d", reason,
+		 tailer_applied(srv.tailer), srv.reload_backoff);
+	/* A verification compares the graph that is about to go. */
+	verify_cancel(srv.verify, "the map is being reloaded");
+	tailer_suspend(srv.tailer);
+	wait.tv_sec = srv.reload_backoff;
+	if (wait.tv_sec > 0)
+		evtimer_add(srv.load_timer, &wait);
+	else
+		start_load();
+}
+
+/* The tailer met a row it could not apply (it has logged and counted it). */
+static void
+on_tailer_failed(void *arg, long long seq, const char *reason)
+{
+	char why[200];
+
+	(void)arg;
+	snprintf(why, sizeof(why), "change %lld could not be applied: %s", seq, reason);
+	server_reload_map(why);
+}
+
+const char *
+server_map_unready(const char **detail)
+{
+	const char *code = NULL, *text = NULL;
+
+	if (srv.tailer == NULL || (!srv.reloading && !tailer_synced(srv.tailer))) {
+		code = "starting";
+		text = "the map is still being loaded from the database";
+	} else if (srv.reloading) {
+		code = "reloading";
+		text = "the map is being reloaded from the database";
+	}
+	if (detail != NULL)
+		*detail = text;
+	return code;
+}
+
+bool
+server_map_ready(void)
+{
+	return server_map_unready(NULL) == NULL;
+}
+
+void
+server_map_stats(struct server_map_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->ready = server_map_ready();
+	out->reloads = srv.reloads;
+	out->apply_failures = srv.tailer != NULL ? tailer_apply_failures(srv.tailer) : 0;
+	memcpy(out->verifications, srv.verifications, sizeof(out->verifications));
+}
+
+/* ------------------------------------------------------------ verification */
+
+static void
+verify_done(void *arg, json_t *report, const char *error)
+{
+	server_verify_cb cb = srv.verify_cb;
+	void *cb_arg = srv.verify_arg;
+	bool repair = srv.verify_repair;
+
+	(void)arg;
+	srv.verify = NULL;
+	srv.verify_cb = NULL;
+	if (report == NULL) {
+		srv.verifications[SERVER_VERIFY_FAILED]++;
+	} else if (json_is_true(json_object_get(report, "ok"))) {
+		srv.verifications[SERVER_VERIFY_OK]++;
+		if (repair)
+			json_object_set_new(report, "repair", json_string("not_needed"));
+	} else {
+		srv.verifications[SERVER_VERIFY_DIFFER]++;
+		if (repair) {
+			server_reload_map("a verification found differences");
+			json_object_set_new(report, "repair", json_string("reloading"));
+		}
+	}
+	cb(cb_arg, report, error);
+}
+
+int
+server_verify(size_t max_differ, bool repair, server_verify_cb cb, void *arg)
+{
+	if (srv.verify != NULL) {
+		errno = EBUSY;
+		return -1;
+	}
+	if (!server_map_ready() || srv.stopping) {
+		errno = EAGAIN;
+		return -1;
+	}
+	srv.verify_cb = cb;
+	srv.verify_arg = arg;
+	srv.verify_repair = repair;
+	srv.verify =
+	    verify_start(srv.base, srv.db, SQL_VERIFY, srv.tailer, max_differ, verify_done, NULL);
+	if (srv.verify == NULL) {
+		srv.verify_cb = NULL;
+		errno = ENOMEM;
+		return -1;
+	}
+	return 0;
+}
+
+/* --verify-interval: verify, and repair what differs, now and then. */
+static void
+periodic_done(void *arg, json_t *report, const char *error)
+{
+	(void)arg;
+	(void)error; /* verify.c has logged the outcome */
+	if (report != NULL && !json_is_true(json_object_get(report, "ok"))) {
+		char *nodes = json_dumps(
+		    json_object_get(json_object_get(report, "nodes"), "differ"), JSON_COMPACT);
+		char *edges = json_dumps(
+		    json_object_get(json_object_get(report, "edges"), "differ"), JSON_COMPACT);
+		char qn[1024], qe[1024];
+
+		log_warn("event=verify_differs nodes=%s edges=%s", log_q(nodes, qn, sizeof(qn)),
+			 log_q(edges, qe, sizeof(qe)));
+		free(nodes);
+		free(edges);
+	}
+	json_decref(report);
+}
+
+static void
+verify_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (server_map_ready() && srv.verify == NULL)
+		(void)server_verify(PERIODIC_VERIFY_REFS, true, periodic_done, NULL);
 }
 
 int
@@ -249,18 +463,30 @@ server_run(const struct cfg *cfg)
 		goto out;
 	srv.sigterm = evsignal_new(srv.base, SIGTERM, signal_cb, NULL);
 	srv.sigint = evsignal_new(srv.base, SIGINT, signal_cb, NULL);
-	srv.load_timer = evtimer_new(srv.base, load_cb, NULL);
-	if (srv.sigterm == NULL || srv.sigint == NULL || srv.load_timer == NULL)
+	srv.load_timer = evtimer_new(srv.base, load_timer_cb, NULL);
+	srv.verify_timer = event_new(srv.base, -1, EV_PERSIST, verify_timer_cb, NULL);
+	if (srv.sigterm == NULL || srv.sigint == NULL || srv.load_timer == NULL ||
+	    srv.verify_timer == NULL)
 		goto out;
 	evsignal_add(srv.sigterm, NULL);
 	evsignal_add(srv.sigint, NULL);
-	/* The first attempt runs now, so a healthy start serves the map from request one. */
-	load_cb(-1, 0, NULL);
-	log_info("event=serving listen=%s map_ready=%d", cfg->listen, server_map_ready());
+	if (cfg->verify_interval > 0) {
+		struct timeval every = {cfg->verify_interval, 0};
+
+		evtimer_add(srv.verify_timer, &every);
+	}
+	start_load();
+	log_info("event=serving listen=%s verify_interval=%ld", cfg->listen, cfg->verify_interval);
 	event_base_dispatch(srv.base);
 	rc = 0;
 	log_info("event=stopped");
 out:
+	/* A load under way is stopped (and what it built freed). */
+	loader_cancel(srv.loader);
+	srv.loader = NULL;
+	/* Answered now if the loop ended before it did (its leftovers go with the pool
+	 * and the tailer below). */
+	verify_cancel(srv.verify, "the server is shutting down");
 	/* The pool first: its pending callbacks still reply through http and the tailer. */
 	db_free(srv.db);
 	http_server_free(srv.http);
@@ -274,6 +500,8 @@ out:
 		event_free(srv.grace);
 	if (srv.load_timer != NULL)
 		event_free(srv.load_timer);
+	if (srv.verify_timer != NULL)
+		event_free(srv.verify_timer);
 	graph_free(srv.g);
 	if (srv.base != NULL)
 		event_base_free(srv.base);

@@ -1,20 +1,15 @@
 /*
- * tailer.c — the change-log follower, the poll of source sightings and the
- * start-up graph loader (see tailer.h).
+ * tailer.c — the change-log follower and the poll of source sightings (see
+ * tailer.h). Loading the map is loader.c's job.
  */
 #include "tailer.h"
 
 #include <errno.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include <uuid/uuid.h>
 
 #include "log.h"
-#include "strbuf.h"
 
 struct waiter {
 	long long seq;
@@ -31,12 +26,21 @@ struct tailer {
 	int stmt;
 	graph *g;
 	long long applied;
+	long long limit; /* apply no row past this (tailer_set_limit) */
 	bool fetching;
 	bool again;
-	bool closing; /* tailer_release_all() was called: nobody parks any more */
-	int retry_ms; /* backoff after a failed read */
+	bool held;	    /* the last read stopped at the limit */
+	bool stopped;	    /* a row failed, or tailer_suspend(): until tailer_reset() */
+	bool synced;	    /* see tailer_synced() */
+	bool closing;	    /* tailer_release_all() was called: nobody parks any more */
+	unsigned gen;	    /* bumped by suspend/reset: a read of an older gen is stale */
+	unsigned fetch_gen; /* gen of the read in flight */
+	int retry_ms;	    /* backoff after a failed read */
 	struct event *retry;
 	struct waiter *waiters;
+	unsigned long failures;
+	tailer_failed_cb on_failed;
+	void *arg;
 	/* The sightings poll (see tailer.h). */
 	int stmt_seen;
 	struct event *seen_timer;
@@ -103,42 +107,139 @@ waiter_timeout(evutil_socket_t fd, short what, void *arg)
 	waiter_fire(w->t, w, false);
 }
 
-/* Applies one change row; columns as in SQL_CHANGES_TAIL. */
-static int
-apply_row(graph *g, PGresult *res, int row)
+/* ------------------------------------------------------------ one row */
+
+static const char *
+cell(const PGresult *res, int i, int col)
 {
-	const char *op = PQgetvalue(res, row, 1);
+	return PQgetisnull(res, i, col) ? NULL : PQgetvalue(res, i, col);
+}
 
-	if (strncmp(op, "node.", 5) == 0) {
-		const char *ref = PQgetvalue(res, row, 2);
+int
+tailer_row_decode(const PGresult *res, int i, struct tailer_row *row)
+{
+	const char *seq = cell(res, i, 0);
+	char *end;
 
-		if (strcmp(op, "node.deleted") == 0)
-			return graph_node_remove(g, ref);
-		return graph_node_put_image(
-		    g, ref, graph_health_parse(PQgetvalue(res, row, 6)),
-		    PQgetisnull(res, row, 7) ? NULL : PQgetvalue(res, row, 7),
-		    PQgetisnull(res, row, 8) ? NULL : PQgetvalue(res, row, 8),
-		    (size_t)PQgetlength(res, row, 8));
-	} else {
-		const char *from = PQgetvalue(res, row, 3);
-		int type = graph_edge_type_parse(PQgetvalue(res, row, 4));
-		const char *to = PQgetvalue(res, row, 5);
+	memset(row, 0, sizeof(*row));
+	if (seq == NULL)
+		return -1;
+	errno = 0;
+	row->seq = strtoll(seq, &end, 10);
+	if (errno != 0 || end == seq || *end != '\0')
+		return -1;
+	row->op = cell(res, i, 1);
+	row->ref = cell(res, i, 2);
+	row->from = cell(res, i, 3);
+	row->type = cell(res, i, 4);
+	row->to = cell(res, i, 5);
+	row->health = cell(res, i, 6);
+	row->attributes = cell(res, i, 7);
+	row->image = cell(res, i, 8);
+	row->image_len = row->image != NULL ? (size_t)PQgetlength(res, i, 8) : 0;
+	return 0;
+}
 
-		if (type < 0)
+static bool
+op_is(const char *op, const char *what)
+{
+	return op != NULL && strcmp(op, what) == 0;
+}
+
+int
+tailer_row_apply(graph *g, const struct tailer_row *row, const char **reason)
+{
+	const char *op = row->op;
+
+	if (op_is(op, "node.created") || op_is(op, "node.updated")) {
+		int health = graph_health_parse(row->health);
+
+		if (row->ref == NULL || row->image == NULL || health < 0) {
+			*reason = "node row without a ref, an image or a known health";
 			return -1;
-		if (strcmp(op, "edge.deleted") == 0)
-			return graph_edge_remove(g, from, type, to);
-		return graph_edge_put(g, from, type, to);
+		}
+		if (graph_node_put_image(g, row->ref, health, row->attributes, row->image,
+					 row->image_len) != 0) {
+			*reason = errno == ENOMEM ? "out of memory" : "the graph refused the node";
+			return -1;
+		}
+		return 0;
 	}
+	if (op_is(op, "node.deleted")) {
+		if (row->ref == NULL) {
+			*reason = "node row without a ref";
+			return -1;
+		}
+		return graph_node_remove(g, row->ref); /* cannot fail with a ref */
+	}
+	if (op_is(op, "edge.created") || op_is(op, "edge.updated") || op_is(op, "edge.deleted")) {
+		int type = graph_edge_type_parse(row->type);
+		long from, to;
+
+		if (row->from == NULL || row->to == NULL || type < 0) {
+			*reason = "edge row without endpoints or a known type";
+			return -1;
+		}
+		if (op_is(op, "edge.deleted"))
+			return graph_edge_remove(g, row->from, type, row->to);
+		/* Its endpoints' node rows come first in the log: an edge to a node the
+		 * map does not hold means the map has lost track. */
+		from = graph_find(g, row->from);
+		to = graph_find(g, row->to);
+		if (from < 0 || to < 0) {
+			*reason = "edge endpoint not in the map";
+			return -1;
+		}
+		if (graph_edge_put_idx(g, from, type, to) != 0) {
+			*reason = errno == ENOMEM ? "out of memory" : "the graph refused the edge";
+			return -1;
+		}
+		return 0;
+	}
+	*reason = "unknown op";
+	return -1;
+}
+
+/* ------------------------------------------------------------ following */
+
+/* A row failed: stop, count, say so. */
+static void
+row_failed(struct tailer *t, const struct tailer_row *row, const char *reason)
+{
+	char ref[600];
+
+	if (row->ref != NULL)
+		snprintf(ref, sizeof(ref), "%s", row->ref);
+	else
+		snprintf(ref, sizeof(ref), "%s %s %s", row->from ? row->from : "-",
+			 row->type ? row->type : "-", row->to ? row->to : "-");
+	t->failures++;
+	t->stopped = true;
+	t->synced = false;
+	t->gen++;
+	log_error("event=tailer_apply_failed seq=%lld op=%s ref=\"%s\" reason=\"%s\" "
+		  "applied=%lld",
+		  row->seq, row->op ? row->op : "-", ref, reason, t->applied);
+	if (t->on_failed != NULL)
+		t->on_failed(t->arg, row->seq, reason);
 }
 
 static void
 fetch_done(void *arg, const struct db_result *r)
 {
 	struct tailer *t = arg;
+	struct tailer_row row;
 	int rows;
 
 	t->fetching = false;
+	if (t->fetch_gen != t->gen || t->stopped) {
+		/* Read for a graph we no longer follow (suspended, failed, reset). */
+		if (!t->stopped && t->again) {
+			t->again = false;
+			fetch(t);
+		}
+		return;
+	}
 	if (r->status != DB_OK) {
 		/*
 		 * The read failed (database away, pool full, a timeout). Nothing else is
@@ -149,19 +250,31 @@ fetch_done(void *arg, const struct db_result *r)
 		return;
 	}
 	t->retry_ms = 0;
+	t->held = false;
 	rows = PQntuples(r->res);
 	for (int i = 0; i < rows; i++) {
-		long long seq = strtoll(PQgetvalue(r->res, i, 0), NULL, 10);
+		const char *reason = "unreadable seq";
 
-		if (seq <= t->applied)
+		if (tailer_row_decode(r->res, i, &row) != 0) {
+			row_failed(t, &row, reason);
+			break;
+		}
+		if (row.seq <= t->applied)
 			continue;
-		if (apply_row(t->g, r->res, i) != 0)
-			log_error("event=tail_apply_failed seq=%lld op=%s", seq,
-				  PQgetvalue(r->res, i, 1));
-		t->applied = seq;
+		if (row.seq > t->limit) {
+			t->held = true;
+			break;
+		}
+		if (tailer_row_apply(t->g, &row, &reason) != 0) {
+			row_failed(t, &row, reason);
+			break;
+		}
+		t->applied = row.seq;
 	}
+	if (!t->stopped && !t->held && rows < TAILER_BATCH)
+		t->synced = true;
 	wake_reached(t);
-	if (rows >= 20000 || t->again) {
+	if (!t->stopped && !t->held && (rows >= TAILER_BATCH || t->again)) {
 		t->again = false;
 		fetch(t);
 	}
@@ -173,15 +286,19 @@ fetch(struct tailer *t)
 	char since[32];
 	const char *params[1] = {since};
 
+	if (t->stopped || t->held)
+		return;
 	if (t->fetching) {
 		t->again = true;
 		return;
 	}
 	snprintf(since, sizeof(since), "%lld", t->applied);
-	if (db_query(t->db, t->stmt, params, fetch_done, t) == 0)
+	if (db_query(t->db, t->stmt, params, fetch_done, t) == 0) {
 		t->fetching = true;
-	else
+		t->fetch_gen = t->gen;
+	} else {
 		schedule_retry(t);
+	}
 }
 
 /* ------------------------------------------------------- sightings poll */
@@ -248,7 +365,7 @@ schedule_retry(struct tailer *t)
 
 struct tailer *
 tailer_new(struct event_base *base, struct db *db, int stmt_tail, int stmt_seen, graph *g,
-	   long long applied)
+	   long long applied, tailer_failed_cb on_failed, void *arg)
 {
 	struct tailer *t = calloc(1, sizeof(*t));
 	struct timeval second = {TAILER_SEEN_POLL_MS / 1000, (TAILER_SEEN_POLL_MS % 1000) * 1000};
@@ -261,6 +378,9 @@ tailer_new(struct event_base *base, struct db *db, int stmt_tail, int stmt_seen,
 	t->stmt_seen = stmt_seen;
 	t->g = g;
 	t->applied = applied;
+	t->limit = TAILER_NO_LIMIT;
+	t->on_failed = on_failed;
+	t->arg = arg;
 	t->retry = evtimer_new(base, retry_cb, t);
 	if (stmt_seen >= 0)
 		t->seen_timer = event_new(base, -1, EV_PERSIST, seen_tick, t);
@@ -308,6 +428,63 @@ tailer_applied(const struct tailer *t)
 	return t->applied;
 }
 
+bool
+tailer_synced(const struct tailer *t)
+{
+	return t->synced && !t->stopped;
+}
+
+graph *
+tailer_graph(const struct tailer *t)
+{
+	return t->g;
+}
+
+unsigned
+tailer_generation(const struct tailer *t)
+{
+	return t->gen;
+}
+
+unsigned long
+tailer_apply_failures(const struct tailer *t)
+{
+	return t->failures;
+}
+
+void
+tailer_suspend(struct tailer *t)
+{
+	t->stopped = true;
+	t->synced = false;
+	t->gen++;
+}
+
+void
+tailer_reset(struct tailer *t, graph *g, long long applied)
+{
+	t->g = g;
+	t->applied = applied;
+	t->limit = TAILER_NO_LIMIT;
+	t->stopped = t->held = t->synced = false;
+	t->retry_ms = 0;
+	t->gen++;
+	wake_reached(t);
+	fetch(t);
+}
+
+void
+tailer_set_limit(struct tailer *t, long long limit)
+{
+	bool raised = limit > t->limit;
+
+	t->limit = limit < t->applied ? t->applied : limit;
+	if (raised && t->held) {
+		t->held = false;
+		fetch(t);
+	}
+}
+
 int
 tailer_wait(struct tailer *t, long long seq, int timeout_ms, tailer_wait_cb cb, void *arg)
 {
@@ -334,485 +511,4 @@ tailer_wait(struct tailer *t, long long seq, int timeout_ms, tailer_wait_cb cb, 
 	t->waiters = w;
 	evtimer_add(w->timer, &tv);
 	return 0;
-}
-
-/* ------------------------------------------------------- start-up loading */
-
-/*
- * Undoes COPY text-format escaping in place (\\, \t, \n, \r, \b, \f, \v, \NNN).
- * Names cannot hold control characters, but attributes JSON text can hold
- * backslashes, which COPY doubles.
- */
-static void
-copy_unescape(char *s)
-{
-	char *o = s;
-
-	for (char *p = s; *p; p++) {
-		if (*p != '\\' || p[1] == '\0') {
-			*o++ = *p;
-			continue;
-		}
-		p++;
-		switch (*p) {
-		case 't':
-			*o++ = '\t';
-			break;
-		case 'n':
-			*o++ = '\n';
-			break;
-		case 'r':
-			*o++ = '\r';
-			break;
-		case 'b':
-			*o++ = '\b';
-			break;
-		case 'f':
-			*o++ = '\f';
-			break;
-		case 'v':
-			*o++ = '\v';
-			break;
-		default:
-			if (*p >= '0' && *p <= '7') {
-				int v = 0;
-
-				for (int k = 0; k < 3 && *p >= '0' && *p <= '7'; k++, p++)
-					v = v * 8 + (*p - '0');
-				p--;
-				*o++ = (char)v;
-			} else {
-				*o++ = *p;
-			}
-		}
-	}
-	*o = '\0';
-}
-
-/*
- * Splits a COPY line into at most n tab-separated fields, unescaped in place;
- * a NULL (\N) field becomes a NULL pointer.
- */
-static int
-copy_fields(char *line, char **fields, int n)
-{
-	int k = 0;
-	char *p = line;
-
-	while (k < n) {
-		char *tab = strchr(p, '\t');
-
-		fields[k++] = p;
-		if (tab == NULL)
-			break;
-		*tab = '\0';
-		p = tab + 1;
-	}
-	for (int i = 0; i < k; i++) {
-		if (strcmp(fields[i], "\\N") == 0)
-			fields[i] = NULL;
-		else
-			copy_unescape(fields[i]);
-	}
-	return k;
-}
-
-/* ------------------------------------------------------------ load state */
-
-/* A node id (uuid) -> graph index table, only for the load: the edges COPY
- * names its endpoints by id, which saves PostgreSQL two joins over the whole
- * edges table. */
-struct id_slot {
-	uint8_t id[16];
-	uint32_t idx1; /* index + 1; 0 = empty */
-};
-
-struct load {
-	graph *g;
-	struct id_slot *ids;
-	uint32_t ids_cap; /* power of two, >= 2 * nodes */
-	uint32_t ids_n;
-	struct strbuf img; /* scratch for one node image */
-	bool binary_header_done;
-	long no_image; /* nodes whose row could not be turned into an image */
-};
-
-static uint32_t
-id_hash(const uint8_t id[16])
-{
-	uint32_t h;
-
-	memcpy(&h, id + 12, sizeof h); /* random bits of a v4 uuid */
-	return h * 2654435761u;
-}
-
-static int
-ids_add(struct load *l, const uint8_t id[16], uint32_t idx)
-{
-	if ((l->ids_n + 1) * 2 > l->ids_cap) {
-		uint32_t ncap = l->ids_cap ? l->ids_cap * 2 : 1024;
-		struct id_slot *nt = calloc(ncap, sizeof *nt);
-
-		if (nt == NULL)
-			return -1;
-		for (uint32_t i = 0; i < l->ids_cap; i++) {
-			uint32_t j;
-
-			if (l->ids[i].idx1 == 0)
-				continue;
-			for (j = id_hash(l->ids[i].id) & (ncap - 1); nt[j].idx1 != 0;
-			     j = (j + 1) & (ncap - 1))
-				;
-			nt[j] = l->ids[i];
-		}
-		free(l->ids);
-		l->ids = nt;
-		l->ids_cap = ncap;
-	}
-	for (uint32_t j = id_hash(id) & (l->ids_cap - 1);; j = (j + 1) & (l->ids_cap - 1)) {
-		if (l->ids[j].idx1 == 0) {
-			memcpy(l->ids[j].id, id, 16);
-			l->ids[j].idx1 = idx + 1;
-			l->ids_n++;
-			return 0;
-		}
-		if (memcmp(l->ids[j].id, id, 16) == 0) {
-			l->ids[j].idx1 = idx + 1;
-			return 0;
-		}
-	}
-}
-
-static long
-ids_find(const struct load *l, const uint8_t id[16])
-{
-	if (l->ids_cap == 0)
-		return -1;
-	for (uint32_t j = id_hash(id) & (l->ids_cap - 1);; j = (j + 1) & (l->ids_cap - 1)) {
-		if (l->ids[j].idx1 == 0)
-			return -1;
-		if (memcmp(l->ids[j].id, id, 16) == 0)
-			return (long)l->ids[j].idx1 - 1;
-	}
-}
-
-/* ---------------------------------------------------- node image building */
-
-/*
- * A timestamptz as COPY prints it with TimeZone UTC and DateStyle ISO
- * ("2026-11-21 10:00:00.12+00", fraction trimmed or absent) in cmdb_ts()'s
- * format ("2026-11-21T10:00:00.120000Z"); NULL gives null. False when the
- * text is not of that form (a year past 9999, say).
- */
-static bool
-img_time(struct strbuf *b, const char *t)
-{
-	char out[GRAPH_TIME_LEN + 3];
-	size_t n, frac = 0;
-
-	if (t == NULL) {
-		strbuf_lit(b, "null");
-		return true;
-	}
-	n = strlen(t);
-	if (n < 22 || t[4] != '-' || t[10] != ' ' || t[13] != ':' || t[19] == '\0' ||
-	    strcmp(t + n - 3, "+00") != 0)
-		return false;
-	out[0] = '"';
-	memcpy(out + 1, t, 19);
-	out[11] = 'T';
-	out[20] = '.';
-	if (t[19] == '.') {
-		frac = n - 3 - 20;
-		if (frac > 6)
-			return false;
-		memcpy(out + 21, t + 20, frac);
-	} else if (n != 22) {
-		return false;
-	}
-	memset(out + 21 + frac, '0', 6 - frac);
-	out[27] = 'Z';
-	out[28] = '"';
-	strbuf_add(b, out, 29);
-	return true;
-}
-
-/*
- * One row of the nodes COPY (columns in LOAD_NODES order): the node into the
- * graph with its image built as cmdb_node_json() shapes it (last_seen_at is
- * the stored column; GET derives the rest, graph.h). A row whose image cannot
- * be built still loads, without an image (GET then asks the database).
- */
-static int
-load_node(struct load *l, char **f)
-{
-	const char *id = f[0], *ref = f[1], *attrs = f[5], *sources = f[10];
-	uint8_t uid[16];
-	bool ok;
-	long idx;
-
-	if (id == NULL || ref == NULL || attrs == NULL || sources == NULL || f[6] == NULL ||
-	    f[9] == NULL || f[11] == NULL || uuid_parse(id, uid) != 0)
-		return -1;
-	struct strbuf *b = &l->img;
-	strbuf_reset(b);
-	strbuf_lit(b, "{\"id\":");
-	strbuf_json_str(b, id);
-	strbuf_lit(b, ",\"ref\":");
-	strbuf_json_str(b, ref);
-	strbuf_lit(b, ",\"kind\":");
-	strbuf_json_str(b, f[2]);
-	strbuf_lit(b, ",\"name\":");
-	strbuf_json_str(b, f[3]);
-	strbuf_lit(b, ",\"attributes\":");
-	strbuf_puts(b, attrs);
-	strbuf_lit(b, ",\"labels\":");
-	strbuf_puts(b, f[6]);
-	strbuf_lit(b, ",\"health\":");
-	strbuf_json_str(b, f[4]);
-	strbuf_lit(b, ",\"health_reason\":");
-	strbuf_json_str(b, f[7]);
-	strbuf_lit(b, ",\"health_at\":");
-	ok = img_time(b, f[8]);
-	strbuf_lit(b, ",\"orphan\":");
-	strbuf_puts(b, strcmp(f[9], "t") == 0 ? "true" : "false");
-	strbuf_lit(b, ",\"sources\":");
-	strbuf_puts(b, sources);
-	strbuf_lit(b, ",\"version\":");
-	strbuf_puts(b, f[11]);
-	strbuf_lit(b, ",\"created_at\":");
-	ok = img_time(b, f[12]) && ok;
-	strbuf_lit(b, ",\"updated_at\":");
-	ok = img_time(b, f[13]) && ok;
-	strbuf_lit(b, ",\"last_seen_at\":");
-	ok = img_time(b, f[14]) && ok;
-	strbuf_lit(b, "}");
-	ok = ok && !b->failed;
-	if (!ok)
-		l->no_image++;
-	if (graph_node_put_image(l->g, ref, graph_health_parse(f[4]),
-				 strcmp(attrs, "{}") == 0 ? NULL : attrs, ok ? b->s : NULL,
-				 ok ? b->len : 0) != 0)
-		return -1;
-	idx = graph_find(l->g, ref);
-	return idx >= 0 && ids_add(l, uid, (uint32_t)idx) == 0 ? 0 : -1;
-}
-
-/*
- * The nodes COPY: what cmdb_node_json() reads, as plain columns (building the
- * JSON here is several times cheaper than jsonb_build_object per row in
- * PostgreSQL). Timestamps print as ISO in UTC (the load transaction sets both).
- */
-#define LOAD_NODES                                                                                 \
-	"COPY (SELECT n.id, n.kind || '/' || n.name, n.kind, n.name, n.health, n.attributes,"      \
-	" n.labels, n.health_reason, n.health_at, n.orphan, n.sources, n.version, n.created_at,"   \
-	" n.updated_at, n.last_seen_at FROM nodes n) TO STDOUT"
-#define LOAD_NODE_FIELDS 15
-
-/* The edges COPY, binary: (from_id uuid, type text, to_id uuid) per row. */
-#define LOAD_EDGES "COPY (SELECT from_id, type, to_id FROM edges) TO STDOUT (FORMAT binary)"
-
-static uint32_t
-be32(const char *p)
-{
-	const unsigned char *u = (const unsigned char *)p;
-
-	return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
-}
-
-static int
-edge_type_parse_n(const char *s, size_t n)
-{
-	for (int t = 0; t < GRAPH_EDGE_TYPES; t++) {
-		const char *name = graph_edge_type_name(t);
-
-		if (strlen(name) == n && memcmp(name, s, n) == 0)
-			return t;
-	}
-	return -1;
-}
-
-/*
- * One CopyData message of the binary edges COPY: the file header (first
- * message only), then whole tuples, or the trailer (field count -1).
- */
-static int
-load_edges_msg(struct load *l, char *buf, int len)
-{
-	const char *p = buf, *end = buf + len;
-
-	if (!l->binary_header_done) {
-		if (len < 19 || memcmp(p, "PGCOPY\n\377\r\n\0", 11) != 0)
-			return -1;
-		p += 19 + be32(p + 15); /* signature, flags, extension length + extension */
-		l->binary_header_done = true;
-	}
-	while (p + 2 <= end) {
-		int nf = (int16_t)(((unsigned char)p[0] << 8) | (unsigned char)p[1]);
-		const char *fld[3];
-		uint32_t flen[3];
-		long f, t;
-		int type;
-
-		p += 2;
-		if (nf == -1)
-			return 0;
-		if (nf != 3)
-			return -1;
-		for (int k = 0; k < 3; k++) {
-			if (p + 4 > end)
-				return -1;
-			flen[k] = be32(p);
-			p += 4;
-			if (flen[k] == UINT32_MAX || flen[k] > (size_t)(end - p))
-				return -1;
-			fld[k] = p;
-			p += flen[k];
-		}
-		if (flen[0] != 16 || flen[2] != 16)
-			return -1;
-		f = ids_find(l, (const uint8_t *)fld[0]);
-		t = ids_find(l, (const uint8_t *)fld[2]);
-		type = edge_type_parse_n(fld[1], flen[1]);
-		if (f < 0 || t < 0 || type < 0 || graph_edge_put_idx(l->g, f, type, t) != 0)
-			return -1;
-	}
-	return p == end ? 0 : -1;
-}
-
-/* Streams one COPY ... TO STDOUT and calls row() per text line, or msg() per
- * binary message. Returns rows (messages) or -1. */
-static long
-copy_stream(PGconn *conn, const char *sql, struct load *l, int (*row)(struct load *l, char **f),
-	    int (*msg)(struct load *l, char *buf, int len))
-{
-	PGresult *res = PQexec(conn, sql);
-	char *buf = NULL;
-	long n = 0;
-	int len;
-
-	if (PQresultStatus(res) != PGRES_COPY_OUT) {
-		log_error("event=graph_load_failed reason=\"%s\"", PQerrorMessage(conn));
-		PQclear(res);
-		return -1;
-	}
-	PQclear(res);
-	while ((len = PQgetCopyData(conn, &buf, 0)) > 0) {
-		char *f[LOAD_NODE_FIELDS];
-		int rc = 0;
-
-		if (msg != NULL) {
-			rc = msg(l, buf, len);
-		} else {
-			if (buf[len - 1] == '\n')
-				buf[len - 1] = '\0';
-			if (copy_fields(buf, f, LOAD_NODE_FIELDS) != LOAD_NODE_FIELDS)
-				rc = -1;
-			else
-				rc = row(l, f);
-		}
-		PQfreemem(buf);
-		if (rc != 0) {
-			log_error("event=graph_load_failed reason=\"cannot apply a row\" row=%ld",
-				  n);
-			/* Drain the rest so the connection stays usable for ROLLBACK. */
-			while ((len = PQgetCopyData(conn, &buf, 0)) > 0)
-				PQfreemem(buf);
-			while ((res = PQgetResult(conn)) != NULL)
-				PQclear(res);
-			return -1;
-		}
-		n++;
-	}
-	res = PQgetResult(conn);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		log_error("event=graph_load_failed reason=\"%s\"", PQerrorMessage(conn));
-		n = -1;
-	}
-	PQclear(res);
-	while ((res = PQgetResult(conn)) != NULL)
-		PQclear(res);
-	return n;
-}
-
-/* The sightings of every source (seen[], graph.h), in the load's snapshot. */
-static int
-load_seen(PGconn *conn, graph *g)
-{
-	PGresult *res = PQexec(conn, "SELECT source, cmdb_ts(last_applied_at) FROM source_state");
-	int rc = 0;
-
-	if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-		log_error("event=graph_load_failed reason=\"%s\"", PQerrorMessage(conn));
-		PQclear(res);
-		return -1;
-	}
-	for (int i = 0; i < PQntuples(res) && rc == 0; i++)
-		if (graph_source_seen(g, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)) != 0 &&
-		    errno == ENOMEM)
-			rc = -1;
-	PQclear(res);
-	return rc;
-}
-
-static bool
-exec_ok(PGconn *conn, const char *sql)
-{
-	PGresult *res = PQexec(conn, sql);
-	bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-
-	PQclear(res);
-	return ok;
-}
-
-long long
-tailer_load(PGconn *conn, graph *g)
-{
-	PGresult *res = NULL;
-	struct load l = {.g = g};
-	long long seq = -1;
-	long nodes = -1, edges = -1;
-	struct timespec t0, t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if (!exec_ok(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") ||
-	    !exec_ok(conn, "SET LOCAL TimeZone = 'UTC'") ||
-	    !exec_ok(conn, "SET LOCAL DateStyle = 'ISO'"))
-		goto fail;
-	res = PQexec(conn, "SELECT last FROM change_seq");
-	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-		goto fail;
-	seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-	PQclear(res);
-	res = NULL;
-	if (load_seen(conn, g) == 0 &&
-	    (nodes = copy_stream(conn, LOAD_NODES, &l, load_node, NULL)) >= 0)
-		edges = copy_stream(conn, LOAD_EDGES, &l, NULL, load_edges_msg);
-	if (nodes < 0 || edges < 0) {
-		seq = -1;
-		goto out;
-	}
-	if (!exec_ok(conn, "COMMIT"))
-		goto fail;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (l.no_image > 0)
-		log_warn("event=graph_load_images_missing nodes=%ld hint=\"GET of these nodes "
-			 "reads the database\"",
-			 l.no_image);
-	log_info("event=graph_loaded nodes=%ld edges=%zu seq=%lld ms=%.0f", nodes,
-		 graph_edge_count(g), seq,
-		 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
-	free(l.ids);
-	strbuf_release(&l.img);
-	return seq;
-fail:
-	log_error("event=graph_load_failed reason=\"%s\"", PQerrorMessage(conn));
-	seq = -1;
-out:
-	PQclear(res);
-	res = PQexec(conn, "ROLLBACK");
-	PQclear(res);
-	free(l.ids);
-	strbuf_release(&l.img);
-	return seq;
 }

@@ -157,8 +157,7 @@ static void
 cache_setup(void)
 {
 	log_set_level(getenv("CMDB_TEST_LOG") ? LOG_DEBUG : LOG_ERROR);
-	snprintf(dbname, sizeof(dbname), "cmdb_check_auth_%ld", (long)getpid());
-	side = pgtest_create_db(admin_url, dbname);
+	side = pgtest_create_db(admin_url, "cmdb_check_auth", false, dbname);
 	pgtest_exec(side, "CREATE TABLE t_tokens (name text, hash text, scope text, glob text, "
 			  "expires bigint, revoked boolean)");
 	conninfo = pgtest_conninfo(admin_url, dbname);
@@ -173,7 +172,8 @@ cache_teardown(void)
 	base = NULL;
 	free(conninfo);
 	conninfo = NULL;
-	pgtest_drop_db(admin_url, side, dbname);
+	PQfinish(side);
+	pgtest_drop_db(admin_url, dbname);
 	side = NULL;
 	log_set_level(LOG_INFO);
 }

@@ -91,7 +91,6 @@ static const char setup_sql[] =
 /* ------------------------------------------------------------ fixture state */
 
 static const char *admin_url;
-static int db_counter;
 static char dbname[64];
 static char *conninfo; /* the scratch database, for db_new (malloc'd) */
 static PGconn *side;   /* a blocking connection to the scratch database */
@@ -115,8 +114,7 @@ static void
 db_setup(void)
 {
 	log_set_level(getenv("CMDB_TEST_LOG") ? LOG_DEBUG : LOG_ERROR);
-	snprintf(dbname, sizeof(dbname), "cmdb_check_db_%ld_%d", (long)getpid(), db_counter++);
-	side = pgtest_create_db(admin_url, dbname);
+	side = pgtest_create_db(admin_url, "cmdb_check_db", false, dbname);
 	pgtest_exec(side, setup_sql);
 	conninfo = pgtest_conninfo(admin_url, dbname);
 	base = event_base_new();
@@ -130,56 +128,19 @@ db_teardown(void)
 	base = NULL;
 	free(conninfo);
 	conninfo = NULL;
-	pgtest_drop_db(admin_url, side, dbname);
+	PQfinish(side);
 	side = NULL;
+	pgtest_drop_db(admin_url, dbname);
 	log_set_level(LOG_INFO);
 }
 
 /* ------------------------------------------------------------- loop helpers */
 
-struct waiter {
-	bool (*cond)(void *);
-	void *arg;
-	struct timeval deadline;
-	bool met;
-};
-
-static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct waiter *w = arg;
-	struct timeval now;
-
-	(void)fd;
-	(void)what;
-	if (w->cond != NULL && w->cond(w->arg)) {
-		w->met = true;
-		event_base_loopbreak(base);
-		return;
-	}
-	gettimeofday(&now, NULL);
-	if (timercmp(&now, &w->deadline, >))
-		event_base_loopbreak(base);
-}
-
 /* Runs the loop until cond(arg) holds (true) or ms pass (false). cond NULL: just run. */
 static bool
 run_until(bool (*cond)(void *), void *arg, int ms)
 {
-	struct waiter w = {cond, arg, {0, 0}, false};
-	struct timeval now, span = {ms / 1000, (ms % 1000) * 1000}, tick = {0, 5000};
-	struct event *t;
-
-	if (cond != NULL && cond(arg))
-		return true;
-	gettimeofday(&now, NULL);
-	timeradd(&now, &span, &w.deadline);
-	t = event_new(base, -1, EV_PERSIST, tick_cb, &w);
-	ck_assert_ptr_nonnull(t);
-	event_add(t, &tick);
-	event_base_dispatch(base);
-	event_free(t);
-	return w.met;
+	return pgtest_run_until(base, cond, arg, ms);
 }
 
 static double
@@ -887,25 +848,14 @@ START_TEST(test_terminate_idle)
 }
 END_TEST
 
-START_TEST(test_skipped)
-{
-	fputs("db: skipped: CMDB_TEST_ADMIN_URL is not set (make test sets it)\n", stderr);
-}
-END_TEST
-
 Suite *
 suite_db(void)
 {
 	Suite *s = suite_create("db");
 	TCase *tc;
 
-	admin_url = getenv("CMDB_TEST_ADMIN_URL");
-	if (admin_url == NULL || admin_url[0] == '\0') {
-		tc = tcase_create("skipped");
-		tcase_add_test(tc, test_skipped);
-		suite_add_tcase(s, tc);
+	if ((admin_url = pgtest_admin_url(s)) == NULL)
 		return s;
-	}
 	tc = tcase_create("pool");
 	tcase_add_checked_fixture(tc, db_setup, db_teardown);
 	tcase_set_timeout(tc, 60);

@@ -56,7 +56,8 @@ match(enum evhttp_cmd_type m, const char *path, const struct route **rt)
 #define POST EVHTTP_REQ_POST
 #define DEL EVHTTP_REQ_DELETE
 
-/* Every route the SPEC names, with its scope and whether it takes a JSON body. */
+/* Every route the SPEC names, and the admin verification (DESIGN.md), with its scope
+ * and whether it takes a JSON body. */
 static const struct {
 	enum evhttp_cmd_type method;
 	const char *path;
@@ -87,6 +88,7 @@ static const struct {
     {GET, "/v1/path", "path", AUTH_READ, false, 0},
     {POST, "/v1/rootcause", "rootcause", AUTH_READ, true, 0}, /* SPEC: read scope */
     {GET, "/v1/graph", "graph", AUTH_READ, false, 0},
+    {GET, "/v1/admin/verify", "admin.verify", AUTH_ADMIN, false, 0},
     {HEAD, "/healthz", "healthz", AUTH_NONE, false, 0},
     /* A decoded name may look like a keyword; it is still a parameter. */
     {GET, "/v1/nodes/nodes/edges", "node.get", AUTH_READ, false, 2},

@@ -208,14 +208,14 @@ static const char *admin_url;
 static PGconn *
 fresh_db(char name[64])
 {
-	snprintf(name, 64, "cmdb_test_token_%ld", (long)getpid());
-	return pgtest_create_db(admin_url, name);
+	return pgtest_create_db(admin_url, "cmdb_test_token", false, name);
 }
 
 static void
 drop_db(PGconn *conn, const char *name)
 {
-	pgtest_drop_db(admin_url, conn, name);
+	PQfinish(conn);
+	pgtest_drop_db(admin_url, name);
 }
 
 /* Run migrate_run with its report captured; returns the report (caller frees). */

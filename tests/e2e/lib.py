@@ -98,6 +98,16 @@ def psql(conninfo, sql, timeout=30):
     return p.stdout
 
 
+def poll(fn, pred, seconds, every=0.2):
+    """Call fn() until pred(its result) holds or seconds pass; return the last result."""
+    deadline = time.monotonic() + seconds
+    while True:
+        r = fn()
+        if pred(r) or time.monotonic() > deadline:
+            return r
+        time.sleep(every)
+
+
 def free_port():
     """A port that was free a moment ago on 127.0.0.1."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

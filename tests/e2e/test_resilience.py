@@ -21,19 +21,10 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
-from lib import PrivateCluster, Server, ServerTestCase, node_path  # noqa: E402
+from lib import PrivateCluster, Server, ServerTestCase, node_path, poll  # noqa: E402
 
 RECOVER_SECONDS = 10.0   # "recovers by itself within a few seconds"
 FAIL_FAST_SECONDS = 10.0  # a request during an outage must not hang
-
-
-def poll(fn, pred, seconds):
-    deadline = time.monotonic() + seconds
-    while True:
-        r = fn()
-        if pred(r) or time.monotonic() > deadline:
-            return r
-        time.sleep(0.2)
 
 
 class DatabaseOutage(ServerTestCase):
