@@ -25,6 +25,8 @@ struct cfg {
 	long manifest_max_edges; /* per manifest */
 	long shutdown_grace;	 /* seconds to finish in-flight requests */
 	char *log_level;	 /* debug|info|warn|error */
+	long source_ttl;	 /* seconds; 0 = off (SPEC §5 staleness) */
+	long orphan_purge_after; /* seconds; 0 = off */
 };
 
 /* Fills c with defaults. Strings are static or owned by c (see cfg_free). */

@@ -58,6 +58,8 @@ static const struct route routes[] = {
     {GET, "path", {"v1", "path"}, api_path, AUTH_READ, false},
     {POST, "rootcause", {"v1", "rootcause"}, api_rootcause, AUTH_READ, true},
     {GET, "graph", {"v1", "graph"}, api_graph, AUTH_READ, false},
+    {GET, "sources.list", {"v1", "sources"}, api_sources, AUTH_READ, false},
+    {GET, "drift", {"v1", "drift"}, api_drift, AUTH_READ, false},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))

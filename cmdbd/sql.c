@@ -55,10 +55,20 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 			  1, false},
     /* body (text: parsed by PostgreSQL only when it must be applied), source,
      * actor, token, Idempotency-Key, dry_run, fingerprint, generation, deployment,
-     * extensions (migrations/0004_ingest.sql) */
+     * extensions (migrations/0004_ingest.sql), ttl in seconds (0007_sources.sql) */
     [SQL_MANIFEST_APPLY] = {"manifest_apply",
-			    "SELECT cmdb_post_manifest($1, $2, $3, $4, $5, $6::boolean, $7,"
-			    " $8::bigint, $9::jsonb, $10::jsonb)",
-			    10, true},
+			    "SELECT cmdb_post_manifest_ttl($1, $2, $3, $4, $5, $6::boolean, $7,"
+			    " $8::bigint, $9::jsonb, $10::jsonb, $11::bigint)",
+			    11, true},
     [SQL_DEPLOYMENTS] = {"deployments", "SELECT cmdb_deployments($1, $2::int, $3)", 3, false},
+    /* Staleness and drift (migrations/0007_sources.sql). Durations in seconds, NULL =
+     * off. The sweep is one unit of work per call, in the instance holding its lock. */
+    [SQL_SWEEP] = {"sweep",
+		   "SELECT cmdb_sweep($1::bigint * interval '1 second',"
+		   " $2::bigint * interval '1 second')",
+		   2, true},
+    [SQL_SOURCES] = {"sources",
+		     "SELECT cmdb_sources($1::bigint * interval '1 second', $2::int, $3)", 3,
+		     false},
+    [SQL_DRIFT] = {"drift", "SELECT cmdb_drift($1, string_to_array($2, ','))", 2, false},
 };
