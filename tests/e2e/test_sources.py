@@ -10,12 +10,19 @@
   next manifest of the source applies in full.
 - --orphan-purge-after: orphans past it are deleted (history keeps them), once.
 - cmdb sources, cmdb drift.
+- examples/jaeger: Jaeger's /api/dependencies reply (a HotROD fixture in exactly the
+  format jaeger-query serves) -> observed:jaeger manifest -> cmdb push -> /v1/drift.
 """
 
+import http.server
 import json
+import os
 import subprocess
+import sys
+import threading
 import time
 import unittest
+import urllib.parse
 
 import lib
 from lib import ServerTestCase, TwoServerTestCase, node_path
@@ -445,6 +452,123 @@ class OrphanPurgeTest(TwoServerTestCase):
                  lambda: self.srv.get(node_path("job/nightly"))[0] == 404, timeout=15)
         wait_for("database/kept2 to be purged",
                  lambda: self.b.get(node_path("database/kept2"))[0] == 404, timeout=15)
+
+
+ADAPTER = os.path.join(lib.REPO, "examples", "jaeger", "jaeger-deps-to-manifest")
+FIXTURE = os.path.join(lib.REPO, "examples", "jaeger", "hotrod-dependencies.json")
+
+
+class JaegerAdapterTest(ServerTestCase):
+    """examples/jaeger end to end: Jaeger's dependency links, as jaeger-query serves
+    them, become observed:jaeger; drift compares them with a deploy tool's manifest."""
+
+    DECLARED = [
+        ("service/frontend", "depends_on", "service/customer"),
+        ("service/frontend", "depends_on", "service/driver"),
+        ("service/frontend", "depends_on", "service/route"),
+        ("service/customer", "depends_on", "database/mysql"),
+        ("service/route", "depends_on", "database/mysql"),        # never seen in traces
+        ("service/frontend", "connects_to", "load_balancer/edge"),  # lb not traced
+    ]
+
+    def adapter(self, *args, input=None):
+        p = subprocess.run([sys.executable, ADAPTER] + list(args), capture_output=True,
+                           text=True, timeout=60, input=input)
+        return p
+
+    def test_fixture_to_drift(self):
+        self.assertStatus(self.srv.post("/v1/manifests",
+                                        manifest("capistrano:hotrod", self.DECLARED)), 200)
+        p = self.adapter("--file", FIXTURE, "--map", "mysql=database/mysql",
+                         "--map", "redis-manual=cache/redis", "--ttl", "3h")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        m = json.loads(p.stdout)
+        self.assertEqual(m["source"], "observed:jaeger")
+        self.assertEqual(m["ttl"], "3h")
+        self.assertIsInstance(m["generation"], int)
+        # frontend -> frontend (a service calling itself) is left out: no self-edges.
+        self.assertEqual(edge_keys(m["edges"]), [
+            ("service/customer", "depends_on", "database/mysql"),
+            ("service/driver", "depends_on", "cache/redis"),
+            ("service/frontend", "depends_on", "service/customer"),
+            ("service/frontend", "depends_on", "service/driver"),
+            ("service/frontend", "depends_on", "service/route"),
+        ])
+        push = self.srv.cmdb("push", "-", input=p.stdout)
+        self.assertEqual(push.returncode, 0, push.stderr)
+
+        d = self.assertStatus(self.srv.get("/v1/drift?observer=observed:jaeger"), 200)
+        self.assertEqual(edge_keys(d["undeclared"]),
+                         [("service/driver", "depends_on", "cache/redis")])
+        self.assertEqual(edge_keys(d["unobserved"]),
+                         [("service/route", "depends_on", "database/mysql")])
+        src = [s for s in self.assertStatus(self.srv.get("/v1/sources"), 200)["items"]
+               if s["source"] == "observed:jaeger"]
+        self.assertEqual((src[0]["ttl"], src[0]["edges"]), ("3h", 5))
+
+        # The next run sees the same links: nothing on the map changes.
+        seq = self.assertStatus(self.srv.get("/v1/changes?since=0&limit=1000"), 200)["next"]
+        again = self.adapter("--file", FIXTURE, "--map", "mysql=database/mysql",
+                             "--map", "redis-manual=cache/redis", "--ttl", "3h")
+        r = self.assertStatus(self.srv.post("/v1/manifests", json.loads(again.stdout)), 200)
+        self.assertIsNone(r["seq"], "no change logged: %r" % r)
+        self.assertEqual(self.srv.get("/v1/changes?since=%d" % seq)[2]["changes"], [])
+
+    def test_from_a_url(self):
+        """--url asks /api/dependencies with endTs and lookback in milliseconds."""
+        asked = []
+        with open(FIXTURE, "rb") as f:
+            reply = f.read()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                asked.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *a):
+                pass
+
+        httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        t = threading.Thread(target=httpd.serve_forever, daemon=True)
+        t.start()
+        try:
+            before = int(time.time() * 1000)
+            p = self.adapter("--url", "http://127.0.0.1:%d/" % httpd.server_address[1],
+                             "--lookback", "2h")
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(asked), 1)
+        u = urllib.parse.urlsplit(asked[0])
+        q = dict(urllib.parse.parse_qsl(u.query))
+        self.assertEqual(u.path, "/api/dependencies")
+        self.assertEqual(q["lookback"], str(2 * 3600 * 1000))
+        self.assertGreaterEqual(int(q["endTs"]), before)
+        from_file = json.loads(self.adapter("--file", FIXTURE).stdout)
+        self.assertEqual(json.loads(p.stdout)["edges"], from_file["edges"])
+        self.assertIn(("service/driver", "depends_on", "service/redis-manual"),
+                      edge_keys(from_file["edges"]), "unmapped: KIND/NAME")
+
+    def test_bad_input(self):
+        for text in ('{"data":[{"parent":"a","child":"b","callCount":-1}]}',
+                     '{"data":[{"parent":"a","child":""}]}',
+                     '{"data":{"parent":"a"}}',
+                     '{"result":[]}',
+                     '{"data":null,"errors":[{"code":500,"msg":"storage down"}]}',
+                     'not json'):
+            p = self.adapter("--file", "-", input=text)
+            self.assertEqual(p.returncode, 2, text)
+            self.assertTrue(p.stderr.strip(), "says why: " + text)
+            self.assertEqual(p.stdout, "", "no manifest for bad input")
+        p = self.adapter("--file", FIXTURE, "--source", "jaeger")
+        self.assertEqual(p.returncode, 2, "the source must be observed:")
+        p = self.adapter("--url", "http://127.0.0.1:%d" % lib.free_port(), "--timeout", "5")
+        self.assertEqual(p.returncode, 3, "Jaeger unreachable")
 
 
 if __name__ == "__main__":
