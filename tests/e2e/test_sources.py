@@ -376,6 +376,22 @@ class ExpiryTest(TwoServerTestCase):
         wait_for("observed:blip to expire", lambda: (self.source(src) or {}).get("expired"))
         self.assertLess(time.monotonic() - t0, 1.9 + 1.5, "expired by its own 1s ttl")
 
+    def test_identical_reposts_keep_a_source_alive(self):
+        """The fast no-op re-post is the source's latest manifest too: it moves the
+        expiry. Once the re-posts stop, the source expires."""
+        src = "cron:heartbeat"
+        m = manifest(src, [("service/hb", "depends_on", "service/hb-db")], ttl="2s")
+        t_end = time.monotonic() + 4.5
+        while time.monotonic() < t_end:
+            r = self.assertStatus((self.srv, self.b)[int(time.monotonic()) % 2].post(
+                "/v1/manifests", m), 200)
+            s = self.source(src)
+            self.assertIs(s["expired"], False, "re-posted every 0.5 s with a 2 s ttl")
+            time.sleep(0.5)
+        self.assertIsNone(r["seq"], "the re-posts are no-ops")
+        self.assertEqual(self.source(src)["edges"], 1)
+        wait_for("cron:heartbeat to expire", lambda: (self.source(src) or {}).get("expired"))
+
     def test_one_sweeper_at_a_time(self):
         """The instances sweep through one lock: while someone else holds it, neither
         sweeps; once it is free, one of them does."""
