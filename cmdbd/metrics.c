@@ -35,6 +35,9 @@ static struct route_stats stats[MAX_ROUTES + 1]; /* last = "none" */
 static const char *const manifest_outcomes[] = {"applied", "noop", "dry_run", "rejected", "failed"};
 static unsigned long manifest_counts[5];
 
+static const char *const sweep_actions[] = {"source_expired", "orphan_purged"};
+static unsigned long sweep_counts[2];
+
 static int
 route_index(const char *route)
 {
@@ -102,6 +105,14 @@ metrics_appendf(char **buf, size_t *len, const char *fmt, ...)
 	return 0;
 }
 
+void
+metrics_count_sweep(const char *action)
+{
+	for (size_t i = 0; i < 2; i++)
+		if (strcmp(action, sweep_actions[i]) == 0)
+			sweep_counts[i]++;
+}
+
 int
 metrics_render(char **buf, size_t *len)
 {
@@ -154,5 +165,12 @@ metrics_render(char **buf, size_t *len)
 	for (size_t i = 0; i < 5; i++)
 		rc |= metrics_appendf(buf, len, "cmdb_manifests_total{outcome=\"%s\"} %lu\n",
 				      manifest_outcomes[i], manifest_counts[i]);
+	rc |= metrics_appendf(buf, len,
+			      "# HELP cmdb_sweep_total Sources expired and orphans purged by this "
+			      "process's sweeper.\n"
+			      "# TYPE cmdb_sweep_total counter\n");
+	for (size_t i = 0; i < 2; i++)
+		rc |= metrics_appendf(buf, len, "cmdb_sweep_total{action=\"%s\"} %lu\n",
+				      sweep_actions[i], sweep_counts[i]);
 	return rc ? -1 : 0;
 }

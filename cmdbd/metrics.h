@@ -13,6 +13,9 @@ void metrics_observe_request(const char *route, int status, double seconds);
 /* Counts a manifest outcome: "applied", "noop", "dry_run", "rejected", "failed". */
 void metrics_count_manifest(const char *outcome);
 
+/* Counts one unit of the staleness sweep done here: "source_expired", "orphan_purged". */
+void metrics_count_sweep(const char *action);
+
 /*
  * Appends the request and manifest metrics in Prometheus text format to a
  * malloc'd buffer *buf of length *len (both may start NULL/0). Returns 0 or -1.

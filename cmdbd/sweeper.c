@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "metrics.h"
 
 struct sweeper {
 	struct db *db;
@@ -57,10 +58,13 @@ report(const struct db_result *r)
 			 (long long)json_integer_value(
 			     json_object_get(json_object_get(rep, "edges"), "removed")),
 			 json_array_size(json_object_get(rep, "orphaned")));
+		metrics_count_sweep("source_expired");
 	}
-	if (purged != NULL)
+	if (purged != NULL) {
 		log_info("event=orphan_purged ref=%s seq=%lld", log_q(purged, q, sizeof(q)),
 			 (long long)json_integer_value(seq));
+		metrics_count_sweep("orphan_purged");
+	}
 	more = json_is_true(json_object_get(body, "more"));
 	json_decref(reply);
 	return more;

@@ -163,6 +163,22 @@ START_TEST(test_manifest_counts)
 }
 END_TEST
 
+START_TEST(test_sweep_counts)
+{
+	double expired = value("cmdb_sweep_total{action=\"source_expired\"}");
+	double purged = value("cmdb_sweep_total{action=\"orphan_purged\"}");
+
+	ck_assert_double_ge(expired, 0); /* rendered at zero */
+	ck_assert_double_ge(purged, 0);
+	metrics_count_sweep("source_expired");
+	metrics_count_sweep("orphan_purged");
+	metrics_count_sweep("orphan_purged");
+	metrics_count_sweep("vacuumed"); /* unknown: ignored */
+	ck_assert_double_eq(value("cmdb_sweep_total{action=\"source_expired\"}"), expired + 1);
+	ck_assert_double_eq(value("cmdb_sweep_total{action=\"orphan_purged\"}"), purged + 2);
+}
+END_TEST
+
 /* Every line is a comment (# HELP / # TYPE) or `name{labels} value`; every metric
  * family has HELP and TYPE before its samples. */
 START_TEST(test_format)
@@ -171,7 +187,7 @@ START_TEST(test_format)
 	char *text, *line, *save = NULL;
 	const char *families[] = {"cmdb_http_requests_total counter",
 				  "cmdb_http_request_duration_seconds histogram",
-				  "cmdb_manifests_total counter"};
+				  "cmdb_manifests_total counter", "cmdb_sweep_total counter"};
 
 	metrics_observe_request("healthz", 200, 0.0001);
 	text = render();
@@ -227,6 +243,7 @@ suite_metrics(void)
 	tcase_add_test(tc, test_histogram);
 	tcase_add_test(tc, test_many_statuses);
 	tcase_add_test(tc, test_manifest_counts);
+	tcase_add_test(tc, test_sweep_counts);
 	tcase_add_test(tc, test_format);
 	tcase_add_test(tc, test_appendf);
 	suite_add_tcase(s, tc);

@@ -46,6 +46,16 @@ def log_count(srv, text):
         return f.read().count(text)
 
 
+def swept(srv, action):
+    """cmdb_sweep_total{action=...} from the server's /metrics."""
+    st, _, text = srv.get("/metrics", token=None)
+    assert st == 200, text
+    for line in text.splitlines():
+        if line.startswith('cmdb_sweep_total{action="%s"} ' % action):
+            return float(line.split()[-1])
+    raise AssertionError("no cmdb_sweep_total for %s in /metrics" % action)
+
+
 def wait_for(what, fn, timeout=15.0, step=0.1):
     """Poll fn() until it returns something true; return it, or fail saying what."""
     deadline = time.monotonic() + timeout
@@ -338,6 +348,8 @@ class ExpiryTest(TwoServerTestCase):
         logged = sum(log_count(s, "event=source_expired source=cron:short")
                      for s in (self.srv, self.b))
         self.assertEqual(logged, 1, "one instance expired it")
+        self.assertEqual(sum(swept(s, "source_expired") for s in (self.srv, self.b)), 1,
+                         "cmdb_sweep_total counts it once, on the instance that did it")
 
         # The map, on both instances: batch and h1 are orphans, shared is not.
         for srv in (self.srv, self.b):
@@ -420,6 +432,7 @@ class OrphanPurgeTest(TwoServerTestCase):
     server_args = ("--orphan-purge-after", "2s")
 
     def test_purge(self):
+        purged_before = sum(swept(s, "orphan_purged") for s in (self.srv, self.b))
         self.assertStatus(self.srv.post("/v1/manifests", manifest(
             "deploy:gone", [("service/old", "depends_on", "database/kept")])), 200)
         self.assertStatus(self.srv.post("/v1/manifests", manifest(
@@ -459,6 +472,8 @@ class OrphanPurgeTest(TwoServerTestCase):
         logged = sum(log_count(s, "event=orphan_purged ref=service/old")
                      for s in (self.srv, self.b))
         self.assertEqual(logged, 1)
+        self.assertEqual(sum(swept(s, "orphan_purged") for s in (self.srv, self.b)),
+                         purged_before + 1)
 
     def test_expired_source_then_purge(self):
         """A manifest ttl expires the source; its orphans are purged after that."""
