@@ -404,6 +404,57 @@ class ExpiryTest(TwoServerTestCase):
         self.assertEqual(self.source(src)["edges"], 1)
         wait_for("cron:heartbeat to expire", lambda: (self.source(src) or {}).get("expired"))
 
+    def psql_session(self):
+        """A psql session fed statements one at a time through its stdin."""
+        return subprocess.Popen([lib.PSQL, "-X", "-q", "-d", self.srv.db_url],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+
+    def activity(self, where):
+        return int(self.srv.psql("SELECT count(*) FROM pg_stat_activity WHERE " + where).strip())
+
+    def test_repost_while_expiring_wins(self):
+        """A no-op re-post touches only the source's row, without the source's lock. One
+        that commits while the sweeper is expiring the source must win: the expiry is
+        rolled back, the map keeps what the source asserts."""
+        src = "cron:race"
+        lock = "hashtextextended('cmdb.sweep', 0)"
+        holder, poster = self.psql_session(), self.psql_session()
+        try:
+            # No sweeps while the stage is set.
+            holder.stdin.write("SELECT pg_advisory_lock(%s);\n" % lock)
+            holder.stdin.flush()
+            wait_for("the sweep lock", lambda: self.activity(
+                "state = 'idle' AND query LIKE '%%pg_advisory_lock(%s)%%'" % lock.replace("'", "''")) == 1)
+            self.assertStatus(self.srv.post("/v1/manifests", manifest(
+                src, [("service/r1", "depends_on", "service/r2")], ttl="1s")), 200)
+            time.sleep(1.5)
+            # The re-post: what cmdb_manifest_noop writes, held open.
+            poster.stdin.write("BEGIN;\nUPDATE source_state SET last_applied_at = clock_timestamp(),"
+                               " ttl = interval '1 hour' WHERE source = '%s';\n" % src)
+            poster.stdin.flush()
+            wait_for("the re-post to hold the row", lambda: self.activity(
+                "state = 'idle in transaction' AND query LIKE 'UPDATE source_state%'") == 1)
+            holder.stdin.write("SELECT pg_advisory_unlock(%s);\n" % lock)
+            holder.stdin.close()
+            # A sweeper expires the source and waits for its row inside the expiry.
+            wait_for("a sweep waiting on the row", lambda: self.activity(
+                "wait_event_type = 'Lock' AND query LIKE '%cmdb_sweep%'") == 1)
+            poster.stdin.write("COMMIT;\n")
+            poster.stdin.close()
+            wait_for("the sweep to finish", lambda: self.activity(
+                "wait_event_type = 'Lock' AND query LIKE '%cmdb_sweep%'") == 0)
+        finally:
+            for p in (holder, poster):
+                if not p.stdin.closed:
+                    p.stdin.close()
+                p.wait(timeout=10)
+        time.sleep(1.5)   # and a sweep or two more
+        s = self.source(src)
+        self.assertEqual((s["expired"], s["ttl"], s["edges"]), (False, "1h", 1))
+        self.assertEqual([c for c in self.changes_of(src) if c["actor"] == "cmdbd"], [])
+        self.assertEqual(sum(log_count(x, "event=source_expired source=cron:race")
+                             for x in (self.srv, self.b)), 0)
+
     def test_one_sweeper_at_a_time(self):
         """The instances sweep through one lock: while someone else holds it, neither
         sweeps; once it is free, one of them does."""
