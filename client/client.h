@@ -104,6 +104,23 @@ int cmdb_ref_path(const struct cmdb *c, struct buf *b, const char *ref);
 int cmdb_number(const struct cmdb *c, const char *name, long long min, long long max,
 		long long *out);
 
+struct buf;
+struct table;
+
+/* Adds the page parameters of a list: --limit (1..1000) and the cursor. 0, or the
+ * usage exit code. */
+int cmdb_query_page(struct cmdb *c, struct buf *t, const char *cursor);
+
+/*
+ * Shared by the list commands (ls, deployments, sources): fetches one page (or every
+ * page with --all) of the target built by target(c, cursor, buf), calling add_row for
+ * each item. With --json prints the body, or for --all one object holding every item
+ * and a null next_cursor.
+ */
+typedef void (*cmdb_row_fn)(struct table *t, const json_t *item);
+int cmdb_list_pages(struct cmdb *c, int (*target)(struct cmdb *, const char *, struct buf *),
+		    struct table *tab, cmdb_row_fn add_row);
+
 /* The commands (cmd_*.c). */
 int cmd_get(struct cmdb *c);
 int cmd_ls(struct cmdb *c);
@@ -122,5 +139,7 @@ int cmd_graph(struct cmdb *c);
 int cmd_push(struct cmdb *c);
 int cmd_deployments(struct cmdb *c);
 int cmd_changes(struct cmdb *c);
+int cmd_sources(struct cmdb *c);
+int cmd_drift(struct cmdb *c);
 
 #endif

@@ -185,10 +185,8 @@ query_ref_option(struct cmdb *c, struct buf *t, const char *opt)
 	return 0;
 }
 
-/* Adds the page parameters of a list: --limit (1..1000) and the cursor. 0, or the
- * usage exit code. */
-static int
-query_page(struct cmdb *c, struct buf *t, const char *cursor)
+int
+cmdb_query_page(struct cmdb *c, struct buf *t, const char *cursor)
 {
 	long long limit;
 	int has = cmdb_number(c, "limit", 1, 1000, &limit);
@@ -235,7 +233,7 @@ ls_target(struct cmdb *c, const char *cursor, struct buf *t)
 		return rc;
 	if (cl_args_has(c->args, "orphan"))
 		cl_query_add(t, "orphan", "true");
-	return query_page(c, t, cursor);
+	return cmdb_query_page(c, t, cursor);
 }
 
 /* The cursor for the next page as text (malloc'd), or NULL on the last page. */
@@ -250,16 +248,9 @@ next_cursor(const json_t *page)
 	return cl_json_text(nc);
 }
 
-/*
- * Shared by ls and deployments: fetches one page (or every page with
- * --all), calling add_row for each item. With --json prints the body, or for
- * --all one object holding every item and a null next_cursor.
- */
-typedef void (*row_fn)(struct table *t, const json_t *item);
-
-static int
-list_pages(struct cmdb *c, int (*target)(struct cmdb *, const char *, struct buf *),
-	   struct table *tab, row_fn add_row)
+int
+cmdb_list_pages(struct cmdb *c, int (*target)(struct cmdb *, const char *, struct buf *),
+		struct table *tab, cmdb_row_fn add_row)
 {
 	bool all = cl_args_has(c->args, "all");
 	char *cursor =
@@ -335,7 +326,7 @@ cmd_ls(struct cmdb *c)
 {
 	static const char *const head[] = {"REF", "KIND", "HEALTH", "LABELS"};
 	struct table *t = cl_table_new(4, head);
-	int rc = list_pages(c, ls_target, t, ls_row);
+	int rc = cmdb_list_pages(c, ls_target, t, ls_row);
 	cl_table_free(t);
 	return rc;
 }
@@ -347,7 +338,7 @@ deployments_target(struct cmdb *c, const char *cursor, struct buf *t)
 {
 	cl_buf_puts(t, "/v1/deployments");
 	int rc = query_ref_option(c, t, "node");
-	return rc != 0 ? rc : query_page(c, t, cursor);
+	return rc != 0 ? rc : cmdb_query_page(c, t, cursor);
 }
 
 /* WHEN is started_at as the deploy tool reported it, else when it was applied. */
@@ -374,7 +365,7 @@ cmd_deployments(struct cmdb *c)
 	static const char *const head[] = {"WHEN", "NODE",   "VERSION", "REVISION",
 					   "ENV",  "STATUS", "ACTOR",	"SOURCE"};
 	struct table *t = cl_table_new(8, head);
-	int rc = list_pages(c, deployments_target, t, deployment_row);
+	int rc = cmdb_list_pages(c, deployments_target, t, deployment_row);
 	cl_table_free(t);
 	return rc;
 }

@@ -75,6 +75,18 @@ static const struct arg_spec opts_deployments[] = {
     {"all", ARG_FLAG},	 {NULL, ARG_FLAG},
 };
 
+static const struct arg_spec opts_sources[] = {
+    {"limit", ARG_VALUE},
+    {"cursor", ARG_VALUE},
+    {"all", ARG_FLAG},
+    {NULL, ARG_FLAG},
+};
+static const struct arg_spec opts_drift[] = {
+    {"observer", ARG_VALUE},
+    {"types", ARG_VALUE},
+    {NULL, ARG_FLAG},
+};
+
 static const struct command commands[] = {
     {"get", cmd_get, 1, 1, opts_none, "get REF",
      "show one node: attributes, labels, health, owners, edge counts", NULL},
@@ -124,6 +136,12 @@ static const struct command commands[] = {
     {"deployments", cmd_deployments, 0, 0, opts_deployments,
      "deployments [--node REF] [--limit N] [--cursor C] [--all]",
      "recorded deployments, newest first", NULL},
+    {"sources", cmd_sources, 0, 0, opts_sources, "sources [--limit N] [--cursor C] [--all]",
+     "manifest sources: last applied, TTL, expiry, what each asserts", NULL},
+    {"drift", cmd_drift, 0, 0, opts_drift, "drift [--observer observed:NAME] [--types T,...]",
+     "edges observed but declared by no source, and declared edges no observer saw",
+     "  --observer S    one observed source (default: every observed: source)\n"
+     "  --types T,...   edge types checked for unobserved (default depends_on,connects_to)\n"},
     {"help", cmd_help, 0, 1, opts_none, "help [COMMAND]", "show help", NULL},
     {"version", cmd_version, 0, 0, opts_none, "version", "print the client version", NULL},
 };

@@ -37,6 +37,10 @@ void api_deployments(struct http_req *r);
 /* api_changes.c */
 void api_changes(struct http_req *r); /* long-polls park on the tailer */
 
+/* api_sources.c (SPEC §5) */
+void api_sources(struct http_req *r);
+void api_drift(struct http_req *r);
+
 /* api_graph.c */
 void api_dependents(struct http_req *r);
 void api_dependencies(struct http_req *r);

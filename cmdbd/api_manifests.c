@@ -57,9 +57,12 @@ post_manifest(struct http_req *r, const char *source, const char *key, int dry_r
 	const json_t *gen = json_object_get(r->json, "generation");
 	const json_t *dep = json_object_get(r->json, "deployment");
 	const json_t *ext = json_object_get(r->json, "extensions");
-	char hex[MANIFEST_FINGERPRINT_HEX + 1], gen_text[24];
+	char hex[MANIFEST_FINGERPRINT_HEX + 1], gen_text[24], ttl_text[24];
+	long long ttl = manifest_ttl(r->json);
 	char *dep_text = NULL, *ext_text = NULL;
 
+	if (ttl > 0)
+		snprintf(ttl_text, sizeof(ttl_text), "%lld", ttl);
 	if (json_is_integer(gen))
 		snprintf(gen_text, sizeof(gen_text), "%" JSON_INTEGER_FORMAT,
 			 json_integer_value(gen));
@@ -70,11 +73,17 @@ post_manifest(struct http_req *r, const char *source, const char *key, int dry_r
 		goto out;
 	}
 	{
-		const char *params[10] = {r->body,     source,
-					  r->tok.name, r->tok.name,
-					  key,	       dry_run ? "true" : "false",
-					  hex,	       json_is_integer(gen) ? gen_text : NULL,
-					  dep_text,    ext_text};
+		const char *params[11] = {r->body,
+					  source,
+					  r->tok.name,
+					  r->tok.name,
+					  key,
+					  dry_run ? "true" : "false",
+					  hex,
+					  json_is_integer(gen) ? gen_text : NULL,
+					  dep_text,
+					  ext_text,
+					  ttl > 0 ? ttl_text : NULL};
 
 		api_call_db(r, SQL_MANIFEST_APPLY, params, count_outcome);
 	}

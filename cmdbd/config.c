@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum cfg_type { CFG_STR, CFG_LONG };
+#include "token.h"
+
+/* CFG_DURATION: seconds, spelled 90d, 36h, 30m, 45s (token_parse_duration); 0 or "off" = off. */
+enum cfg_type { CFG_STR, CFG_LONG, CFG_DURATION };
 
 struct cfg_def {
 	const char *flag; /* without the leading "--" */
@@ -57,6 +60,10 @@ static const struct cfg_def defs[] = {
      "seconds between checks of the map against the database, repairing it (0: never)"},
     {"log-level", "CMDB_LOG_LEVEL", CFG_STR, F(log_level), "info", 0, 0,
      "debug, info, warn or error"},
+    {"source-ttl", "CMDB_SOURCE_TTL", CFG_DURATION, F(source_ttl), "off", 0, 0,
+     "a source whose last manifest is older expires (unless its manifest sets ttl)"},
+    {"orphan-purge-after", "CMDB_ORPHAN_PURGE_AFTER", CFG_DURATION, F(orphan_purge_after), "off", 0,
+     0, "delete nodes that have been orphans this long"},
 };
 
 #define NDEFS (sizeof(defs) / sizeof(defs[0]))
@@ -76,6 +83,19 @@ set_value(struct cfg *c, const struct cfg_def *d, const char *value, const char 
 		}
 		free(*(char **)target);
 		*(char **)target = copy;
+		return 0;
+	} else if (d->type == CFG_DURATION) {
+		long long s = 0;
+
+		if (strcmp(value, "off") != 0 && strcmp(value, "0") != 0 &&
+		    token_parse_duration(value, &s) != 0) {
+			snprintf(err, errlen,
+				 "%s: %s must be a duration such as 90d, 36h, 30m or 45s, or off "
+				 "(got \"%s\")",
+				 origin, d->flag, value);
+			return -1;
+		}
+		*(long *)target = (long)s;
 		return 0;
 	} else {
 		char *end;

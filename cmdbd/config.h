@@ -31,6 +31,8 @@ struct cfg {
 	long shutdown_grace;	 /* seconds to finish in-flight requests */
 	long verify_interval;	 /* seconds between verifications with repair; 0 = none */
 	char *log_level;	 /* debug|info|warn|error */
+	long source_ttl;	 /* seconds; 0 = off (SPEC §5 staleness) */
+	long orphan_purge_after; /* seconds; 0 = off */
 };
 
 /* Fills c with defaults. Strings are static or owned by c (see cfg_free). */

@@ -9,14 +9,20 @@
 
 #include "model.h"
 #include "sha256.h"
+#include "token.h"
 
 #define TEXT_MAX 1024
 
 static const struct jv_field top_fields[] = {
-    {"manifest", JV_STRING, true},     {"source", JV_STRING, true},
-    {"generation", JV_INTEGER, false}, {"deployment", JV_OBJECT, false},
-    {"nodes", JV_ARRAY, false},	       {"edges", JV_ARRAY, false},
-    {"extensions", JV_OBJECT, false},  {NULL, JV_ANY, false},
+    {"manifest", JV_STRING, true},
+    {"source", JV_STRING, true},
+    {"generation", JV_INTEGER, false},
+    {"deployment", JV_OBJECT, false},
+    {"nodes", JV_ARRAY, false},
+    {"edges", JV_ARRAY, false},
+    {"extensions", JV_OBJECT, false},
+    {"ttl", JV_STRING, false},
+    {NULL, JV_ANY, false},
 };
 
 static const struct jv_field deployment_fields[] = {
@@ -292,6 +298,11 @@ manifest_validate(const json_t *m, const struct manifest_limits *lim, struct jv_
 	gen = json_object_get(m, "generation");
 	if (gen != NULL && json_integer_value(gen) < 0)
 		return jv_fail(err, "", "generation", "must be an integer >= 0");
+	if (json_object_get(m, "ttl") != NULL && manifest_ttl(m) == 0)
+		return jv_fail(err, "", "ttl",
+			       "must be a duration: a positive number and a unit, as 36h, 90m, "
+			       "7d or 45s (got \"%.40s\")",
+			       json_string_value(json_object_get(m, "ttl")));
 	dep = json_object_get(m, "deployment");
 	if (dep != NULL && !check_deployment(dep, err))
 		return false;
@@ -314,6 +325,16 @@ manifest_validate(const json_t *m, const struct manifest_limits *lim, struct jv_
 	if (edges != NULL && !check_edges(edges, err))
 		return false;
 	return true;
+}
+
+long long
+manifest_ttl(const json_t *m)
+{
+	long long s;
+
+	if (token_parse_duration(json_string_value(json_object_get(m, "ttl")), &s) != 0)
+		return 0;
+	return s;
 }
 
 /* ---- Fingerprint ----------------------------------------------------------- */

@@ -29,6 +29,12 @@ struct manifest_limits {
 CMDB_MUST_USE bool manifest_validate(const json_t *m, const struct manifest_limits *lim,
 				     struct jv_err *err);
 
+/*
+ * The manifest's "ttl" (SPEC §5: "36h", "90m", "7d", "45s") in seconds; 0 when it has
+ * none or it is malformed (manifest_validate refuses that).
+ */
+long long manifest_ttl(const json_t *m);
+
 /* RFC 3339 date-time ("2026-11-21T10:00:00Z", fractions and offsets allowed). */
 bool manifest_time_valid(const char *s);
 

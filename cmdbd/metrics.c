@@ -40,6 +40,8 @@ static int conns_open;
 static long conns_limit;
 static unsigned long conns_refused;
 static unsigned long timeouts_headers, timeouts_body;
+static const char *const sweep_actions[] = {"source_expired", "orphan_purged"};
+static unsigned long sweep_counts[2];
 
 static int
 route_index(const char *route)
@@ -130,6 +132,14 @@ metrics_appendf(char **buf, size_t *len, const char *fmt, ...)
 	return 0;
 }
 
+void
+metrics_count_sweep(const char *action)
+{
+	for (size_t i = 0; i < 2; i++)
+		if (strcmp(action, sweep_actions[i]) == 0)
+			sweep_counts[i]++;
+}
+
 int
 metrics_render(char **buf, size_t *len)
 {
@@ -196,6 +206,13 @@ metrics_render(char **buf, size_t *len)
 	    "cmdb_http_request_timeouts_total{phase=\"headers\"} %lu\n"
 	    "cmdb_http_request_timeouts_total{phase=\"body\"} %lu\n",
 	    conns_open, conns_limit, conns_refused, timeouts_headers, timeouts_body);
+	rc |= metrics_appendf(buf, len,
+			      "# HELP cmdb_sweep_total Sources expired and orphans purged by this "
+			      "process's sweeper.\n"
+			      "# TYPE cmdb_sweep_total counter\n");
+	for (size_t i = 0; i < 2; i++)
+		rc |= metrics_appendf(buf, len, "cmdb_sweep_total{action=\"%s\"} %lu\n",
+				      sweep_actions[i], sweep_counts[i]);
 	return rc ? -1 : 0;
 }
 

@@ -20,6 +20,9 @@ void metrics_observe_request(const char *route, int status, double seconds);
 /* Counts a manifest outcome: "applied", "noop", "dry_run", "rejected", "failed". */
 void metrics_count_manifest(const char *outcome);
 
+/* Counts one unit of the staleness sweep done here: "source_expired", "orphan_purged". */
+void metrics_count_sweep(const char *action);
+
 /*
  * Client connections (http_conn.c): open now and the cap on them (gauges), one
  * refused over the cap, one request answered 408 (its headers or its body came too

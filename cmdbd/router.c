@@ -59,6 +59,8 @@ static const struct route routes[] = {
     {POST, "rootcause", {"v1", "rootcause"}, api_rootcause, AUTH_READ, true},
     {GET, "graph", {"v1", "graph"}, api_graph, AUTH_READ, false},
     {GET, "admin.verify", {"v1", "admin", "verify"}, api_admin_verify, AUTH_ADMIN, false},
+    {GET, "sources.list", {"v1", "sources"}, api_sources, AUTH_READ, false},
+    {GET, "drift", {"v1", "drift"}, api_drift, AUTH_READ, false},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -29,6 +29,7 @@
 #include "loader.h"
 #include "log.h"
 #include "sql.h"
+#include "sweeper.h"
 #include "tailer.h"
 #include "verify.h"
 
@@ -60,6 +61,7 @@ struct server {
 	void *verify_arg;
 	bool verify_repair;
 	unsigned long verifications[SERVER_VERIFY_RESULTS];
+	struct sweeper *sweeper;
 	bool stopping;
 };
 
@@ -165,6 +167,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (srv.stopping)
 		return;
 	srv.stopping = true;
+	sweeper_stop(srv.sweeper);
 	log_info("event=shutdown signal=%d inflight=%d", (int)sig, http_server_inflight(srv.http));
 	srv.grace = evtimer_new(srv.base, grace_cb, NULL);
 	if (srv.grace != NULL)
@@ -461,6 +464,10 @@ server_run(const struct cfg *cfg)
 	srv.http = http_server_new(srv.base, cfg, on_drained, NULL);
 	if (srv.http == NULL)
 		goto out;
+	srv.sweeper =
+	    sweeper_new(srv.base, srv.db, SQL_SWEEP, cfg->source_ttl, cfg->orphan_purge_after);
+	if (srv.sweeper == NULL)
+		goto out;
 	srv.sigterm = evsignal_new(srv.base, SIGTERM, signal_cb, NULL);
 	srv.sigint = evsignal_new(srv.base, SIGINT, signal_cb, NULL);
 	srv.load_timer = evtimer_new(srv.base, load_timer_cb, NULL);
@@ -491,6 +498,7 @@ out:
 	db_free(srv.db);
 	http_server_free(srv.http);
 	tailer_free(srv.tailer);
+	sweeper_free(srv.sweeper);
 	auth_free(srv.auth);
 	if (srv.sigterm != NULL)
 		event_free(srv.sigterm);

@@ -13,11 +13,15 @@
 #include "config.h"
 
 static const char *const env_names[] = {
-    "CMDB_DATABASE_URL",       "CMDB_LISTEN",	      "CMDB_MAX_BODY",
-    "CMDB_MAX_HEADER_BYTES",   "CMDB_MAX_HEADERS",    "CMDB_JSON_MAX_DEPTH",
-    "CMDB_IDLE_TIMEOUT",       "CMDB_DB_POOL",	      "CMDB_MANIFEST_MAX_NODES",
-    "CMDB_MANIFEST_MAX_EDGES", "CMDB_SHUTDOWN_GRACE", "CMDB_LOG_LEVEL",
-    "CMDB_HEADER_TIMEOUT",     "CMDB_BODY_TIMEOUT",   "CMDB_MAX_CONNECTIONS",
+    "CMDB_DATABASE_URL",       "CMDB_LISTEN",
+    "CMDB_MAX_BODY",	       "CMDB_MAX_HEADER_BYTES",
+    "CMDB_MAX_HEADERS",	       "CMDB_JSON_MAX_DEPTH",
+    "CMDB_IDLE_TIMEOUT",       "CMDB_DB_POOL",
+    "CMDB_MANIFEST_MAX_NODES", "CMDB_MANIFEST_MAX_EDGES",
+    "CMDB_SHUTDOWN_GRACE",     "CMDB_LOG_LEVEL",
+    "CMDB_HEADER_TIMEOUT",     "CMDB_BODY_TIMEOUT",
+    "CMDB_MAX_CONNECTIONS",    "CMDB_SOURCE_TTL",
+    "CMDB_ORPHAN_PURGE_AFTER",
 };
 
 static void
@@ -379,6 +383,53 @@ START_TEST(test_listen_ipv6)
 }
 END_TEST
 
+/* Staleness settings are durations (SPEC §5): off by default, units as --expires. */
+static const struct {
+	const char *value;
+	long seconds; /* -1: refused */
+} durations[] = {
+    {"off", 0},	    {"0", 0},	{"2s", 2},   {"90m", 5400}, {"36h", 129600},
+    {"7d", 604800}, {"", -1},	{"5", -1},   {"-1h", -1},   {"1h30m", -1},
+    {"0s", -1},	    {"1w", -1}, {"OFF", -1},
+};
+
+START_TEST(test_duration_table)
+{
+	struct cfg c;
+	char err[256], flag[64];
+	char *argv[] = {flag, NULL};
+
+	snprintf(flag, sizeof(flag), "--source-ttl=%s", durations[_i].value);
+	if (durations[_i].seconds < 0) {
+		ck_assert_int_eq(load(&c, argv, err, sizeof(err)), -1);
+		ck_assert_msg(strstr(err, "source-ttl") != NULL && strstr(err, "duration") != NULL,
+			      "error names the setting and says what it wants: %s", err);
+	} else {
+		ck_assert_int_eq(load(&c, argv, err, sizeof(err)), 0);
+		ck_assert_int_eq(c.source_ttl, durations[_i].seconds);
+		ck_assert_int_eq(c.orphan_purge_after, 0);
+	}
+	cfg_free(&c);
+}
+END_TEST
+
+START_TEST(test_duration_env)
+{
+	struct cfg c;
+	char err[256];
+	char *none[] = {NULL};
+
+	ck_assert_int_eq(load(&c, none, err, sizeof(err)), 0);
+	ck_assert_int_eq(c.source_ttl, 0); /* default off */
+	ck_assert_int_eq(c.orphan_purge_after, 0);
+	cfg_free(&c);
+	setenv("CMDB_ORPHAN_PURGE_AFTER", "7d", 1);
+	ck_assert_int_eq(load(&c, none, err, sizeof(err)), 0);
+	ck_assert_int_eq(c.orphan_purge_after, 7 * 86400);
+	cfg_free(&c);
+}
+END_TEST
+
 Suite *
 suite_config(void)
 {
@@ -400,6 +451,8 @@ suite_config(void)
 	tcase_add_test(tc, test_usage);
 	tcase_add_loop_test(tc, test_listen_table, 0, N(listens));
 	tcase_add_test(tc, test_listen_ipv6);
+	tcase_add_loop_test(tc, test_duration_table, 0, N(durations));
+	tcase_add_test(tc, test_duration_env);
 #undef N
 	suite_add_tcase(s, tc);
 	return s;

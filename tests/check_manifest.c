@@ -67,6 +67,8 @@ static const char *const valid[] = {
     "{\"source\":\"0\",\"manifest\":\"cmdb/v1\"}",
     HEAD ",\"generation\":0}",
     HEAD ",\"generation\":9223372036854775807}",
+    HEAD ",\"ttl\":\"36h\"}",
+    HEAD ",\"ttl\":\"7d\"}",
     HEAD ",\"nodes\":[],\"edges\":[]}",
     HEAD ",\"deployment\":{}}",
     HEAD ",\"extensions\":{}}",
@@ -124,6 +126,12 @@ static const struct {
     {HEAD ",\"foo\":1}", "foo", "unknown field"},
     {HEAD ",\"Nodes\":[]}", "Nodes", "unknown field"},
     {HEAD ",\"generation\":-1}", "generation", ">= 0"},
+    {HEAD ",\"ttl\":\"36\"}", "ttl", "duration"},
+    {HEAD ",\"ttl\":\"0s\"}", "ttl", "duration"},
+    {HEAD ",\"ttl\":\"1h30m\"}", "ttl", "duration"},
+    {HEAD ",\"ttl\":\"\"}", "ttl", "duration"},
+    {HEAD ",\"ttl\":36}", "ttl", "string"},
+    {HEAD ",\"ttl\":null}", "ttl", "string"},
     {HEAD ",\"generation\":1.5}", "generation", "integer"},
     {HEAD ",\"generation\":\"1\"}", "generation", "integer"},
     {HEAD ",\"generation\":null}", "generation", "integer"},
@@ -481,6 +489,30 @@ START_TEST(test_fingerprint_table)
 }
 END_TEST
 
+/* The ttl in seconds (SPEC §5), 0 when absent. */
+START_TEST(test_ttl_seconds)
+{
+	static const struct {
+		const char *text;
+		long long seconds;
+	} cases[] = {
+	    {HEAD "}", 0},
+	    {HEAD ",\"ttl\":\"45s\"}", 45},
+	    {HEAD ",\"ttl\":\"90m\"}", 5400},
+	    {HEAD ",\"ttl\":\"36h\"}", 129600},
+	    {HEAD ",\"ttl\":\"7d\"}", 604800},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_t *m = json_loads(cases[i].text, 0, NULL);
+
+		ck_assert_ptr_nonnull(m);
+		ck_assert_int_eq(manifest_ttl(m), cases[i].seconds);
+		json_decref(m);
+	}
+}
+END_TEST
+
 Suite *
 suite_manifest(void)
 {
@@ -497,6 +529,7 @@ suite_manifest(void)
 	tcase_add_test(tc, test_duplicates_far_apart);
 	tcase_add_loop_test(tc, test_time_table, 0, N(times));
 	tcase_add_loop_test(tc, test_fingerprint_table, 0, N(fingerprints));
+	tcase_add_test(tc, test_ttl_seconds);
 #undef N
 	suite_add_tcase(s, tc);
 	return s;

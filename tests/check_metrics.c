@@ -164,6 +164,22 @@ START_TEST(test_manifest_counts)
 }
 END_TEST
 
+START_TEST(test_sweep_counts)
+{
+	double expired = value("cmdb_sweep_total{action=\"source_expired\"}");
+	double purged = value("cmdb_sweep_total{action=\"orphan_purged\"}");
+
+	ck_assert_double_ge(expired, 0); /* rendered at zero */
+	ck_assert_double_ge(purged, 0);
+	metrics_count_sweep("source_expired");
+	metrics_count_sweep("orphan_purged");
+	metrics_count_sweep("orphan_purged");
+	metrics_count_sweep("vacuumed"); /* unknown: ignored */
+	ck_assert_double_eq(value("cmdb_sweep_total{action=\"source_expired\"}"), expired + 1);
+	ck_assert_double_eq(value("cmdb_sweep_total{action=\"orphan_purged\"}"), purged + 2);
+}
+END_TEST
+
 /* Every line of text is a comment (# HELP / # TYPE) or `name{labels} value`, and
  * each of the families ("name type") has its TYPE line. Consumes text. */
 static void
@@ -202,7 +218,8 @@ START_TEST(test_format)
 					       "cmdb_http_connections_open gauge",
 					       "cmdb_http_connections_max gauge",
 					       "cmdb_http_connections_refused_total counter",
-					       "cmdb_http_request_timeouts_total counter"};
+					       "cmdb_http_request_timeouts_total counter",
+					       "cmdb_sweep_total counter"};
 	char *text;
 
 	metrics_observe_request("healthz", 200, 0.0001);
@@ -316,7 +333,9 @@ suite_metrics(void)
 	tcase_add_test(tc, test_histogram);
 	tcase_add_test(tc, test_many_statuses);
 	tcase_add_test(tc, test_manifest_counts);
+	tcase_add_test(tc, test_sweep_counts);
 	tcase_add_test(tc, test_format);
+	tcase_add_test(tc, test_sweep_counts);
 	tcase_add_test(tc, test_gauges);
 	tcase_add_test(tc, test_connections);
 	tcase_add_test(tc, test_appendf);

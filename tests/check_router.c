@@ -89,6 +89,8 @@ static const struct {
     {POST, "/v1/rootcause", "rootcause", AUTH_READ, true, 0}, /* SPEC: read scope */
     {GET, "/v1/graph", "graph", AUTH_READ, false, 0},
     {GET, "/v1/admin/verify", "admin.verify", AUTH_ADMIN, false, 0},
+    {GET, "/v1/sources", "sources.list", AUTH_READ, false, 0}, /* SPEC §5 */
+    {GET, "/v1/drift", "drift", AUTH_READ, false, 0},
     {HEAD, "/healthz", "healthz", AUTH_NONE, false, 0},
     /* A decoded name may look like a keyword; it is still a parameter. */
     {GET, "/v1/nodes/nodes/edges", "node.get", AUTH_READ, false, 2},
