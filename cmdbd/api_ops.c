@@ -10,6 +10,7 @@
 #include "server.h"
 #include "sql.h"
 #include "tailer.h"
+#include "watch.h"
 
 static long long
 applied_seq(void)
@@ -102,6 +103,10 @@ api_metrics(struct http_req *r)
 	    st.total, st.up, st.busy, st.queued, st.queries, st.errors, st.unavailable, st.retries,
 	    st.reconnects, graph_node_count(server_graph()), graph_edge_count(server_graph()),
 	    applied_seq());
+	rc |= metrics_appendf(&buf, &len,
+			      "# HELP cmdb_watchers Graph queries parked with index/wait.\n"
+			      "# TYPE cmdb_watchers gauge\ncmdb_watchers %zu\n",
+			      watch_count(server_watch()));
 	if (rc != 0 || buf == NULL) {
 		free(buf);
 		http_reply_error(r, 500, "internal", NULL, "could not render metrics");

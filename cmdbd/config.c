@@ -46,6 +46,8 @@ static const struct cfg_def defs[] = {
      1000000, "most edges in one manifest"},
     {"shutdown-grace", "CMDB_SHUTDOWN_GRACE", CFG_LONG, F(shutdown_grace), "10", 0, 600,
      "seconds to finish in-flight requests on SIGTERM"},
+    {"max-watchers", "CMDB_MAX_WATCHERS", CFG_LONG, F(max_watchers), "1000", 1, 1000000,
+     "most graph queries parked at once with index/wait (503 beyond)"},
     {"log-level", "CMDB_LOG_LEVEL", CFG_STR, F(log_level), "info", 0, 0,
      "debug, info, warn or error"},
 };

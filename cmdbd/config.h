@@ -24,6 +24,7 @@ struct cfg {
 	long manifest_max_nodes; /* per manifest */
 	long manifest_max_edges; /* per manifest */
 	long shutdown_grace;	 /* seconds to finish in-flight requests */
+	long max_watchers;	 /* parked index/wait graph queries (503 beyond) */
 	char *log_level;	 /* debug|info|warn|error */
 };
 

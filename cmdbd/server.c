@@ -22,6 +22,7 @@
 #include "log.h"
 #include "sql.h"
 #include "tailer.h"
+#include "watch.h"
 
 struct server {
 	const struct cfg *cfg;
@@ -30,6 +31,7 @@ struct server {
 	struct auth *auth;
 	graph *g;
 	struct tailer *tailer;
+	struct watch *watch;
 	struct http_server *http;
 	struct event *sigterm, *sigint, *grace, *load_timer;
 	int load_attempts;
@@ -57,6 +59,11 @@ struct tailer *
 server_tailer(void)
 {
 	return srv.tailer;
+}
+struct watch *
+server_watch(void)
+{
+	return srv.watch;
 }
 bool
 server_map_ready(void)
@@ -125,6 +132,7 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 	 * written: read-your-writes waits end, and every database statement fails
 	 * (503). Then leave the loop after a moment for the writes to go out.
 	 */
+	watch_release_all(srv.watch);
 	if (srv.tailer != NULL)
 		tailer_release_all(srv.tailer);
 	db_close(srv.db);
@@ -146,6 +154,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 	if (srv.grace != NULL)
 		evtimer_add(srv.grace, &tv);
 	/* Parked requests answer now; then the listener closes and in-flight ones finish. */
+	watch_release_all(srv.watch);
 	if (srv.tailer != NULL)
 		tailer_release_all(srv.tailer);
 	http_server_drain(srv.http);
@@ -199,7 +208,9 @@ load_cb(evutil_socket_t fd, short what, void *arg)
 	if (seq >= 0) {
 		srv.tailer =
 		    tailer_new(srv.base, srv.db, SQL_CHANGES_TAIL, SQL_SOURCES_SEEN, srv.g, seq);
-		if (srv.tailer == NULL) {
+		if (srv.tailer != NULL)
+			srv.watch = watch_new(srv.base, srv.g, srv.tailer, srv.cfg->max_watchers);
+		if (srv.tailer == NULL || srv.watch == NULL) {
 			log_error("event=graph_load_failed reason=\"out of memory\"");
 			event_base_loopexit(srv.base, NULL);
 			return;
@@ -264,6 +275,7 @@ out:
 	/* The pool first: its pending callbacks still reply through http and the tailer. */
 	db_free(srv.db);
 	http_server_free(srv.http);
+	watch_free(srv.watch);
 	tailer_free(srv.tailer);
 	auth_free(srv.auth);
 	if (srv.sigterm != NULL)

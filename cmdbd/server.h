@@ -15,6 +15,7 @@
 struct auth;
 struct db;
 struct tailer;
+struct watch;
 
 /* Runs until SIGTERM/SIGINT; returns the process exit code. */
 int server_run(const struct cfg *cfg);
@@ -26,6 +27,8 @@ graph *server_graph(void);
 struct tailer *server_tailer(void);
 /* True once the map is loaded and followed: graph queries may be answered. */
 bool server_map_ready(void);
+/* The watch registry (watch.h); NULL until the map has been loaded. */
+struct watch *server_watch(void);
 const struct cfg *server_cfg(void);
 struct event_base *server_base(void);
 bool server_shutting_down(void);

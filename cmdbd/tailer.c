@@ -42,6 +42,12 @@ struct tailer {
 	struct event *seen_timer;
 	bool seen_fetching;
 	char seen_cursor[GRAPH_TIME_LEN + 1]; /* "" = from the start */
+	/* The observer (tailer_set_observer) and the touches of the current batch. */
+	tailer_touch_cb touch_cb;
+	void *touch_arg;
+	struct tailer_touch *touch;
+	size_t ntouch, touch_cap;
+	bool touch_lost; /* a touch could not be recorded (ENOMEM) */
 };
 
 static void fetch(struct tailer *t);
@@ -133,6 +139,52 @@ apply_row(graph *g, PGresult *res, int row)
 }
 
 static void
+touch_add(struct tailer *t, const char *ref, long long seq)
+{
+	long idx = graph_find(t->g, ref);
+
+	if (idx < 0)
+		return;
+	if (t->ntouch == t->touch_cap) {
+		size_t ncap = t->touch_cap ? t->touch_cap * 2 : 64;
+		struct tailer_touch *nt = realloc(t->touch, ncap * sizeof *nt);
+
+		if (nt == NULL) {
+			t->touch_lost = true;
+			return;
+		}
+		t->touch = nt;
+		t->touch_cap = ncap;
+	}
+	t->touch[t->ntouch++] = (struct tailer_touch){(uint32_t)idx, seq};
+}
+
+/* Records the nodes change row `row` touches, for the observer. */
+static void
+touch_row(struct tailer *t, PGresult *res, int row, long long seq)
+{
+	if (t->touch_cb == NULL)
+		return;
+	if (strncmp(PQgetvalue(res, row, 1), "node.", 5) == 0) {
+		touch_add(t, PQgetvalue(res, row, 2), seq);
+	} else {
+		touch_add(t, PQgetvalue(res, row, 3), seq);
+		touch_add(t, PQgetvalue(res, row, 5), seq);
+	}
+}
+
+/* Tells the observer what the batch touched. */
+static void
+touch_report(struct tailer *t)
+{
+	if (t->touch_cb != NULL && (t->ntouch > 0 || t->touch_lost))
+		t->touch_cb(t->touch_arg, t->touch_lost ? NULL : t->touch,
+			    t->touch_lost ? 0 : t->ntouch);
+	t->ntouch = 0;
+	t->touch_lost = false;
+}
+
+static void
 fetch_done(void *arg, const struct db_result *r)
 {
 	struct tailer *t = arg;
@@ -155,11 +207,14 @@ fetch_done(void *arg, const struct db_result *r)
 
 		if (seq <= t->applied)
 			continue;
+		touch_row(t, r->res, i, seq); /* before: a removed node is named */
 		if (apply_row(t->g, r->res, i) != 0)
 			log_error("event=tail_apply_failed seq=%lld op=%s", seq,
 				  PQgetvalue(r->res, i, 1));
+		touch_row(t, r->res, i, seq); /* after: a created one */
 		t->applied = seq;
 	}
+	touch_report(t);
 	wake_reached(t);
 	if (rows >= 20000 || t->again) {
 		t->again = false;
@@ -277,6 +332,13 @@ tailer_new(struct event_base *base, struct db *db, int stmt_tail, int stmt_seen,
 }
 
 void
+tailer_set_observer(struct tailer *t, tailer_touch_cb cb, void *arg)
+{
+	t->touch_cb = cb;
+	t->touch_arg = arg;
+}
+
+void
 tailer_release_all(struct tailer *t)
 {
 	t->closing = true;
@@ -293,6 +355,7 @@ tailer_free(struct tailer *t)
 	event_free(t->retry);
 	if (t->seen_timer != NULL)
 		event_free(t->seen_timer);
+	free(t->touch);
 	free(t);
 }
 
