@@ -175,7 +175,7 @@ cl_http_exchange(const struct http_url *url, const char *request, size_t len, in
 {
 	struct buf in = BUF_INIT;
 	int rc = -1;
-	*resp = (struct http_response){0, NULL, NULL, 0, NULL, NULL};
+	*resp = (struct http_response){0, NULL, NULL, 0, NULL, NULL, NULL};
 
 	int fd = connect_url(url, connect_ms, err, errlen);
 	if (fd < 0)

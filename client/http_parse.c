@@ -172,7 +172,8 @@ cl_http_response_free(struct http_response *r)
 	free(r->body);
 	free(r->request_id);
 	free(r->content_type);
-	*r = (struct http_response){0, NULL, NULL, 0, NULL, NULL};
+	free(r->cmdb_index);
+	*r = (struct http_response){0, NULL, NULL, 0, NULL, NULL, NULL};
 }
 
 /* Finds "\r\n\r\n"; returns the offset just past it, or 0. */
@@ -201,6 +202,7 @@ struct head_info {
 	char *reason;
 	char *request_id;
 	char *content_type;
+	char *cmdb_index;
 	bool chunked;
 	bool has_length;
 	size_t length;
@@ -212,6 +214,7 @@ head_info_free(struct head_info *h)
 	free(h->reason);
 	free(h->request_id);
 	free(h->content_type);
+	free(h->cmdb_index);
 }
 
 /* A copy of a header value without surrounding blanks, control characters
@@ -309,6 +312,8 @@ parse_head(const char *d, size_t hlen, struct head_info *h, char *err, size_t er
 		else if (nlen == 12 && strncasecmp(line, "Content-Type", 12) == 0 &&
 			 !h->content_type)
 			h->content_type = cl_xstrdup(value);
+		else if (nlen == 12 && strncasecmp(line, "X-Cmdb-Index", 12) == 0 && !h->cmdb_index)
+			h->cmdb_index = cl_xstrdup(value);
 		free(value);
 		if (rc < 0)
 			return -1;
@@ -376,7 +381,7 @@ int
 cl_http_parse_response(const char *data, size_t len, bool eof, struct http_response *out, char *err,
 		       size_t errlen)
 {
-	*out = (struct http_response){0, NULL, NULL, 0, NULL, NULL};
+	*out = (struct http_response){0, NULL, NULL, 0, NULL, NULL, NULL};
 	for (;;) {
 		size_t hlen = find_header_end(data, len);
 		if (hlen == 0) {
@@ -394,7 +399,7 @@ cl_http_parse_response(const char *data, size_t len, bool eof, struct http_respo
 			}
 			return 0;
 		}
-		struct head_info h = {0, NULL, NULL, NULL, false, false, 0};
+		struct head_info h = {0, NULL, NULL, NULL, NULL, false, false, 0};
 		if (parse_head(data, hlen, &h, err, errlen) < 0) {
 			head_info_free(&h);
 			return -1;
@@ -444,6 +449,7 @@ cl_http_parse_response(const char *data, size_t len, bool eof, struct http_respo
 		out->reason = h.reason;
 		out->request_id = h.request_id;
 		out->content_type = h.content_type;
+		out->cmdb_index = h.cmdb_index;
 		out->body_len = b.len;
 		out->body = cl_buf_detach(&b);
 		return 1;

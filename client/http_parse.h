@@ -56,6 +56,7 @@ struct http_response {
 	size_t body_len;
 	char *request_id;   /* X-Request-Id, or NULL */
 	char *content_type; /* or NULL */
+	char *cmdb_index;   /* X-Cmdb-Index (graph answers), or NULL */
 };
 
 /*
