@@ -287,4 +287,8 @@ int graph_reads_walk(graph *g, long root, int dir, int max_depth, unsigned mask,
  * part_of closures, and the owned_by targets of all of them. */
 int graph_reads_owners(graph *g, long node, uint32_t **out, size_t *n);
 
+/* The other endpoints of every edge of the node: what its removal touches besides
+ * itself (the tailer, for a node removed without edge rows of its own). */
+int graph_reads_neighbours(const graph *g, long node, uint32_t **out, size_t *n);
+
 #endif

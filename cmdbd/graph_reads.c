@@ -5,11 +5,10 @@
  *
  * Why the sets below suffice. A query reads, for each node it visits, the node
  * itself (its ref, health, attributes) and its adjacency lists, and follows an
- * entry only to a node it then visits. A change touches the node it writes, or
- * both endpoints of the edge it adds or removes. If no node of the set is
- * touched, every field and list entry the query followed is as it was (a node
- * removed outside the set takes with it only entries the query skipped), so the
- * query takes the same steps and gives the same answer.
+ * entry only to a node it then visits. A change touches the node it writes, both
+ * endpoints of an edge it adds or removes, and a removed node's neighbours. If no
+ * node of the set is touched, every field and list the query read is as it was,
+ * so the query takes the same steps and gives the same answer (DESIGN.md).
  */
 #include "graph_impl.h"
 
@@ -136,5 +135,24 @@ graph_reads_owners(graph *g, long node, uint32_t **out, size_t *n)
 	for (uint32_t k = in->npart; rc == 0 && k < in->n; k++)
 		if (GRAPH_ENT_TYPE(in->e[k]) == GRAPH_RUNS_ON)
 			rc = reads_owned(g, &r, GRAPH_ENT_NODE(in->e[k]));
+	return reads_finish(&r, rc, out, n);
+}
+
+int
+graph_reads_neighbours(const graph *g, long node, uint32_t **out, size_t *n)
+{
+	struct reads r = {0};
+	int rc = 0;
+
+	if (g == NULL || !graph_live(g, node)) {
+		errno = EINVAL;
+		return -1;
+	}
+	for (int k = 0; k < 2 && rc == 0; k++) {
+		const struct graph_adj *a = k == 0 ? &g->out[node] : &g->in[node];
+
+		for (uint32_t i = 0; i < a->n && rc == 0; i++)
+			rc = reads_add(&r, GRAPH_ENT_NODE(a->e[i]));
+	}
 	return reads_finish(&r, rc, out, n);
 }

@@ -139,12 +139,8 @@ apply_row(graph *g, PGresult *res, int row)
 }
 
 static void
-touch_add(struct tailer *t, const char *ref, long long seq)
+touch_idx(struct tailer *t, uint32_t idx, long long seq)
 {
-	long idx = graph_find(t->g, ref);
-
-	if (idx < 0)
-		return;
 	if (t->ntouch == t->touch_cap) {
 		size_t ncap = t->touch_cap ? t->touch_cap * 2 : 64;
 		struct tailer_touch *nt = realloc(t->touch, ncap * sizeof *nt);
@@ -156,17 +152,50 @@ touch_add(struct tailer *t, const char *ref, long long seq)
 		t->touch = nt;
 		t->touch_cap = ncap;
 	}
-	t->touch[t->ntouch++] = (struct tailer_touch){(uint32_t)idx, seq};
+	t->touch[t->ntouch++] = (struct tailer_touch){idx, seq};
+}
+
+static void
+touch_add(struct tailer *t, const char *ref, long long seq)
+{
+	long idx = graph_find(t->g, ref);
+
+	if (idx >= 0)
+		touch_idx(t, (uint32_t)idx, seq);
+}
+
+/* A node about to be removed touches its neighbours too: their adjacency lists
+ * lose its edges (which the log normally names first as edge rows). */
+static void
+touch_neighbours(struct tailer *t, const char *ref, long long seq)
+{
+	long idx = graph_find(t->g, ref);
+	uint32_t *nb = NULL;
+	size_t n = 0;
+
+	if (idx < 0)
+		return;
+	if (graph_reads_neighbours(t->g, idx, &nb, &n) != 0) {
+		t->touch_lost = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		touch_idx(t, nb[i], seq);
+	free(nb);
 }
 
 /* Records the nodes change row `row` touches, for the observer. */
 static void
 touch_row(struct tailer *t, PGresult *res, int row, long long seq)
 {
+	const char *op = PQgetvalue(res, row, 1);
+
 	if (t->touch_cb == NULL)
 		return;
-	if (strncmp(PQgetvalue(res, row, 1), "node.", 5) == 0) {
+	if (strncmp(op, "node.", 5) == 0) {
 		touch_add(t, PQgetvalue(res, row, 2), seq);
+		if (strcmp(op, "node.deleted") == 0)
+			touch_neighbours(t, PQgetvalue(res, row, 2), seq);
 	} else {
 		touch_add(t, PQgetvalue(res, row, 3), seq);
 		touch_add(t, PQgetvalue(res, row, 5), seq);

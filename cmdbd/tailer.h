@@ -62,8 +62,9 @@ int tailer_wait(struct tailer *t, long long seq, int timeout_ms, tailer_wait_cb 
 /*
  * The observer of applied changes (watch.c): after each applied batch, before the
  * waiters are woken, cb(arg, touched, n) with the nodes the batch's rows touched —
- * a node row its node, an edge row both endpoints, each as an index before and
- * after the row (so a removed node is named), with the row's seq; in seq order,
+ * a node row its node (a removal also its neighbours), an edge row both endpoints,
+ * each as an index before and after the row (so a removed node is named), with the
+ * row's seq; in seq order,
  * possibly repeated. touched == NULL means the tailer could not record them (out
  * of memory): anything may have changed. One observer; NULL cb removes it.
  */
