@@ -464,17 +464,50 @@ intersects(const uint32_t *sorted, size_t n, const uint32_t *hits, size_t nhits)
 	return false;
 }
 
+/* The last answer evaluated in a batch: watchers of the same query (a dashboard
+ * open in many places) share one evaluation. */
+struct memo {
+	bool set;
+	struct watch_query q;
+	struct answer a;
+};
+
+static bool
+same_query(const struct watch_query *a, const struct watch_query *b)
+{
+	return a->kind == b->kind && strcmp(a->ref, b->ref) == 0 && a->depth == b->depth &&
+	       a->mask == b->mask && a->limit == b->limit && a->direction == b->direction &&
+	       a->dot == b->dot;
+}
+
 /* Re-runs a parked watcher's query; replies if its answer changed. */
 static void
-recheck(struct watcher *x)
+recheck(struct watcher *x, struct memo *m)
 {
-	struct answer a;
+	struct answer mine = {0};
 
-	evaluate(x->w->g, &x->q, true, &a);
-	if (a.status != 200 || memcmp(a.hash, x->hash, sizeof(x->hash)) != 0 ||
-	    !watcher_take_reads(x, &a))
-		watcher_finish(x, &a);
-	answer_clear(&a);
+	if (!m->set || !same_query(&m->q, &x->q)) {
+		answer_clear(&m->a);
+		evaluate(x->w->g, &x->q, true, &m->a);
+		m->q = x->q;
+		m->set = true;
+	}
+	if (m->a.status != 200 || memcmp(m->a.hash, x->hash, sizeof(x->hash)) != 0) {
+		watcher_finish(x, &m->a);
+		return;
+	}
+	/* The same answer: keep parked, with the read set as it is now (a copy: the
+	 * memo's may serve the next watcher). */
+	mine.nreads = m->a.nreads;
+	if (mine.nreads != SIZE_MAX && mine.nreads > 0) {
+		mine.reads = malloc(mine.nreads * sizeof(*mine.reads));
+		if (mine.reads != NULL)
+			memcpy(mine.reads, m->a.reads, mine.nreads * sizeof(*mine.reads));
+	}
+	if ((mine.nreads != SIZE_MAX && mine.nreads > 0 && mine.reads == NULL) ||
+	    !watcher_take_reads(x, &mine))
+		watcher_finish(x, &m->a); /* out of memory: the answer, at once */
+	free(mine.reads);
 }
 
 /* Records the batch's touches; the nodes that parked read sets hold go to hits
@@ -515,6 +548,7 @@ static void
 on_batch(void *arg, const struct tailer_touch *touched, size_t n)
 {
 	struct watch *w = arg;
+	struct memo memo = {0};
 	uint32_t *hits = NULL;
 	size_t nhits = 0;
 	bool all = touched == NULL;
@@ -550,8 +584,9 @@ on_batch(void *arg, const struct tailer_touch *touched, size_t n)
 	for (struct watcher *x = w->head, *next; x != NULL; x = next) {
 		next = x->next;
 		if (all || x->broad || intersects(x->reads, x->nreads, hits, nhits))
-			recheck(x);
+			recheck(x, &memo);
 	}
+	answer_clear(&memo.a);
 	free(hits);
 }
 
