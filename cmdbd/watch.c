@@ -394,13 +394,14 @@ watcher_decide(struct watcher *x)
 		return;
 	}
 	x->timer = evtimer_new(w->base, watcher_timeout, x);
-	if (x->timer == NULL || !watcher_take_reads(x, &a) || evtimer_add(x->timer, &tv) != 0) {
+	if (x->timer == NULL || !watcher_take_reads(x, &a)) {
 		watcher_finish(x, &a); /* out of memory: the answer, at once */
 		answer_clear(&a);
 		return;
 	}
 	memcpy(x->hash, a.hash, sizeof(x->hash));
 	answer_clear(&a);
+	/* Parked from here: watcher_unpark() gives back what take_reads counted. */
 	x->parked = true;
 	x->prev = NULL;
 	x->next = w->head;
@@ -408,8 +409,8 @@ watcher_decide(struct watcher *x)
 		w->head->prev = x;
 	w->head = x;
 	w->n++;
-	if (!http_on_close(x->r, watcher_closed, x))
-		watcher_finish(x, NULL); /* gone while we waited for the tailer */
+	if (evtimer_add(x->timer, &tv) != 0 || !http_on_close(x->r, watcher_closed, x))
+		watcher_finish(x, NULL); /* cannot time it, or gone while we waited */
 }
 
 static void

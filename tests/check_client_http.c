@@ -108,12 +108,13 @@ parse_all(const char *raw, size_t len, struct http_response *r)
 
 START_TEST(content_length_reply)
 {
-	static const char raw[] =
-	    "HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\n"
-	    "x-request-id: abc\r\nContent-Type: application/json\r\n\r\nhello";
+	static const char raw[] = "HTTP/1.1 404 Not Found\r\ncontent-length: 5\r\n"
+				  "x-request-id: abc\r\nContent-Type: "
+				  "application/json\r\nX-Cmdb-Index:  42 \r\n\r\nhello";
 	struct http_response r;
 	parse_all(raw, sizeof raw - 1, &r);
 	ck_assert_int_eq(r.status, 404);
+	ck_assert_str_eq(r.cmdb_index, "42");
 	ck_assert_str_eq(r.reason, "Not Found");
 	ck_assert_uint_eq(r.body_len, 5);
 	ck_assert_str_eq(r.body, "hello");
@@ -139,6 +140,7 @@ START_TEST(chunked_reply)
 	ck_assert_uint_eq(r.body_len, 15);
 	ck_assert_str_eq(r.body, "hello, chunked!");
 	ck_assert_ptr_null(r.request_id);
+	ck_assert_ptr_null(r.cmdb_index);
 	cl_http_response_free(&r);
 
 	char err[256];
