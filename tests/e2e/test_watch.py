@@ -13,6 +13,8 @@ graph, X-Cmdb-Index on every graph answer, and `cmdb dependents X --watch`.
   (the answer at that index may differ); an older index whose nodes nothing has
   touched since parks; an index from the future (another server ahead) waits for this
   server to catch up, then parks.
+- Two servers on one database: a write through one wakes a watcher on the other, and
+  an index handed out by one is understood by the other.
 - Bounds: wait > 60, index < 0 or not a number → 400 naming the parameter;
   --max-watchers parked at once, 503 beyond; a client that disconnects frees its
   watcher (cmdb_watchers gauge); SIGTERM answers parked watchers at once.
@@ -25,7 +27,6 @@ graph, X-Cmdb-Index on every graph answer, and `cmdb dependents X --watch`.
 Run: /usr/bin/python3 tests/e2e/test_watch.py
 """
 
-import json
 import os
 import re
 import select
@@ -38,7 +39,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import CMDB_BIN, Server, ServerTestCase, node_path, require_binaries  # noqa: E402
+from lib import (CMDB_BIN, ServerTestCase, TwoServerTestCase, node_path,  # noqa: E402
+                 require_binaries)
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -432,6 +434,40 @@ class WatchLimitTest(ServerTestCase):
                 time.sleep(0.05)
             self.assertEqual(p.status(), 200)
             p.close()
+
+
+class WatchTwoServersTest(TwoServerTestCase):
+    """A watcher on one cmdbd is woken by a write made through another (the change
+    reaches it through the log), and an index one server hands out is understood by
+    the other."""
+
+    def test_write_through_the_other_server(self):
+        a, b = self.srv, self.b
+        self.assertStatus(a.put_node("service/two-root"), (200, 201))
+        path = node_path("service/two-root") + "/dependents"
+        st, h, body = a.get(path, token="read")
+        self.assertEqual(body["count"], 0)
+        out = {}
+
+        def run():
+            out["resp"] = a.get("%s?index=%s&wait=30" % (path, h["x-cmdb-index"]),
+                                token="read", timeout=60)
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        time.sleep(0.4)
+        self.assertStatus(b.put_node("service/two-dep"), (200, 201))
+        self.assertStatus(b.put_edge("service/two-dep", "depends_on", "service/two-root"),
+                          (200, 201))
+        t.join(10)
+        self.assertFalse(t.is_alive(), "a write through the other server did not wake it")
+        self.assertEqual([n["ref"] for n in out["resp"][2]["nodes"]], ["service/two-dep"])
+        # B's index after its own write: A (caught up or not) parks on it, since the
+        # answer at that index is the answer A has or will have.
+        st, hb, bb = b.get(path, token="read")
+        t0 = time.monotonic()
+        st, ha, ab = a.get("%s?index=%s&wait=2" % (path, hb["x-cmdb-index"]), token="read")
+        self.assertEqual((st, ab), (200, bb))
+        self.assertGreaterEqual(time.monotonic() - t0, 1.9, "parked until the wait ran out")
 
 
 if __name__ == "__main__":
