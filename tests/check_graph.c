@@ -1269,10 +1269,13 @@ rs_answer(int kind, long root, int depth, unsigned mask, uint32_t **r, size_t *n
 		rc = graph_reads_walk(g, root, dir, depth, mask, r, n);
 		break;
 	}
-	case 2:
-		text = json_dumps(graph_owners(g, root), JSON_COMPACT);
+	case 2: {
+		json_t *j = graph_owners(g, root);
+		text = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
 		rc = graph_reads_owners(g, root, r, n);
 		break;
+	}
 	default: {
 		json_t *j = graph_subgraph(g, root, depth, GRAPH_DIR_BOTH);
 		text = json_dumps(j, JSON_COMPACT);
