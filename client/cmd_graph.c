@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "client.h"
@@ -39,30 +40,122 @@ add_number_param(struct cmdb *c, struct buf *t, const char *option, const char *
 	return 0;
 }
 
+/* ---------------------------------------------------------------- --watch */
+
+/* Prints one successful reply of a graph query; returns 0 or an exit code. */
+typedef int (*show_fn)(struct cmdb *c, const struct cmdb_reply *r, const void *arg);
+
+/* Seconds each long poll of --watch may wait (the server's maximum). */
+#define WATCH_WAIT 60
+
+static bool
+same_body(const struct cmdb_reply *r, const char *prev, size_t prev_len)
+{
+	return prev != NULL && r->http.body_len == prev_len &&
+	       memcmp(r->http.body, prev, prev_len) == 0;
+}
+
+/*
+ * GETs `target` and shows the answer; with --watch, then long-polls with
+ * index=X-Cmdb-Index&wait=60 and shows the answer again each time it changes,
+ * until interrupted (SIGINT, or SIGPIPE when the reader goes away). Network
+ * trouble and 5xx are retried with backoff; a 4xx (the node was deleted: 404)
+ * ends the loop with its exit code.
+ */
+static int
+query(struct cmdb *c, const char *target, bool raw, show_fn show, const void *arg)
+{
+	struct cmdb_reply r;
+	char *index = NULL, *prev = NULL;
+	size_t prev_len = 0;
+	unsigned backoff = 1;
+	bool watch = cl_args_has(c->args, "watch");
+	int rc;
+
+	if (!watch) {
+		rc = cmdb_request(
+		    c, &(struct cmdb_call){.method = "GET", .target = target, .raw = raw}, &r);
+		if (rc == 0) {
+			rc = show(c, &r, arg);
+			cmdb_reply_free(&r);
+		}
+		return rc;
+	}
+	c->json_errors = false; /* stdout is a stream of answers */
+	for (;;) {
+		struct buf t = BUF_INIT;
+		cl_buf_puts(&t, target);
+		if (index != NULL) {
+			char wait[16];
+			snprintf(wait, sizeof wait, "%d", WATCH_WAIT);
+			cl_query_add(&t, "index", index);
+			cl_query_add(&t, "wait", wait);
+		}
+		/* a long poll may legitimately take `wait` seconds before any byte arrives */
+		int timeout = index ? WATCH_WAIT * 1000 + c->timeout_ms : 0;
+		rc = cmdb_request(c,
+				  &(struct cmdb_call){.method = "GET",
+						      .target = cl_buf_str(&t),
+						      .raw = raw,
+						      .timeout_ms = timeout},
+				  &r);
+		cl_buf_free(&t);
+		if (rc != 0) {
+			if (rc != CMDB_EXIT_SERVER || (c->last_status != 0 && c->last_status < 500))
+				break;
+			fprintf(stderr, "cmdb: retrying in %u s\n", backoff);
+			sleep(backoff);
+			backoff = backoff >= 16 ? 30 : backoff * 2;
+			continue;
+		}
+		backoff = 1;
+		if (!same_body(&r, prev, prev_len)) {
+			if (prev != NULL && !c->json)
+				putchar('\n');
+			rc = show(c, &r, arg);
+			free(prev);
+			prev_len = r.http.body_len;
+			prev = malloc(prev_len + 1);
+			if (prev != NULL)
+				memcpy(prev, r.http.body, prev_len);
+		}
+		free(index);
+		index = r.http.cmdb_index ? cl_xstrdup(r.http.cmdb_index) : NULL;
+		cmdb_reply_free(&r);
+		if (rc != 0)
+			break;
+		if (fflush(stdout) != 0) {
+			rc = CMDB_EXIT_OK; /* the reader went away */
+			break;
+		}
+		if (index == NULL) {
+			rc = cmdb_fail(CMDB_EXIT_SERVER, "the server does not support --watch "
+							 "(no X-Cmdb-Index in its reply)");
+			break;
+		}
+	}
+	free(index);
+	free(prev);
+	return rc;
+}
+
 /* --------------------------------------------------------------- owners */
 
-int
-cmd_owners(struct cmdb *c)
+static int
+show_owners(struct cmdb *c, const struct cmdb_reply *r, const void *arg)
 {
 	static const char *const head[] = {"OWNER", "RULE", "CONTACTS", "VIA"};
-	const char *ref = c->args->pos[0];
-	struct buf path = BUF_INIT;
-	struct cmdb_reply r;
-	int rc = cmdb_ref_path(c, &path, ref);
-	if (rc != 0)
-		goto out;
-	cl_buf_puts(&path, "/owners");
-	rc = get_json(c, cl_buf_str(&path), &r);
-	if (rc != 0 || c->json)
-		goto done;
-	const json_t *owners = json_object_get(r.json, "owners");
-	if (!json_is_array(owners)) {
-		rc = cmdb_bad_reply(&r, "no \"owners\" array");
-		goto done;
+	const char *ref = arg;
+	if (c->json) {
+		cmdb_print_json(r->json);
+		return 0;
 	}
+	const json_t *owners = json_object_get(r->json, "owners");
+	if (!json_is_array(owners))
+		return cmdb_bad_reply(r, "no \"owners\" array");
 	if (json_array_size(owners) == 0) {
 		printf("no owners found for %s\n", ref);
-		goto done;
+		return 0;
 	}
 	struct table *t = cl_table_new(4, head);
 	size_t i;
@@ -78,44 +171,41 @@ cmd_owners(struct cmdb *c)
 	}
 	cl_table_print(t, stdout);
 	cl_table_free(t);
-done:
-	cmdb_reply_free(&r); /* zeroed by cmdb_request on failure */
-out:
+	return 0;
+}
+
+int
+cmd_owners(struct cmdb *c)
+{
+	const char *ref = c->args->pos[0];
+	struct buf path = BUF_INIT;
+	int rc = cmdb_ref_path(c, &path, ref);
+	if (rc == 0) {
+		cl_buf_puts(&path, "/owners");
+		rc = query(c, cl_buf_str(&path), false, show_owners, ref);
+	}
 	cl_buf_free(&path);
 	return rc;
 }
 
 /* ------------------------------------------------ dependents, dependencies */
 
+struct walk_ctx {
+	const char *ref, *what;
+};
+
 static int
-walk(struct cmdb *c, const char *what)
+show_walk(struct cmdb *c, const struct cmdb_reply *r, const void *arg)
 {
 	static const char *const head[] = {"REF", "DEPTH", "VIA"};
-	const char *ref = c->args->pos[0];
-	struct buf path = BUF_INIT;
-	struct cmdb_reply r;
-	int rc = cmdb_ref_path(c, &path, ref);
-	if (rc != 0)
-		goto out;
-	cl_buf_printf(&path, "/%s", what);
-	if (add_number_param(c, &path, "depth", "depth", 0, 1000000) ||
-	    add_number_param(c, &path, "limit", "limit", 1, 100000)) {
-		rc = CMDB_EXIT_USAGE;
-		goto out;
-	}
-	const char *types = cl_args_get(c->args, "types");
-	if (types)
-		cl_query_add(&path, "types", types);
-	rc = get_json(c, cl_buf_str(&path), &r);
-	if (rc != 0)
-		goto out;
-	const json_t *nodes = json_object_get(r.json, "nodes");
+	const struct walk_ctx *w = arg;
+	const json_t *nodes = json_object_get(r->json, "nodes");
 	if (c->json) {
-		/* printed already */
+		cmdb_print_json(r->json);
 	} else if (!json_is_array(nodes)) {
-		rc = cmdb_bad_reply(&r, "no \"nodes\" array");
+		return cmdb_bad_reply(r, "no \"nodes\" array");
 	} else if (json_array_size(nodes) == 0) {
-		printf("%s: no %s\n", ref, what);
+		printf("%s: no %s\n", w->ref, w->what);
 	} else {
 		struct table *t = cl_table_new(3, head);
 		size_t i;
@@ -132,14 +222,34 @@ walk(struct cmdb *c, const char *what)
 		}
 		cl_table_print(t, stdout);
 		cl_table_free(t);
-		if (json_is_true(json_object_get(r.json, "truncated"))) {
-			char *count = cl_json_text(json_object_get(r.json, "count"));
+		if (json_is_true(json_object_get(r->json, "truncated"))) {
+			char *count = cl_json_text(json_object_get(r->json, "count"));
 			fprintf(stderr, "cmdb: showing %zu of %s %s; raise --limit for more\n",
-				json_array_size(nodes), count, what);
+				json_array_size(nodes), count, w->what);
 			free(count);
 		}
 	}
-	cmdb_reply_free(&r);
+	return 0;
+}
+
+static int
+walk(struct cmdb *c, const char *what)
+{
+	struct walk_ctx w = {c->args->pos[0], what};
+	struct buf path = BUF_INIT;
+	int rc = cmdb_ref_path(c, &path, w.ref);
+	if (rc != 0)
+		goto out;
+	cl_buf_printf(&path, "/%s", what);
+	if (add_number_param(c, &path, "depth", "depth", 0, 1000000) ||
+	    add_number_param(c, &path, "limit", "limit", 1, 100000)) {
+		rc = CMDB_EXIT_USAGE;
+		goto out;
+	}
+	const char *types = cl_args_get(c->args, "types");
+	if (types)
+		cl_query_add(&path, "types", types);
+	rc = query(c, cl_buf_str(&path), false, show_walk, &w);
 out:
 	cl_buf_free(&path);
 	return rc;
@@ -315,6 +425,21 @@ out:
 
 /* ---------------------------------------------------------------- graph */
 
+static int
+show_graph(struct cmdb *c, const struct cmdb_reply *r, const void *arg)
+{
+	(void)c;
+	if (*(const bool *)arg) {
+		/* as-is, so it can be piped into dot(1) */
+		fwrite(r->http.body, 1, r->http.body_len, stdout);
+		if (r->http.body_len > 0 && r->http.body[r->http.body_len - 1] != '\n')
+			putchar('\n');
+	} else {
+		cmdb_print_json(r->json);
+	}
+	return 0;
+}
+
 int
 cmd_graph(struct cmdb *c)
 {
@@ -333,7 +458,6 @@ cmd_graph(struct cmdb *c)
 		return cmdb_usage(c, "--json and --format dot contradict each other");
 
 	struct buf t = BUF_INIT;
-	struct cmdb_reply r;
 	int rc = 0;
 	cl_buf_puts(&t, "/v1/graph");
 	cl_query_add(&t, "root", root);
@@ -346,19 +470,7 @@ cmd_graph(struct cmdb *c)
 		cl_query_add(&t, "direction", dir);
 	cl_query_add(&t, "format", format);
 	bool dot = strcmp(format, "dot") == 0;
-	rc = cmdb_request(
-	    c, &(struct cmdb_call){.method = "GET", .target = cl_buf_str(&t), .raw = dot}, &r);
-	if (rc != 0)
-		goto out;
-	if (dot) {
-		/* as-is, so it can be piped into dot(1) */
-		fwrite(r.http.body, 1, r.http.body_len, stdout);
-		if (r.http.body_len > 0 && r.http.body[r.http.body_len - 1] != '\n')
-			putchar('\n');
-	} else {
-		cmdb_print_json(r.json);
-	}
-	cmdb_reply_free(&r);
+	rc = query(c, cl_buf_str(&t), dot, show_graph, &dot);
 out:
 	cl_buf_free(&t);
 	return rc;

@@ -36,11 +36,10 @@ static const struct arg_spec opts_ls[] = {
     {"all", ARG_FLAG},	   {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_walk[] = {
-    {"depth", ARG_VALUE},
-    {"types", ARG_VALUE},
-    {"limit", ARG_VALUE},
-    {NULL, ARG_FLAG},
+    {"depth", ARG_VALUE}, {"types", ARG_VALUE}, {"limit", ARG_VALUE},
+    {"watch", ARG_FLAG},  {NULL, ARG_FLAG},
 };
+static const struct arg_spec opts_owners[] = {{"watch", ARG_FLAG}, {NULL, ARG_FLAG}};
 static const struct arg_spec opts_rootcause[] = {{"max-depth", ARG_VALUE}, {NULL, ARG_FLAG}};
 static const struct arg_spec opts_push[] = {
     {"dry-run", ARG_FLAG},
@@ -49,10 +48,8 @@ static const struct arg_spec opts_push[] = {
 };
 static const struct arg_spec opts_health[] = {{"reason", ARG_VALUE}, {NULL, ARG_FLAG}};
 static const struct arg_spec opts_graph[] = {
-    {"depth", ARG_VALUE},
-    {"direction", ARG_VALUE},
-    {"format", ARG_VALUE},
-    {NULL, ARG_FLAG},
+    {"depth", ARG_VALUE}, {"direction", ARG_VALUE}, {"format", ARG_VALUE},
+    {"watch", ARG_FLAG},  {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_changes[] = {
     {"since", ARG_VALUE}, {"limit", ARG_VALUE}, {"follow", ARG_FLAG},
@@ -86,6 +83,8 @@ static const struct arg_spec opts_drift[] = {
     {"types", ARG_VALUE},
     {NULL, ARG_FLAG},
 };
+#define WATCH_HELP                                                                                 \
+	"  --watch         print the answer again each time it changes, until interrupted\n"
 
 static const struct command commands[] = {
     {"get", cmd_get, 1, 1, opts_none, "get REF",
@@ -98,15 +97,16 @@ static const struct command commands[] = {
      "  --owner REF     nodes owned by this team/person\n"
      "  --prefix P      names starting with P\n"
      "  --all           follow next_cursor to the end (else one page)\n"},
-    {"owners", cmd_owners, 1, 1, opts_none, "owners REF",
-     "who owns REF, with contacts, the rule that found them and the chain", NULL},
+    {"owners", cmd_owners, 1, 1, opts_owners, "owners REF [--watch]",
+     "who owns REF, with contacts, the rule that found them and the chain", WATCH_HELP},
     {"dependents", cmd_dependents, 1, 1, opts_walk,
-     "dependents REF [--depth N] [--types T,...] [--limit N]",
+     "dependents REF [--depth N] [--types T,...] [--limit N] [--watch]",
      "everything impacted if REF fails (transitively)",
-     "  --types T,...   impact types to follow: " MODEL_IMPACT_TYPES(MODEL_X_STR, ",") "\n"},
+     "  --types T,...   impact types to follow: " MODEL_IMPACT_TYPES(MODEL_X_STR,
+								     ",") "\n" WATCH_HELP},
     {"dependencies", cmd_dependencies, 1, 1, opts_walk,
-     "dependencies REF [--depth N] [--types T,...] [--limit N]",
-     "everything REF needs (transitively)", NULL},
+     "dependencies REF [--depth N] [--types T,...] [--limit N] [--watch]",
+     "everything REF needs (transitively)", WATCH_HELP},
     {"path", cmd_path, 2, 2, opts_none, "path FROM TO", "shortest chain of needs from FROM to TO",
      NULL},
     {"rootcause", cmd_rootcause, 1, -1, opts_rootcause, "rootcause REF... [--max-depth N]",
@@ -117,8 +117,9 @@ static const struct command commands[] = {
     {"health", cmd_health, 2, 2, opts_health, "health REF STATE [--reason TEXT]",
      "set a node's health: " MODEL_HEALTH_LIST, NULL},
     {"graph", cmd_graph, 1, 1, opts_graph,
-     "graph REF [--depth N] [--direction dependents|dependencies|both] [--format dot|json]",
-     "the subgraph around REF (dot by default: cmdb graph X | dot -Tsvg > map.svg)", NULL},
+     "graph REF [--depth N] [--direction dependents|dependencies|both] [--format dot|json] "
+     "[--watch]",
+     "the subgraph around REF (dot by default: cmdb graph X | dot -Tsvg > map.svg)", WATCH_HELP},
     {"changes", cmd_changes, 0, 0, opts_changes, "changes [--since N] [--limit N] [--follow]",
      "the change feed, one line per change: seq at actor op ref",
      "  --since N       changes after seq N (default 0: from the start)\n"
@@ -398,7 +399,7 @@ cmdb_request(struct cmdb *c, const struct cmdb_call *call, struct cmdb_reply *ou
 	const char *hdrs[32];
 	size_t n = 0;
 	int rc = CMDB_EXIT_SERVER;
-	*out = (struct cmdb_reply){{0, NULL, NULL, 0, NULL, NULL}, NULL};
+	*out = (struct cmdb_reply){{0, NULL, NULL, 0, NULL, NULL, NULL}, NULL};
 	c->last_status = 0;
 
 	cl_buf_puts(&target, call->target);

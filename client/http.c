@@ -176,7 +176,8 @@ cl_http_response_free(struct http_response *r)
 	free(r->body);
 	free(r->request_id);
 	free(r->content_type);
-	*r = (struct http_response){0, NULL, NULL, 0, NULL, NULL};
+	free(r->cmdb_index);
+	*r = (struct http_response){0, NULL, NULL, 0, NULL, NULL, NULL};
 }
 
 struct exchange {
@@ -234,7 +235,8 @@ on_header(char *data, size_t size, size_t n, void *arg)
 		free(r->reason);
 		free(r->request_id);
 		free(r->content_type);
-		r->reason = r->request_id = r->content_type = NULL;
+		free(r->cmdb_index);
+		r->reason = r->request_id = r->content_type = r->cmdb_index = NULL;
 		if (sp != NULL && (size_t)(sp - data) + 4 < len) {
 			reason = sp + 4;
 			while (reason < data + len && *reason == ' ')
@@ -250,6 +252,9 @@ on_header(char *data, size_t size, size_t n, void *arg)
 	} else if ((v = header_value(data, len, "Content-Type")) != NULL) {
 		free(r->content_type);
 		r->content_type = v;
+	} else if ((v = header_value(data, len, "X-Cmdb-Index")) != NULL) {
+		free(r->cmdb_index);
+		r->cmdb_index = v;
 	}
 	return len;
 }
@@ -311,7 +316,7 @@ cl_http_perform(const struct http_url *url, const struct http_request *rq,
 	long status = 0;
 	int ret = -1;
 
-	*resp = (struct http_response){0, NULL, NULL, 0, NULL, NULL};
+	*resp = (struct http_response){0, NULL, NULL, 0, NULL, NULL, NULL};
 	if (cl_http_check_request(rq, err, errlen) < 0)
 		return -1;
 	if (handle == NULL && (handle = curl_easy_init()) == NULL) {

@@ -63,6 +63,7 @@ struct http_response {
 	size_t body_len;
 	char *request_id;   /* X-Request-Id, or NULL */
 	char *content_type; /* or NULL */
+	char *cmdb_index;   /* X-Cmdb-Index (the seq a graph answer was computed at), or NULL */
 };
 
 /*

@@ -3,9 +3,12 @@
  * rootcause and subgraph (json or Graphviz dot).
  *
  * All of them are answered from the in-memory graph (graph.h) on the loop, with
- * no database work on the request path.
+ * no database work on the request path. Every answer carries X-Cmdb-Index; the
+ * watchable ones (dependents, dependencies, owners, graph) take index and wait
+ * and are answered through watch.h.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,6 +16,8 @@
 #include "jv.h"
 #include "model.h"
 #include "server.h"
+#include "tailer.h"
+#include "watch.h"
 
 #define DEPTH_MAX 100000
 #define ROOTCAUSE_FAILING_MAX 10000
@@ -42,15 +47,27 @@ resolve(struct http_req *r, const char *ref, const char *field)
 	return idx;
 }
 
-/* The {kind}/{name} of the path as a graph node, or replies and returns -1. */
-static long
-path_node(struct http_req *r)
+/* The index and wait parameters of a watchable query, or replies 400 and returns
+ * false. An index without a wait waits the longest; a wait without an index has
+ * nothing to compare with and is answered at once. */
+static bool
+watch_params(struct http_req *r, long *index, long *wait)
 {
-	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], ref[MODEL_REF_MAX + 2];
+	if (!api_query_long(r, "index", 0, LONG_MAX, -1, index) ||
+	    !api_query_long(r, "wait", 0, WATCH_WAIT_MAX, WATCH_WAIT_MAX, wait))
+		return false;
+	return true;
+}
 
-	if (!api_path_ref(r, kind, name, ref))
-		return -1;
-	return resolve(r, ref, "ref");
+/* Answers q through the watch registry (at once, or when the answer changes). */
+static void
+watch_query_answer(struct http_req *r, struct watch_query *q, long index, long wait)
+{
+	long idx = resolve(r, q->ref, "ref");
+
+	if (idx < 0)
+		return;
+	watch_answer(server_watch(), r, q, index, wait);
 }
 
 static void
@@ -61,41 +78,36 @@ reply_result(struct http_req *r, json_t *result)
 				 strerror(errno));
 		return;
 	}
+	watch_set_index(r, tailer_applied(server_tailer()));
 	http_reply_json(r, 200, result);
 }
 
 static void
 walk(struct http_req *r, bool dependents)
 {
-	static const char *const allowed[] = {"depth", "types", "limit", NULL};
-	long idx, depth, limit;
-	unsigned mask;
-	char *text;
-	size_t len;
+	static const char *const allowed[] = {"depth", "types", "limit", "index", "wait", NULL};
+	struct watch_query q = {.kind = dependents ? WATCH_DEPENDENTS : WATCH_DEPENDENCIES};
+	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1];
+	long depth, limit, index, wait;
 
 	if (!api_query_only(r, allowed, NULL) ||
 	    !api_query_long(r, "depth", 0, DEPTH_MAX, -1, &depth) ||
-	    !api_query_long(r, "limit", 1, MODEL_WALK_MAX, MODEL_WALK_DEFAULT, &limit))
+	    !api_query_long(r, "limit", 1, MODEL_WALK_MAX, MODEL_WALK_DEFAULT, &limit) ||
+	    !watch_params(r, &index, &wait))
 		return;
-	if (graph_impact_mask_parse(http_query(r, "types"), &mask) != 0) {
+	if (graph_impact_mask_parse(http_query(r, "types"), &q.mask) != 0) {
 		api_reply_not_allowed(r, "types", model_edge_types, MODEL_IMPACT_TYPE_COUNT,
 				      "must be a comma list of " MODEL_IMPACT_TYPES_LIST);
 		return;
 	}
-	if ((idx = path_node(r)) < 0)
+	if (!api_path_ref(r, kind, name, q.ref))
 		return;
-	/* Serialised straight from the walk: the same bytes as the jansson value
-	 * graph_dependents() builds, without building thousands of objects. */
-	text = graph_walk_text(server_graph(), idx,
-			       dependents ? GRAPH_DIR_DEPENDENTS : GRAPH_DIR_DEPENDENCIES,
-			       (int)depth, mask, (size_t)limit, &len);
-	if (text == NULL) {
-		http_reply_error(r, 500, "internal", NULL, "graph query failed: %s",
-				 strerror(errno));
-		return;
-	}
-	http_reply_raw(r, 200, text, len);
-	free(text);
+	q.depth = (int)depth;
+	q.limit = (size_t)limit;
+	/* Serialised straight from the walk (graph_walk_text): the same bytes as the
+	 * jansson value graph_dependents() builds, without building thousands of
+	 * objects. */
+	watch_query_answer(r, &q, index, wait);
 }
 
 void
@@ -113,12 +125,15 @@ api_dependencies(struct http_req *r)
 void
 api_owners(struct http_req *r)
 {
-	static const char *const no_params[] = {NULL};
-	long idx;
+	static const char *const allowed[] = {"index", "wait", NULL};
+	struct watch_query q = {.kind = WATCH_OWNERS};
+	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1];
+	long index, wait;
 
-	if (!api_query_only(r, no_params, NULL) || (idx = path_node(r)) < 0)
+	if (!api_query_only(r, allowed, NULL) || !watch_params(r, &index, &wait) ||
+	    !api_path_ref(r, kind, name, q.ref))
 		return;
-	reply_result(r, graph_owners(server_graph(), idx));
+	watch_query_answer(r, &q, index, wait);
 }
 
 void
@@ -216,16 +231,18 @@ api_rootcause(struct http_req *r)
 void
 api_graph(struct http_req *r)
 {
-	static const char *const allowed[] = {"root", "depth", "direction", "format", NULL};
+	static const char *const allowed[] = {"root",  "depth", "direction", "format",
+					      "index", "wait",	NULL};
 	const char *dir = http_query(r, "direction"), *format = http_query(r, "format");
-	long root, depth;
-	int direction;
+	const char *root = http_query(r, "root");
+	struct watch_query q = {.kind = WATCH_GRAPH};
+	long depth, index, wait;
 
 	if (!api_query_only(r, allowed, NULL) ||
-	    !api_query_long(r, "depth", 0, DEPTH_MAX, 2, &depth))
+	    !api_query_long(r, "depth", 0, DEPTH_MAX, 2, &depth) || !watch_params(r, &index, &wait))
 		return;
-	direction = dir ? graph_direction_parse(dir) : GRAPH_DIR_BOTH;
-	if (direction < 0) {
+	q.direction = dir ? graph_direction_parse(dir) : GRAPH_DIR_BOTH;
+	if (q.direction < 0) {
 		http_reply_bad(r, "direction", "must be dependents, dependencies or both");
 		return;
 	}
@@ -233,18 +250,10 @@ api_graph(struct http_req *r)
 		http_reply_bad(r, "format", "must be json or dot");
 		return;
 	}
-	if ((root = resolve(r, http_query(r, "root"), "root")) < 0)
+	if (resolve(r, root, "root") < 0)
 		return;
-	if (format != NULL && strcmp(format, "dot") == 0) {
-		char *dot = graph_subgraph_dot(server_graph(), root, (int)depth, direction);
-
-		if (dot == NULL) {
-			http_reply_error(r, 500, "internal", NULL, "graph query failed");
-			return;
-		}
-		http_reply_text(r, 200, "text/vnd.graphviz; charset=utf-8", dot, strlen(dot));
-		free(dot);
-		return;
-	}
-	reply_result(r, graph_subgraph(server_graph(), root, (int)depth, direction));
+	snprintf(q.ref, sizeof(q.ref), "%s", root); /* a valid ref fits */
+	q.depth = (int)depth;
+	q.dot = format != NULL && strcmp(format, "dot") == 0;
+	watch_answer(server_watch(), r, &q, index, wait);
 }

@@ -11,6 +11,7 @@
 #include "server.h"
 #include "sql.h"
 #include "tailer.h"
+#include "watch.h"
 
 static long long
 applied_seq(void)
@@ -87,6 +88,10 @@ api_metrics(struct http_req *r)
 	rc |= metrics_render_map(
 	    &buf, &len, ms.ready, ms.apply_failures, ms.reloads, ms.verifications[SERVER_VERIFY_OK],
 	    ms.verifications[SERVER_VERIFY_DIFFER], ms.verifications[SERVER_VERIFY_FAILED]);
+	rc |= metrics_appendf(&buf, &len,
+			      "# HELP cmdb_watchers Graph queries parked with index/wait.\n"
+			      "# TYPE cmdb_watchers gauge\ncmdb_watchers %zu\n",
+			      watch_count(server_watch()));
 	if (rc != 0 || buf == NULL) {
 		free(buf);
 		http_reply_nomem(r); /* open_memstream/fprintf fail only for memory */

@@ -58,6 +58,8 @@ static const struct cfg_def defs[] = {
      "seconds to finish in-flight requests on SIGTERM"},
     {"verify-interval", "CMDB_VERIFY_INTERVAL", CFG_LONG, F(verify_interval), "0", 0, 604800,
      "seconds between checks of the map against the database, repairing it (0: never)"},
+    {"max-watchers", "CMDB_MAX_WATCHERS", CFG_LONG, F(max_watchers), "1000", 1, 1000000,
+     "most graph queries parked at once with index/wait (503 beyond)"},
     {"log-level", "CMDB_LOG_LEVEL", CFG_STR, F(log_level), "info", 0, 0,
      "debug, info, warn or error"},
     {"source-ttl", "CMDB_SOURCE_TTL", CFG_DURATION, F(source_ttl), "off", 0, 0,

@@ -30,6 +30,7 @@ struct cfg {
 	long manifest_max_edges; /* per manifest */
 	long shutdown_grace;	 /* seconds to finish in-flight requests */
 	long verify_interval;	 /* seconds between verifications with repair; 0 = none */
+	long max_watchers;	 /* parked index/wait graph queries (503 beyond) */
 	char *log_level;	 /* debug|info|warn|error */
 	long source_ttl;	 /* seconds; 0 = off (SPEC §5 staleness) */
 	long orphan_purge_after; /* seconds; 0 = off */

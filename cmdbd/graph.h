@@ -31,6 +31,7 @@
 #define CMDBD_GRAPH_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -314,5 +315,29 @@ json_t *graph_subgraph(graph *g, long root, int depth, int direction);
 /* The same subgraph as Graphviz source ("digraph cmdb {...}"), malloc'd and
  * NUL-terminated (caller frees); NULL with errno on error. */
 char *graph_subgraph_dot(graph *g, long root, int depth, int direction);
+
+/* ---- Read sets (graph_reads.c) -------------------------------------------
+ *
+ * The nodes an answer was computed from: a change that touches none of them (a
+ * node written or removed, an edge added or removed with an endpoint among them)
+ * leaves the answer as it was. Watchers (watch.c) re-evaluate an answer only
+ * when its read set is touched. On success *out is a malloc'd array (caller
+ * frees) of *n node indexes, ascending and unique; -1 with errno EINVAL (not a
+ * live node, a bad direction) or ENOMEM.
+ */
+
+/* dependents (GRAPH_DIR_DEPENDENTS), dependencies, or graph_subgraph() (any
+ * direction, with GRAPH_IMPACT_MASK): every node the walk reached, root included,
+ * truncated or not. */
+int graph_reads_walk(graph *g, long root, int dir, int max_depth, unsigned mask, uint32_t **out,
+		     size_t *n);
+
+/* graph_owners(): the node, its part_of closure, what runs on it and their
+ * part_of closures, and the owned_by targets of all of them. */
+int graph_reads_owners(graph *g, long node, uint32_t **out, size_t *n);
+
+/* The other endpoints of every edge of the node: what its removal touches besides
+ * itself (the tailer, for a node removed without edge rows of its own). */
+int graph_reads_neighbours(const graph *g, long node, uint32_t **out, size_t *n);
 
 #endif

@@ -7,6 +7,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,6 +216,8 @@ send_and_free(struct http_req *r, int status, struct evbuffer *buf)
 	char qpath[300], safe[300];
 	const char *uri = log_redact_uri(evhttp_request_get_uri(r->ev), safe, sizeof(safe));
 
+	if (r->on_close != NULL)
+		(void)http_on_close(r, NULL, NULL);
 	evhttp_add_header(evhttp_request_get_output_headers(r->ev), "X-Request-Id", r->id);
 	if (r->srv->draining)
 		evhttp_add_header(evhttp_request_get_output_headers(r->ev), "Connection", "close");
@@ -228,6 +232,84 @@ send_and_free(struct http_req *r, int status, struct evbuffer *buf)
 	if (buf != NULL)
 		evbuffer_free(buf);
 	req_free(r);
+}
+
+/*
+ * Noticing that the client of a parked request went away. evhttp does not read
+ * from a connection while its request awaits the reply, so it would only notice
+ * when the reply is written. We watch the socket ourselves: readable with nothing
+ * to read (recv peeks 0 bytes) is the client's FIN or a reset. Bytes (a pipelined
+ * request) belong to evhttp: we stop watching and the request simply waits for
+ * its reply. Should evhttp free the connection first (shutdown), its close
+ * callback ends the watch the same way.
+ */
+static void
+close_watch_end(struct http_req *r)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+
+	if (r->close_ev != NULL) {
+		event_free(r->close_ev);
+		r->close_ev = NULL;
+	}
+	if (evcon != NULL)
+		evhttp_connection_set_closecb(evcon, NULL, NULL);
+}
+
+static void
+client_gone(struct http_req *r)
+{
+	void (*cb)(struct http_req *, void *) = r->on_close;
+
+	close_watch_end(r);
+	r->on_close = NULL;
+	if (cb != NULL)
+		cb(r, r->on_close_arg); /* replies: written to nobody, then r is freed */
+}
+
+static void
+conn_closed(struct evhttp_connection *evcon, void *arg)
+{
+	(void)evcon;
+	client_gone(arg);
+}
+
+static void
+peek_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_req *r = arg;
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	(void)what;
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+		client_gone(r);
+	else if (n > 0)
+		close_watch_end(r); /* a pipelined request: evhttp's to read */
+}
+
+bool
+http_on_close(struct http_req *r, void (*cb)(struct http_req *r, void *arg), void *arg)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+
+	close_watch_end(r);
+	r->on_close = NULL;
+	if (cb == NULL)
+		return true;
+	if (fd < 0)
+		return false;
+	r->close_ev = event_new(r->srv->base, fd, EV_READ | EV_PERSIST, peek_cb, r);
+	if (r->close_ev == NULL || event_add(r->close_ev, NULL) != 0) {
+		close_watch_end(r);
+		return true; /* cannot watch: the request still gets its reply in time */
+	}
+	r->on_close = cb;
+	r->on_close_arg = arg;
+	evhttp_connection_set_closecb(evcon, conn_closed, r);
+	return true;
 }
 
 void

@@ -49,6 +49,9 @@ struct http_req {
 	void *state; /* handler-private, freed with state_free */
 	void (*state_free)(void *);
 	struct http_req *wait_next; /* for modules that park requests (long poll) */
+	void (*on_close)(struct http_req *r, void *arg); /* http_on_close() */
+	void *on_close_arg;
+	struct event *close_ev; /* watches the socket for the client's close */
 };
 
 /*
@@ -74,6 +77,14 @@ const char *http_query(const struct http_req *r, const char *name);
 
 /* Request header or NULL. */
 const char *http_header(const struct http_req *r, const char *name);
+
+/*
+ * For a parked request: cb(r, arg) runs once if the client closes the connection
+ * before the reply. cb must then reply (the reply goes nowhere and frees r); the
+ * registration ends with the reply. NULL cb cancels it. Returns false (nothing
+ * registered) when the client has already gone.
+ */
+bool http_on_close(struct http_req *r, void (*cb)(struct http_req *r, void *arg), void *arg);
 
 /* Adds a response header (before replying). */
 void http_set_header(struct http_req *r, const char *name, const char *value);

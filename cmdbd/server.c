@@ -32,6 +32,7 @@
 #include "sweeper.h"
 #include "tailer.h"
 #include "verify.h"
+#include "watch.h"
 
 /* A reload that follows the last one within this many seconds is delayed, up to
  * RELOAD_BACKOFF_MAX_S (server_reload_map). */
@@ -49,6 +50,7 @@ struct server {
 	graph *g;	       /* the map served: empty until the first load */
 	struct tailer *tailer; /* NULL until the first load */
 	struct loader *loader; /* a load under way */
+	struct watch *watch;   /* watchers (watch.h); NULL until the first load */
 	struct http_server *http;
 	struct event *sigterm, *sigint, *grace, *load_timer, *verify_timer;
 	int load_attempts;     /* of the load under way (reset once one succeeds) */
@@ -88,6 +90,11 @@ struct tailer *
 server_tailer(void)
 {
 	return srv.tailer;
+}
+struct watch *
+server_watch(void)
+{
+	return srv.watch;
 }
 const struct cfg *
 server_cfg(void)
@@ -151,6 +158,7 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 	 * written: read-your-writes waits end, and every database statement fails
 	 * (503). Then leave the loop after a moment for the writes to go out.
 	 */
+	watch_release_all(srv.watch);
 	if (srv.tailer != NULL)
 		tailer_release_all(srv.tailer);
 	db_close(srv.db);
@@ -174,6 +182,7 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		evtimer_add(srv.grace, &tv);
 	/* Parked requests answer now; then the listener closes and in-flight ones finish. */
 	verify_cancel(srv.verify, "the server is shutting down");
+	watch_release_all(srv.watch);
 	if (srv.tailer != NULL)
 		tailer_release_all(srv.tailer);
 	http_server_drain(srv.http);
@@ -203,7 +212,9 @@ install(graph *g, long long seq)
 	if (srv.tailer == NULL) {
 		srv.tailer = tailer_new(srv.base, srv.db, SQL_CHANGES_TAIL, SQL_SOURCES_SEEN, g,
 					seq, on_tailer_failed, NULL);
-		if (srv.tailer == NULL) {
+		if (srv.tailer != NULL)
+			srv.watch = watch_new(srv.base, g, srv.tailer, srv.cfg->max_watchers);
+		if (srv.tailer == NULL || srv.watch == NULL) {
 			log_error("event=graph_load_failed reason=\"out of memory\"");
 			graph_free(g);
 			event_base_loopexit(srv.base, NULL);
@@ -218,6 +229,8 @@ install(graph *g, long long seq)
 	} else {
 		srv.g = g;
 		tailer_reset(srv.tailer, g, seq);
+		/* Parked watchers' read sets name nodes of the old graph: re-run them all. */
+		watch_graph_replaced(srv.watch, g);
 		srv.reloading = false;
 		srv.reloads++;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -497,6 +510,7 @@ out:
 	/* The pool first: its pending callbacks still reply through http and the tailer. */
 	db_free(srv.db);
 	http_server_free(srv.http);
+	watch_free(srv.watch);
 	tailer_free(srv.tailer);
 	sweeper_free(srv.sweeper);
 	auth_free(srv.auth);

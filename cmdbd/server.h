@@ -20,6 +20,7 @@
 struct auth;
 struct db;
 struct tailer;
+struct watch;
 
 /* Runs until SIGTERM/SIGINT; returns the process exit code. */
 int server_run(const struct cfg *cfg);
@@ -41,6 +42,8 @@ bool server_map_ready(void);
  * (when detail is not NULL).
  */
 const char *server_map_unready(const char **detail);
+/* The watch registry (watch.h); NULL until the map has been loaded. */
+struct watch *server_watch(void);
 const struct cfg *server_cfg(void);
 struct event_base *server_base(void);
 bool server_shutting_down(void);

@@ -46,6 +46,12 @@ struct tailer {
 	struct event *seen_timer;
 	bool seen_fetching;
 	char seen_cursor[GRAPH_TIME_LEN + 1]; /* "" = from the start */
+	/* The observer (tailer_set_observer) and the touches of the current batch. */
+	tailer_touch_cb touch_cb;
+	void *touch_arg;
+	struct tailer_touch *touch;
+	size_t ntouch, touch_cap;
+	bool touch_lost; /* a touch could not be recorded (ENOMEM) */
 };
 
 static void fetch(struct tailer *t);
@@ -225,6 +231,79 @@ row_failed(struct tailer *t, const struct tailer_row *row, const char *reason)
 }
 
 static void
+touch_idx(struct tailer *t, uint32_t idx, long long seq)
+{
+	if (t->ntouch == t->touch_cap) {
+		size_t ncap = t->touch_cap ? t->touch_cap * 2 : 64;
+		struct tailer_touch *nt = realloc(t->touch, ncap * sizeof *nt);
+
+		if (nt == NULL) {
+			t->touch_lost = true;
+			return;
+		}
+		t->touch = nt;
+		t->touch_cap = ncap;
+	}
+	t->touch[t->ntouch++] = (struct tailer_touch){idx, seq};
+}
+
+static void
+touch_add(struct tailer *t, const char *ref, long long seq)
+{
+	long idx = ref != NULL ? graph_find(t->g, ref) : -1;
+
+	if (idx >= 0)
+		touch_idx(t, (uint32_t)idx, seq);
+}
+
+/* A node about to be removed touches its neighbours too: their adjacency lists
+ * lose its edges (which the log normally names first as edge rows). */
+static void
+touch_neighbours(struct tailer *t, const char *ref, long long seq)
+{
+	long idx = ref != NULL ? graph_find(t->g, ref) : -1;
+	uint32_t *nb = NULL;
+	size_t n = 0;
+
+	if (idx < 0)
+		return;
+	if (graph_reads_neighbours(t->g, idx, &nb, &n) != 0) {
+		t->touch_lost = true;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		touch_idx(t, nb[i], seq);
+	free(nb);
+}
+
+/* Records the nodes change row `row` touches, for the observer. */
+static void
+touch_row(struct tailer *t, const struct tailer_row *row)
+{
+	if (t->touch_cb == NULL)
+		return;
+	if (strncmp(row->op, "node.", 5) == 0) {
+		touch_add(t, row->ref, row->seq);
+		if (strcmp(row->op, "node.deleted") == 0)
+			touch_neighbours(t, row->ref, row->seq);
+	} else {
+		touch_add(t, row->from, row->seq);
+		touch_add(t, row->to, row->seq);
+	}
+}
+
+/* Tells the observer what the batch touched. */
+static void
+touch_report(struct tailer *t)
+{
+	if (t->touch_cb != NULL && (t->ntouch > 0 || t->touch_lost))
+		t->touch_cb(t->touch_arg, t->touch_lost ? NULL : t->touch,
+			    t->touch_lost ? 0 : t->ntouch);
+	t->ntouch = 0;
+	t->touch_lost = false;
+}
+
+static void
 fetch_done(void *arg, const struct db_result *r)
 {
 	struct tailer *t = arg;
@@ -265,12 +344,15 @@ fetch_done(void *arg, const struct db_result *r)
 			t->held = true;
 			break;
 		}
+		touch_row(t, &row); /* before: a removed node is named */
 		if (tailer_row_apply(t->g, &row, &reason) != 0) {
 			row_failed(t, &row, reason);
 			break;
 		}
+		touch_row(t, &row); /* after: a created one */
 		t->applied = row.seq;
 	}
+	touch_report(t);
 	if (!t->stopped && !t->held && rows < TAILER_BATCH)
 		t->synced = true;
 	wake_reached(t);
@@ -397,6 +479,13 @@ tailer_new(struct event_base *base, struct db *db, int stmt_tail, int stmt_seen,
 }
 
 void
+tailer_set_observer(struct tailer *t, tailer_touch_cb cb, void *arg)
+{
+	t->touch_cb = cb;
+	t->touch_arg = arg;
+}
+
+void
 tailer_release_all(struct tailer *t)
 {
 	t->closing = true;
@@ -413,6 +502,7 @@ tailer_free(struct tailer *t)
 	event_free(t->retry);
 	if (t->seen_timer != NULL)
 		event_free(t->seen_timer);
+	free(t->touch);
 	free(t);
 }
 

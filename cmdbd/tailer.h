@@ -35,6 +35,7 @@
 #include <libpq-fe.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "db.h"
 #include "graph.h"
@@ -123,6 +124,22 @@ void tailer_set_limit(struct tailer *t, long long limit);
  * cb not called).
  */
 int tailer_wait(struct tailer *t, long long seq, int timeout_ms, tailer_wait_cb cb, void *arg);
+
+/*
+ * The observer of applied changes (watch.c): after each applied batch, before the
+ * waiters are woken, cb(arg, touched, n) with the nodes the batch's rows touched —
+ * a node row its node (a removal also its neighbours), an edge row both endpoints,
+ * each as an index before and after the row (so a removed node is named), with the
+ * row's seq; in seq order,
+ * possibly repeated. touched == NULL means the tailer could not record them (out
+ * of memory): anything may have changed. One observer; NULL cb removes it.
+ */
+struct tailer_touch {
+	uint32_t node;
+	long long seq;
+};
+typedef void (*tailer_touch_cb)(void *arg, const struct tailer_touch *touched, size_t n);
+void tailer_set_observer(struct tailer *t, tailer_touch_cb cb, void *arg);
 
 /* Wakes every waiter now with reached=false, and from then on tailer_wait() answers at
  * once instead of parking (shutdown). */

@@ -1215,6 +1215,179 @@ START_TEST(test_random_consistency)
 }
 END_TEST
 
+/* ---- Read sets (graph_reads.c) ------------------------------------------ */
+
+START_TEST(test_read_sets)
+{
+	load("E service/b depends_on service/a\n"
+	     "E service/c depends_on service/b\n"
+	     "E service/x depends_on service/y\n"
+	     "E service/a part_of system/s\n"
+	     "E system/s part_of system/top\n"
+	     "E system/top owned_by team/t\n"
+	     "E vm/h owned_by team/h\n"
+	     "E service/a runs_on vm/h\n");
+	uint32_t *r = NULL;
+	size_t n = 0;
+	/* Truncated or not, the whole walk: a, b, c, s, top (part_of carries impact up). */
+	ck_assert_int_eq(
+	    graph_reads_walk(g, id("service/a"), GRAPH_DIR_DEPENDENTS, UNL, ALL, &r, &n), 0);
+	ck_assert_uint_eq(n, 5);
+	for (size_t i = 1; i < n; i++)
+		ck_assert_uint_lt(r[i - 1], r[i]);
+	free(r);
+	ck_assert_int_eq(graph_reads_walk(g, id("service/a"), GRAPH_DIR_BOTH, 1, ALL, &r, &n), 0);
+	ck_assert_uint_eq(n, 4); /* a, b, s, vm/h */
+	free(r);
+	/* owners of vm/h: itself, its owner, what runs on it (a), a's part_of closure and
+	 * its owners. */
+	ck_assert_int_eq(graph_reads_owners(g, id("vm/h"), &r, &n), 0);
+	ck_assert_uint_eq(n, 6); /* vm/h, team/h, service/a, system/s, system/top, team/t */
+	free(r);
+	ck_assert_int_eq(graph_reads_neighbours(g, id("service/a"), &r, &n), 0);
+	ck_assert_uint_eq(n, 3); /* b, s, vm/h */
+	free(r);
+	ck_assert_int_eq(graph_reads_walk(g, 999, GRAPH_DIR_DEPENDENTS, UNL, ALL, &r, &n), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(graph_reads_owners(g, -1, &r, &n), -1);
+}
+END_TEST
+
+/* The answer of query `kind` (0 dependents, 1 dependencies, 2 owners, 3 subgraph) as
+ * text, and its read set. */
+static char *
+rs_answer(int kind, long root, int depth, unsigned mask, uint32_t **r, size_t *n)
+{
+	size_t len;
+	char *text = NULL;
+	int rc = -1;
+	switch (kind) {
+	case 0:
+	case 1: {
+		int dir = kind == 0 ? GRAPH_DIR_DEPENDENTS : GRAPH_DIR_DEPENDENCIES;
+		text = graph_walk_text(g, root, dir, depth, mask, 5, &len);
+		rc = graph_reads_walk(g, root, dir, depth, mask, r, n);
+		break;
+	}
+	case 2: {
+		json_t *j = graph_owners(g, root);
+		text = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+		rc = graph_reads_owners(g, root, r, n);
+		break;
+	}
+	default: {
+		json_t *j = graph_subgraph(g, root, depth, GRAPH_DIR_BOTH);
+		text = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+		rc = graph_reads_walk(g, root, GRAPH_DIR_BOTH, depth, ALL, r, n);
+	}
+	}
+	ck_assert_ptr_nonnull(text);
+	ck_assert_int_eq(rc, 0);
+	return text;
+}
+
+static bool
+rs_has(const uint32_t *r, size_t n, long v)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((long)r[i] == v)
+			return true;
+	return false;
+}
+
+/*
+ * The watchers' premise (DESIGN.md "Watching an answer"), on random graphs: a
+ * mutation that touches no node of an answer's read set — the node it writes or
+ * removes (and a removed node's neighbours), the endpoints of an edge — leaves the
+ * answer byte for byte as it was.
+ */
+START_TEST(test_read_sets_random)
+{
+	unsigned seed = 977u + (unsigned)_i;
+	char ref[64], ref2[64];
+	int checked = 0, changed = 0;
+	for (int i = 0; i < 120; i++) {
+		snprintf(ref, sizeof ref, "service/n%d", rand_r(&seed) % 40);
+		snprintf(ref2, sizeof ref2, "service/n%d", rand_r(&seed) % 40);
+		ck_assert_int_eq(graph_edge_put(g, ref, rand_r(&seed) % GRAPH_EDGE_TYPES, ref2), 0);
+	}
+	for (int it = 0; it < 2000; it++) {
+		long root = -1;
+		while (root < 0) {
+			snprintf(ref, sizeof ref, "service/n%d", rand_r(&seed) % 60);
+			root = graph_find(g, ref);
+		}
+		int kind = rand_r(&seed) % 4, depth = rand_r(&seed) % 5 - 1;
+		unsigned mask = (unsigned)(rand_r(&seed) % 15 + 1) & ALL;
+		if (mask == 0)
+			mask = ALL;
+		uint32_t *r = NULL;
+		size_t n = 0;
+		char *before = rs_answer(kind, root, depth, mask, &r, &n);
+		/* One random mutation and the nodes it touches. */
+		long touched[64];
+		size_t nt = 0;
+		int op = rand_r(&seed) % 4, type = rand_r(&seed) % GRAPH_EDGE_TYPES;
+		snprintf(ref, sizeof ref, "service/n%d", rand_r(&seed) % 60);
+		snprintf(ref2, sizeof ref2, "service/n%d", rand_r(&seed) % 60);
+		touched[nt++] = graph_find(g, ref);
+		touched[nt++] = graph_find(g, ref2);
+		if (op == 0) {
+			ck_assert_int_eq(graph_edge_put(g, ref, type, ref2), 0);
+		} else if (op == 1) {
+			ck_assert_int_eq(graph_edge_remove(g, ref, type, ref2), 0);
+		} else if (op == 2) {
+			nt = 1;
+			ck_assert_int_eq(graph_node_put(g, ref, rand_r(&seed) % 4,
+							rand_r(&seed) % 2 ? "{\"o\":1}" : NULL),
+					 0);
+		} else {
+			nt = 1;
+			uint32_t *nb = NULL;
+			size_t nn = 0;
+			if (touched[0] >= 0) {
+				ck_assert_int_eq(graph_reads_neighbours(g, touched[0], &nb, &nn),
+						 0);
+				for (size_t k = 0; k < nn && nt < 64; k++)
+					touched[nt++] = nb[k];
+				if (nn >= 63)
+					nt = 0; /* too many to list: treat as touching everything */
+				free(nb);
+			}
+			ck_assert_int_eq(graph_node_remove(g, ref), 0);
+		}
+		touched[nt < 64 ? nt++ : 0] = graph_find(g, ref); /* as created */
+		if (op < 2)
+			touched[nt < 64 ? nt++ : 0] = graph_find(g, ref2);
+		bool hit = nt == 0;
+		for (size_t k = 0; k < nt && !hit; k++)
+			hit = touched[k] >= 0 && rs_has(r, n, touched[k]);
+		if (!hit) {
+			uint32_t *r2 = NULL;
+			size_t n2 = 0;
+			ck_assert_msg(graph_find(g, graph_node_ref(g, root)) == root,
+				      "the root is in its read set");
+			char *after = rs_answer(kind, root, depth, mask, &r2, &n2);
+			ck_assert_msg(strcmp(before, after) == 0,
+				      "kind %d root %ld: an untouched read set, yet\n %s\n %s",
+				      kind, root, before, after);
+			checked++;
+			free(after);
+			free(r2);
+		} else {
+			changed++;
+		}
+		free(before);
+		free(r);
+	}
+	/* Not vacuous: both branches ran many times. */
+	ck_assert_int_gt(checked, 200);
+	ck_assert_int_gt(changed, 50);
+}
+END_TEST
+
 Suite *
 suite_graph(void)
 {
@@ -1250,6 +1423,7 @@ suite_graph(void)
 	    {"node_refresh", test_node_refresh},
 	    {"node_refresh_survives_older_image", test_node_refresh_survives_older_image},
 	    {"edge_put_idx", test_edge_put_idx},
+	    {"read_sets", test_read_sets},
 	};
 	for (size_t i = 0; i < sizeof basic / sizeof basic[0]; i++) {
 		TCase *tc = tcase_create(basic[i].name);
@@ -1261,6 +1435,11 @@ suite_graph(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_loop_test(tc, test_impact_direction, 0,
 			    (int)(sizeof impact_table / sizeof impact_table[0]));
+	suite_add_tcase(s, tc);
+	tc = tcase_create("read_sets_random");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, test_read_sets_random, 0, 4);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("random_consistency");
 	tcase_add_checked_fixture(tc, setup, teardown);
