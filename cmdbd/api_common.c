@@ -158,8 +158,7 @@ db_reply(void *arg, const struct db_result *res)
 	if (json_is_object(sighting) &&
 	    graph_source_seen(server_graph(),
 			      json_string_value(json_object_get(sighting, "source")),
-			      json_string_value(json_object_get(sighting, "at"))) != 0 &&
-	    errno == ENOMEM)
+			      json_string_value(json_object_get(sighting, "at"))) == GRAPH_ENOMEM)
 		log_error("event=sighting_lost id=%s reason=\"out of memory\"", r->id);
 	etag = json_object_get(reply, "etag");
 	if (json_is_string(etag))

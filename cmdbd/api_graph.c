@@ -70,12 +70,23 @@ watch_query_answer(struct http_req *r, struct watch_query *q, long index, long w
 	watch_answer(server_watch(), r, q, index, wait);
 }
 
+/* A graph query that returned NULL: out of memory is 503 (the error policy),
+ * anything else a bug of ours (500). */
+static void
+reply_graph_error(struct http_req *r, int err)
+{
+	if (err == GRAPH_ENOMEM) {
+		http_reply_nomem(r);
+		return;
+	}
+	http_reply_error(r, 500, "internal", NULL, "graph query failed: %s", graph_strerror(err));
+}
+
 static void
 reply_result(struct http_req *r, json_t *result)
 {
 	if (result == NULL) {
-		http_reply_error(r, 500, "internal", NULL, "graph query failed: %s",
-				 strerror(errno));
+		reply_graph_error(r, graph_error(server_graph()));
 		return;
 	}
 	watch_set_index(r, tailer_applied(server_tailer()));
@@ -148,7 +159,7 @@ api_path(struct http_req *r)
 	    (b = resolve(r, to, "to")) < 0)
 		return;
 	result = graph_path(server_graph(), a, b);
-	if (result == NULL && errno == ENOENT) {
+	if (result == NULL && graph_error(server_graph()) == GRAPH_ENOENT) {
 		http_reply_error(r, 404, "no_path", json_pack("{s:s,s:s}", "from", from, "to", to),
 				 "%s does not need %s (no path)", from, to);
 		return;

@@ -132,6 +132,7 @@ api_node_get(struct http_req *r)
 	char etag[40], *owners = NULL, *text = NULL;
 	size_t in = 0, out = 0, len = 0;
 	long idx;
+	int rc;
 
 	if (!api_query_only(r, no_params, NULL) || !api_path_ref(r, kind, name, ref) ||
 	    !api_require_map(r))
@@ -143,8 +144,8 @@ api_node_get(struct http_req *r)
 				 "node %s not found", ref);
 		return;
 	}
-	if (graph_node_view(g, idx, &v) != 0) {
-		if (errno == ENOMEM) {
+	if ((rc = graph_node_view(g, idx, &v)) != 0) {
+		if (rc == GRAPH_ENOMEM) {
 			http_reply_nomem(r);
 			return;
 		}

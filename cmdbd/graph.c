@@ -5,7 +5,6 @@
  */
 #include "graph_impl.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -206,18 +205,40 @@ graph_free(graph *g)
 }
 
 int
+graph_error(const graph *g)
+{
+	return g != NULL ? g->err : GRAPH_EINVAL;
+}
+
+const char *
+graph_strerror(int err)
+{
+	switch (err) {
+	case GRAPH_NOERR:
+		return "no error";
+	case GRAPH_ENOMEM:
+		return "out of memory";
+	case GRAPH_EINVAL:
+		return "not a live node, or a bad argument";
+	case GRAPH_ENOENT:
+		return "not found";
+	case GRAPH_EPROTO:
+		return "a stored node image could not be read";
+	}
+	return "unknown graph error";
+}
+
+int
 graph_grow(void *pp, size_t n, size_t size)
 {
 	void **p = pp;
 	void *np;
 
-	if (size != 0 && n > SIZE_MAX / size) {
-		errno = ENOMEM;
-		return -1;
-	}
+	if (size != 0 && n > SIZE_MAX / size)
+		return GRAPH_ENOMEM;
 	np = realloc(*p, n * size);
 	if (np == NULL)
-		return -1;
+		return GRAPH_ENOMEM;
 	*p = np;
 	return 0;
 }
@@ -390,8 +411,7 @@ node_insert(graph *g, const char *ref, int health, const char *attrs, uint32_t *
 	    (g->nfree == 0 && nodes_reserve(g)) || free_list_reserve(g)) {
 		free(r);
 		free(a);
-		errno = ENOMEM;
-		return -1;
+		return GRAPH_ENOMEM;
 	}
 	uint32_t i = g->nfree ? g->free_idx[--g->nfree] : g->hi++;
 	g->ref[i] = r;
@@ -430,13 +450,11 @@ graph_node_put_image(graph *g, const char *ref, int health, const char *attribut
 		     const char *image, size_t image_len)
 {
 	if (g == NULL || !ref_ok(ref) || graph_health_name(health) == NULL) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	struct graph_image *im = NULL;
 	if (image != NULL && (im = image_raw(image, image_len)) == NULL) {
-		errno = ENOMEM;
-		return -1;
+		return GRAPH_ENOMEM;
 	}
 	long i = graph_find(g, ref);
 	if (i < 0) {
@@ -451,8 +469,7 @@ graph_node_put_image(graph *g, const char *ref, int health, const char *attribut
 	char *a;
 	if (attrs_dup(attributes_json, &a)) {
 		graph_image_free(im);
-		errno = ENOMEM;
-		return -1;
+		return GRAPH_ENOMEM;
 	}
 	free(g->attrs[i]);
 	g->attrs[i] = a;
@@ -525,8 +542,7 @@ int
 graph_node_remove(graph *g, const char *ref)
 {
 	if (g == NULL || ref == NULL) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	long i = graph_find(g, ref);
 	if (i >= 0)
@@ -550,8 +566,7 @@ int
 graph_edge_put(graph *g, const char *from, int type, const char *to)
 {
 	if (g == NULL || !ref_ok(from) || !ref_ok(to) || graph_edge_type_name(type) == NULL) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	uint32_t f, t;
 	bool fnew = false, tnew = false;
@@ -573,8 +588,7 @@ fail:
 		node_delete(g, t);
 	if (fnew)
 		node_delete(g, f);
-	errno = ENOMEM;
-	return -1;
+	return GRAPH_ENOMEM;
 }
 
 int
@@ -582,15 +596,13 @@ graph_edge_put_idx(graph *g, long from, int type, long to)
 {
 	if (g == NULL || !graph_live(g, from) || !graph_live(g, to) ||
 	    graph_edge_type_name(type) == NULL) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	uint32_t f = (uint32_t)from, t = (uint32_t)to;
 	if (edge_exists(g, f, type, t))
 		return 0;
 	if (adj_reserve(&g->out[f]) || adj_reserve(&g->in[t])) {
-		errno = ENOMEM;
-		return -1;
+		return GRAPH_ENOMEM;
 	}
 	adj_insert(&g->out[f], GRAPH_ENT(t, type));
 	adj_insert(&g->in[t], GRAPH_ENT(f, type));
@@ -602,8 +614,7 @@ int
 graph_edge_remove(graph *g, const char *from, int type, const char *to)
 {
 	if (g == NULL || from == NULL || to == NULL || graph_edge_type_name(type) == NULL) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	long f = graph_find(g, from), t = graph_find(g, to);
 	if (f < 0 || t < 0)

@@ -17,10 +17,14 @@
  * impacts FROM; for part_of, failure of FROM (the component) impacts TO (the
  * system); owned_by never carries impact and no walk follows it.
  *
- * Errors: mutations return 0, or -1 with errno = ENOMEM (the graph is then
- * unchanged) or EINVAL (bad argument). Queries return NULL with errno = EINVAL
- * (an index that is not a live node, a bad argument) or ENOMEM; graph_path()
- * also returns NULL with errno = ENOENT when there is no path.
+ * Errors (no function here sets errno): functions that return int return 0 or
+ * a negative enum graph_err code — GRAPH_ENOMEM (the graph is then unchanged),
+ * GRAPH_EINVAL (an index that is not a live node, a bad argument), GRAPH_ENOENT,
+ * GRAPH_EPROTO, as each function says. Functions that return a new value return
+ * NULL on failure and record the code in the graph, read with graph_error(g)
+ * until the next failing call (like sqlite3_errcode(): per graph, not per
+ * process, and no unrelated call clobbers it); graph_path() records GRAPH_ENOENT
+ * when there is no path.
  *
  * Complexity: find/put O(1) expected; edge put/remove O(min(out(from), in(to)))
  * to find the edge, plus O(in(to)) / O(out(from)) for removal; node removal
@@ -38,6 +42,21 @@
 #include "model.h"
 
 typedef struct graph graph;
+
+/* What went wrong (negative, so `rc < 0` and `rc != 0` tests work). */
+enum graph_err {
+	GRAPH_NOERR = 0,
+	GRAPH_ENOMEM = -1, /* out of memory: 503 for a request (the error policy) */
+	GRAPH_EINVAL = -2, /* not a live node, a bad argument */
+	GRAPH_ENOENT = -3, /* nothing there: no path, no image */
+	GRAPH_EPROTO = -4, /* a stored image the graph cannot read */
+};
+
+/* The code of the last call on g that returned NULL (GRAPH_NOERR when none did). */
+int graph_error(const graph *g);
+
+/* A short text for a code ("out of memory"). */
+const char *graph_strerror(int err);
 
 /* The edge types and health states are the vocabulary's (model.h), with the
  * same values: graph_edge_type_name(t) == model_edge_type_name(t). */
@@ -118,7 +137,7 @@ int graph_edge_put(graph *g, const char *from, int type, const char *to);
 
 /* graph_edge_put() between two live nodes given by index (the loader, which
  * resolves node ids itself, and the tailer, which refuses an edge to a node the
- * map lacks). EINVAL when either is not live. */
+ * map lacks). GRAPH_EINVAL when either is not live. */
 int graph_edge_put_idx(graph *g, long from, int type, long to);
 
 /* Removes the edge; a missing edge or endpoint is a no-op (0). */
@@ -166,15 +185,15 @@ struct graph_node_view {
 };
 
 /*
- * Fills *v for a live node (parsing its image on first use). -1 with errno =
- * EINVAL (not a live node), ENOENT (the node has no image), EPROTO (the image
+ * Fills *v for a live node (parsing its image on first use). 0, or GRAPH_EINVAL
+ * (not a live node), GRAPH_ENOENT (the node has no image), GRAPH_EPROTO (the image
  * is not a node object jansson can read; it is kept, and the caller falls back
- * to the database) or ENOMEM.
+ * to the database) or GRAPH_ENOMEM.
  */
 int graph_node_view(graph *g, long node, struct graph_node_view *v);
 
 /* seen[source] = max(seen[source], at). `at` must be a GRAPH_TIME_LEN time
- * (else EINVAL). 0, or -1 with ENOMEM. */
+ * (else GRAPH_EINVAL). 0, or GRAPH_ENOMEM. */
 int graph_source_seen(graph *g, const char *source, const char *at);
 
 /* seen[source], or NULL when the source was never seen. */
@@ -185,7 +204,7 @@ const char *graph_source_seen_at(const graph *g, const char *source);
  * last_seen_at and (when not NULL) health_at, each only if later. Only when the
  * node exists, has an image and its id equals `id` (a reply about a node that
  * has since been deleted and re-created changes nothing). Times that are not
- * GRAPH_TIME_LEN long are ignored. 0, or -1 with ENOMEM / EINVAL.
+ * GRAPH_TIME_LEN long are ignored. 0, or GRAPH_ENOMEM / GRAPH_EINVAL.
  */
 int graph_node_refresh(graph *g, const char *ref, const char *id, const char *last_seen_at,
 		       const char *health_at);
@@ -221,14 +240,14 @@ int graph_node_refresh(graph *g, const char *ref, const char *id, const char *la
 #define GRAPH_DIGEST_LEN 16
 
 /*
- * The node's digest. -1 with errno = EINVAL (not a live node), ENOENT (no image),
- * EPROTO (the image is not a readable node image, or disagrees with the node's
- * ref, health or attributes as the walks see them) or ENOMEM.
+ * The node's digest: 0, or GRAPH_EINVAL (not a live node), GRAPH_ENOENT (no image),
+ * GRAPH_EPROTO (the image is not a readable node image, or disagrees with the node's
+ * ref, health or attributes as the walks see them) or GRAPH_ENOMEM.
  */
 int graph_node_digest(graph *g, long node, unsigned char out[GRAPH_DIGEST_LEN]);
 
 /* The digest of the node's outgoing edges and how many there are (0: the digest
- * of nothing). -1 with errno = EINVAL or ENOMEM. */
+ * of nothing). GRAPH_EINVAL or GRAPH_ENOMEM. */
 int graph_out_digest(graph *g, long node, unsigned char out[GRAPH_DIGEST_LEN], size_t *count);
 
 /* One past the highest node index in use: every live node is below it (and
@@ -259,7 +278,7 @@ json_t *graph_dependencies(graph *g, long root, int max_depth, unsigned type_mas
  * reply path of a walk that returns thousands of nodes). `dir` is
  * GRAPH_DIR_DEPENDENTS or GRAPH_DIR_DEPENDENCIES. Returns a malloc'd
  * NUL-terminated string (caller frees) and its length in *len, or NULL with
- * errno (EINVAL, ENOMEM).
+ * graph_error() set (GRAPH_EINVAL, GRAPH_ENOMEM).
  */
 char *graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask, size_t limit,
 		      size_t *len);
@@ -283,7 +302,7 @@ json_t *graph_owners(graph *g, long node);
  * hops (the dependencies direction, all four impact types), each hop the
  * stored edge. Deterministic: each node on the chain is entered from its
  * BFS parent (smallest parent ref, then type name). from == to → no hops.
- * NULL with errno = ENOENT when `to` is not reachable.
+ * NULL with graph_error() GRAPH_ENOENT when `to` is not reachable.
  */
 json_t *graph_path(graph *g, long from, long to);
 
@@ -313,7 +332,7 @@ json_t *graph_rootcause(graph *g, const long *failing, size_t n, int max_depth);
 json_t *graph_subgraph(graph *g, long root, int depth, int direction);
 
 /* The same subgraph as Graphviz source ("digraph cmdb {...}"), malloc'd and
- * NUL-terminated (caller frees); NULL with errno on error. */
+ * NUL-terminated (caller frees); NULL on error (graph_error()). */
 char *graph_subgraph_dot(graph *g, long root, int depth, int direction);
 
 /* ---- Read sets (graph_reads.c) -------------------------------------------
@@ -322,8 +341,8 @@ char *graph_subgraph_dot(graph *g, long root, int depth, int direction);
  * node written or removed, an edge added or removed with an endpoint among them)
  * leaves the answer as it was. Watchers (watch.c) re-evaluate an answer only
  * when its read set is touched. On success *out is a malloc'd array (caller
- * frees) of *n node indexes, ascending and unique; -1 with errno EINVAL (not a
- * live node, a bad direction) or ENOMEM.
+ * frees) of *n node indexes, ascending and unique; GRAPH_EINVAL (not a
+ * live node, a bad direction) or GRAPH_ENOMEM.
  */
 
 /* dependents (GRAPH_DIR_DEPENDENTS), dependencies, or graph_subgraph() (any

@@ -9,7 +9,6 @@
  */
 #include "graph_impl.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,7 +316,7 @@ graph_image_digest(const graph *g, uint32_t i, struct graph_image *im)
 	struct strbuf b = STRBUF_INIT;
 	struct sha256_ctx h;
 	const char *attrs = g->attrs[i] ? g->attrs[i] : "{}";
-	int err = EPROTO;
+	int err = GRAPH_EPROTO;
 
 	if (!scan_image(im->text, im->len, f))
 		goto fail;
@@ -364,7 +363,7 @@ graph_image_digest(const graph *g, uint32_t i, struct graph_image *im)
 		}
 	}
 	if (b.failed) {
-		err = ENOMEM;
+		err = GRAPH_ENOMEM;
 		goto fail;
 	}
 	digest_end(&h, im->digest);
@@ -373,10 +372,9 @@ graph_image_digest(const graph *g, uint32_t i, struct graph_image *im)
 	return 0;
 fail:
 	if (b.failed)
-		err = ENOMEM;
+		err = GRAPH_ENOMEM;
 	strbuf_release(&b);
-	errno = err;
-	return -1;
+	return err;
 }
 
 int
@@ -385,21 +383,20 @@ graph_node_digest(graph *g, long node, unsigned char out[GRAPH_DIGEST_LEN])
 	struct graph_image *im;
 
 	if (g == NULL || !graph_live(g, node)) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	if ((im = g->img[node]) == NULL) {
-		errno = ENOENT;
-		return -1;
+		return GRAPH_ENOENT;
 	}
 	if (!im->has_digest) {
 		/* A normalised image without a digest had a raw text that did not read. */
 		if (im->norm) {
-			errno = EPROTO;
-			return -1;
+			return GRAPH_EPROTO;
 		}
-		if (graph_image_digest(g, (uint32_t)node, im) != 0)
-			return -1;
+		int rc = graph_image_digest(g, (uint32_t)node, im);
+
+		if (rc != 0)
+			return rc;
 	}
 	memcpy(out, im->digest, GRAPH_DIGEST_LEN);
 	return 0;
@@ -428,14 +425,12 @@ graph_out_digest(graph *g, long node, unsigned char out[GRAPH_DIGEST_LEN], size_
 	struct sha256_ctx h;
 
 	if (g == NULL || !graph_live(g, node)) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	a = &g->out[node];
 	e = a->n > 0 ? malloc(a->n * sizeof(*e)) : NULL;
 	if (a->n > 0 && e == NULL) {
-		errno = ENOMEM;
-		return -1;
+		return GRAPH_ENOMEM;
 	}
 	for (uint32_t k = 0; k < a->n; k++) {
 		e[k].type = graph_edge_type_name(GRAPH_ENT_TYPE(a->e[k]));

@@ -6,7 +6,6 @@
 #include "graph_impl.h"
 #include "strbuf.h"
 
-#include <errno.h>
 #include <string.h>
 
 /* Appends `n` bytes of s for use inside a DOT double-quoted string:
@@ -71,8 +70,9 @@ char *
 graph_subgraph_dot(graph *g, long root, int depth, int direction)
 {
 	struct graph_sub s;
-	if (graph_sub_collect(g, root, depth, direction, &s))
-		return NULL;
+	int rc = graph_sub_collect(g, root, depth, direction, &s);
+	if (rc != 0)
+		return graph_fail(g, rc);
 	struct strbuf b = STRBUF_INIT;
 	strbuf_puts(&b, "digraph cmdb {\n"
 			"  rankdir=LR;\n"
@@ -94,6 +94,6 @@ graph_subgraph_dot(graph *g, long root, int depth, int direction)
 	graph_sub_release(&s);
 	char *text = strbuf_detach(&b, NULL);
 	if (text == NULL)
-		errno = ENOMEM;
+		g->err = GRAPH_ENOMEM;
 	return text;
 }

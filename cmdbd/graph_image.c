@@ -11,7 +11,6 @@
  */
 #include "graph_impl.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,8 +79,7 @@ src_intern(graph *g, const char *name)
 	g->src_tab[src_probe(g, name)] = g->nsrc + 1;
 	return (long)g->nsrc++;
 oom:
-	errno = ENOMEM;
-	return -1;
+	return GRAPH_ENOMEM;
 }
 
 void
@@ -100,12 +98,11 @@ int
 graph_source_seen(graph *g, const char *source, const char *at)
 {
 	if (g == NULL || source == NULL || !time_ok(at)) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	long k = src_intern(g, source);
 	if (k < 0)
-		return -1;
+		return GRAPH_ENOMEM;
 	if (strcmp(at, g->src[k].at) > 0)
 		memcpy(g->src[k].at, at, GRAPH_TIME_LEN + 1);
 	return 0;
@@ -179,7 +176,7 @@ image_from(json_t *obj, const struct graph_image *fields, uint32_t *srcs)
 
 /*
  * Parses node i's raw image into the normalised form (see graph_impl.h).
- * 0, or -1 with EPROTO (not a node image; left as it was) or ENOMEM.
+ * 0, or GRAPH_EPROTO (not a node image; left as it was) or GRAPH_ENOMEM.
  */
 static int
 image_normalize(graph *g, uint32_t i)
@@ -190,7 +187,7 @@ image_normalize(graph *g, uint32_t i)
 	json_t *obj = json_loadb(raw->text, raw->len, 0, &jerr);
 	json_t *id = json_object_get(obj, "id"), *version = json_object_get(obj, "version");
 	json_t *sources = json_object_get(obj, "sources");
-	int err = EPROTO;
+	int err = GRAPH_EPROTO;
 
 	if (!json_is_object(obj) || !json_is_string(id) || strlen(json_string_value(id)) >= 40 ||
 	    !json_is_integer(version) || !json_is_array(sources) ||
@@ -238,28 +235,27 @@ image_normalize(graph *g, uint32_t i)
 	g->img[i] = im;
 	return 0;
 oom:
-	err = ENOMEM;
+	err = GRAPH_ENOMEM;
 fail:
 	free(srcs);
 	json_decref(obj);
-	errno = err;
-	return -1;
+	return err;
 }
 
-/* Node i's image, normalised; NULL with errno (see graph_node_view). */
+/* Node i's image, normalised; NULL with graph_error(g) set (see graph_node_view). */
 static struct graph_image *
 image_of(graph *g, long node)
 {
 	if (g == NULL || !graph_live(g, node)) {
-		errno = EINVAL;
-		return NULL;
+		return graph_fail(g, GRAPH_EINVAL);
 	}
 	if (g->img[node] == NULL) {
-		errno = ENOENT;
-		return NULL;
+		return graph_fail(g, GRAPH_ENOENT);
 	}
-	if (!g->img[node]->norm && image_normalize(g, (uint32_t)node))
-		return NULL;
+	int rc;
+
+	if (!g->img[node]->norm && (rc = image_normalize(g, (uint32_t)node)) != 0)
+		return graph_fail(g, rc);
 	return g->img[node];
 }
 
@@ -268,7 +264,7 @@ graph_node_view(graph *g, long node, struct graph_node_view *v)
 {
 	struct graph_image *im = image_of(g, node);
 	if (im == NULL)
-		return -1;
+		return graph_error(g);
 	const char *seen = im->seen;
 	for (uint32_t k = 0; k < im->nsrc; k++)
 		if (strcmp(g->src[im->srcs[k]].at, seen) > 0)
@@ -280,7 +276,7 @@ graph_node_view(graph *g, long node, struct graph_node_view *v)
 	return 0;
 }
 
-/* Replaces node i's health_at by `at` when that is later; 0 or -1 (ENOMEM). */
+/* Replaces node i's health_at by `at` when that is later; 0 or GRAPH_ENOMEM. */
 static int
 image_health_at(graph *g, uint32_t i, const char *at)
 {
@@ -290,10 +286,8 @@ image_health_at(graph *g, uint32_t i, const char *at)
 	const char *cur = json_string_value(json_object_get(obj, "health_at"));
 	uint32_t *srcs = NULL;
 
-	if (obj == NULL) {
-		errno = ENOMEM; /* it parsed when it was normalised */
-		return -1;
-	}
+	if (obj == NULL)
+		return GRAPH_ENOMEM; /* it parsed when it was normalised */
 	if ((cur != NULL && strcmp(at, cur) <= 0) ||
 	    json_object_set_new(obj, "health_at", json_string(at))) {
 		json_decref(obj);
@@ -302,8 +296,7 @@ image_health_at(graph *g, uint32_t i, const char *at)
 	if (old->nsrc > 0) {
 		if ((srcs = malloc(old->nsrc * sizeof *srcs)) == NULL) {
 			json_decref(obj);
-			errno = ENOMEM;
-			return -1;
+			return GRAPH_ENOMEM;
 		}
 		memcpy(srcs, old->srcs, old->nsrc * sizeof *srcs);
 	}
@@ -311,8 +304,7 @@ image_health_at(graph *g, uint32_t i, const char *at)
 	json_decref(obj);
 	if (im == NULL) {
 		free(srcs);
-		errno = ENOMEM;
-		return -1;
+		return GRAPH_ENOMEM;
 	}
 	graph_image_free(old);
 	g->img[i] = im;
@@ -324,15 +316,14 @@ graph_node_refresh(graph *g, const char *ref, const char *id, const char *last_s
 		   const char *health_at)
 {
 	if (g == NULL || ref == NULL || id == NULL) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	long i = graph_find(g, ref);
 	if (i < 0 || g->img[i] == NULL)
 		return 0;
 	struct graph_image *im = image_of(g, i);
 	if (im == NULL)
-		return errno == ENOMEM ? -1 : 0;
+		return graph_error(g) == GRAPH_ENOMEM ? GRAPH_ENOMEM : 0;
 	if (strcmp(im->id, id) != 0)
 		return 0;
 	/* Remembered apart from the image too, so that an image of an earlier

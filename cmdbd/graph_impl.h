@@ -77,6 +77,7 @@ struct graph_source {
 };
 
 struct graph {
+	int err; /* enum graph_err of the last call that returned NULL (graph_error) */
 	/* Per node, indexed 0..cap-1; slots below `hi` are live or on the free
 	 * list (ref == NULL). */
 	char **ref;		  /* owned "kind/name"; NULL = free slot */
@@ -113,9 +114,19 @@ struct graph {
 
 /* Starts a new visit: afterwards no node is marked. Grows the scratch arrays
  * to the node capacity; -1 on ENOMEM. */
-/* realloc of *pp to n elements of size bytes; leaves *pp untouched (and returns -1,
- * errno ENOMEM) on failure or overflow. pp is the address of the array pointer. */
+/* realloc of *pp to n elements of size bytes; leaves *pp untouched (and returns
+ * GRAPH_ENOMEM) on failure or overflow. pp is the address of the array pointer. */
 int graph_grow(void *pp, size_t n, size_t size);
+
+/* Records err as g's last error (graph_error) and returns NULL, for the queries'
+ * failure paths: `return graph_fail(g, GRAPH_EINVAL);`. g may be NULL. */
+static inline void *
+graph_fail(graph *g, int err)
+{
+	if (g != NULL)
+		g->err = err;
+	return NULL;
+}
 
 /* The hash of a NUL-terminated string for the graph's open-addressing tables
  * (refs, source names): FNV-1a with a final avalanche. */
@@ -203,7 +214,7 @@ graph_ref_json(const graph *g, uint32_t i)
 }
 
 /* Computes node i's digest from its raw (not normalised) image into im->digest;
- * 0, or -1 with errno EPROTO or ENOMEM; graph_digest.c. */
+ * 0, or GRAPH_EPROTO or GRAPH_ENOMEM; graph_digest.c. */
 int graph_image_digest(const graph *g, uint32_t i, struct graph_image *im);
 
 /* Frees a node image and what it owns (NULL-safe); graph_image.c. */
@@ -240,8 +251,8 @@ struct graph_sub {
 };
 
 /* The subgraph graph_subgraph() describes, into *s: 0 (release it with
- * graph_sub_release()), or -1 with errno EINVAL (not a live node, a bad
- * direction) or ENOMEM, and nothing to release. */
+ * graph_sub_release()), or GRAPH_EINVAL (not a live node, a bad
+ * direction) or GRAPH_ENOMEM, and nothing to release. */
 int graph_sub_collect(graph *g, long root, int depth, int direction, struct graph_sub *s);
 void graph_sub_release(struct graph_sub *s);
 

@@ -11,7 +11,6 @@
 #include "graph_impl.h"
 #include "strbuf.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,8 +30,7 @@ graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth, uint3
 	   size_t *n)
 {
 	if (graph_visit_begin(g)) {
-		errno = ENOMEM;
-		return -1;
+		return GRAPH_ENOMEM;
 	}
 	g->walk_dir = dir;
 	g->walk_mask = mask;
@@ -182,10 +180,8 @@ static struct ref_idx *
 walk_sorted(const graph *g, size_t n, size_t limit, size_t *nout)
 {
 	struct ref_idx *out = malloc((n > 1 ? n - 1 : 1) * sizeof *out);
-	if (out == NULL) {
-		errno = ENOMEM;
-		return NULL;
-	}
+	if (out == NULL)
+		return NULL; /* out of memory: the caller records it */
 	size_t got = 0;
 	for (size_t a = 1; a < n && got < limit;) {
 		size_t b = a;
@@ -209,15 +205,14 @@ static json_t *
 walk_query(graph *g, long root, int dir, int max_depth, unsigned mask, size_t limit)
 {
 	if (g == NULL || !graph_live(g, root)) {
-		errno = EINVAL;
-		return NULL;
+		return graph_fail(g, GRAPH_EINVAL);
 	}
 	size_t n, got;
 	if (graph_walk(g, (uint32_t)root, dir, mask & GRAPH_IMPACT_MASK, max_depth, GRAPH_NONE, &n))
-		return NULL;
+		return graph_fail(g, GRAPH_ENOMEM);
 	struct ref_idx *sorted = walk_sorted(g, n, limit, &got);
 	if (sorted == NULL)
-		return NULL;
+		return graph_fail(g, GRAPH_ENOMEM);
 	json_t *nodes = json_array();
 	for (size_t i = 0; nodes != NULL && i < got; i++) {
 		uint32_t v = sorted[i].idx;
@@ -232,7 +227,7 @@ walk_query(graph *g, long root, int dir, int max_depth, unsigned mask, size_t li
 	json_t *res = json_pack("{s:s,s:I,s:b,s:o}", "root", g->ref[root], "count",
 				(json_int_t)(n - 1), "truncated", n - 1 > limit, "nodes", nodes);
 	if (res == NULL)
-		errno = ENOMEM;
+		g->err = GRAPH_ENOMEM;
 	return res;
 }
 
@@ -244,16 +239,15 @@ graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask,
 {
 	if (g == NULL || !graph_live(g, root) ||
 	    (dir != GRAPH_DIR_DEPENDENTS && dir != GRAPH_DIR_DEPENDENCIES)) {
-		errno = EINVAL;
-		return NULL;
+		return graph_fail(g, GRAPH_EINVAL);
 	}
 	size_t n, got;
 	if (graph_walk(g, (uint32_t)root, dir, type_mask & GRAPH_IMPACT_MASK, max_depth, GRAPH_NONE,
 		       &n))
-		return NULL;
+		return graph_fail(g, GRAPH_ENOMEM);
 	struct ref_idx *sorted = walk_sorted(g, n, limit, &got);
 	if (sorted == NULL)
-		return NULL;
+		return graph_fail(g, GRAPH_ENOMEM);
 	/* Refs here are ~20-40 bytes: start big enough for most answers. */
 	struct strbuf t = STRBUF_INIT;
 	strbuf_grow(&t, 4096 + got * 160);
@@ -289,7 +283,7 @@ graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask,
 	free(sorted);
 	char *text = strbuf_detach(&t, len);
 	if (text == NULL)
-		errno = ENOMEM;
+		g->err = GRAPH_ENOMEM;
 	return text;
 }
 
@@ -311,16 +305,14 @@ json_t *
 graph_path(graph *g, long from, long to)
 {
 	if (g == NULL || !graph_live(g, from) || !graph_live(g, to)) {
-		errno = EINVAL;
-		return NULL;
+		return graph_fail(g, GRAPH_EINVAL);
 	}
 	size_t n;
 	if (graph_walk(g, (uint32_t)from, GRAPH_DIR_DEPENDENCIES, GRAPH_IMPACT_MASK,
 		       GRAPH_UNLIMITED, (uint32_t)to, &n))
-		return NULL;
+		return graph_fail(g, GRAPH_ENOMEM);
 	if (g->mark[to] != g->epoch) {
-		errno = ENOENT;
-		return NULL;
+		return graph_fail(g, GRAPH_ENOENT);
 	}
 	/* Parents lead back from `to`; collect them, then emit from `from` on. */
 	size_t len = g->depth[to];
@@ -348,7 +340,7 @@ graph_path(graph *g, long from, long to)
 	else
 		json_decref(hops);
 	if (res == NULL)
-		errno = ENOMEM;
+		g->err = GRAPH_ENOMEM;
 	return res;
 }
 
@@ -523,8 +515,7 @@ json_t *
 graph_owners(graph *g, long node)
 {
 	if (g == NULL || !graph_live(g, node)) {
-		errno = EINVAL;
-		return NULL;
+		return graph_fail(g, GRAPH_EINVAL);
 	}
 	uint32_t u = (uint32_t)node;
 	struct owner_hits h = {0};
@@ -547,7 +538,7 @@ graph_owners(graph *g, long node)
 		free(h.v[i].via);
 	free(h.v);
 	if (res == NULL)
-		errno = ENOMEM;
+		g->err = GRAPH_ENOMEM;
 	return res;
 }
 
@@ -658,8 +649,7 @@ sub_collect(graph *g, uint32_t root, int depth, int direction, struct graph_sub 
 	return 0;
 fail:
 	graph_sub_release(s);
-	errno = ENOMEM;
-	return -1;
+	return GRAPH_ENOMEM;
 }
 
 int
@@ -668,8 +658,7 @@ graph_sub_collect(graph *g, long root, int depth, int direction, struct graph_su
 	if (g == NULL || !graph_live(g, root) ||
 	    (direction != GRAPH_DIR_DEPENDENTS && direction != GRAPH_DIR_DEPENDENCIES &&
 	     direction != GRAPH_DIR_BOTH)) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	return sub_collect(g, (uint32_t)root, depth, direction, s);
 }
@@ -687,8 +676,9 @@ json_t *
 graph_subgraph(graph *g, long root, int depth, int direction)
 {
 	struct graph_sub s;
-	if (graph_sub_collect(g, root, depth, direction, &s))
-		return NULL;
+	int rc = graph_sub_collect(g, root, depth, direction, &s);
+	if (rc != 0)
+		return graph_fail(g, rc);
 	json_t *nodes = json_array(), *edges = json_array();
 	for (size_t i = 0; nodes != NULL && i < s.n; i++)
 		if (json_array_append_new(nodes, sub_node_json(g, &s.nodes[i]))) {
@@ -705,6 +695,6 @@ graph_subgraph(graph *g, long root, int depth, int direction)
 	json_t *res =
 	    json_pack("{s:s,s:o,s:o}", "root", g->ref[root], "nodes", nodes, "edges", edges);
 	if (res == NULL)
-		errno = ENOMEM;
+		g->err = GRAPH_ENOMEM;
 	return res;
 }

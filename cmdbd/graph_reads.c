@@ -12,7 +12,6 @@
  */
 #include "graph_impl.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,8 +60,7 @@ reads_finish(struct reads *r, int rc, uint32_t **out, size_t *n)
 
 	if (rc != 0) {
 		free(r->v);
-		errno = ENOMEM;
-		return -1;
+		return GRAPH_ENOMEM;
 	}
 	if (r->n > 0)
 		qsort(r->v, r->n, sizeof *r->v, cmp_u32);
@@ -83,8 +81,7 @@ graph_reads_walk(graph *g, long root, int dir, int max_depth, unsigned mask, uin
 	int rc = 0;
 
 	if (g == NULL || !graph_live(g, root) || (dir & ~GRAPH_DIR_BOTH) != 0 || dir == 0) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	for (int d = GRAPH_DIR_DEPENDENTS; rc == 0 && d <= GRAPH_DIR_DEPENDENCIES; d <<= 1)
 		if ((dir & d) != 0)
@@ -125,8 +122,7 @@ graph_reads_owners(graph *g, long node, uint32_t **out, size_t *n)
 	int rc;
 
 	if (g == NULL || !graph_live(g, node)) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	rc = reads_owned(g, &r, (uint32_t)node);
 	/* The runs_on rule: what runs on the node, and what that is owned through.
@@ -145,8 +141,7 @@ graph_reads_neighbours(const graph *g, long node, uint32_t **out, size_t *n)
 	int rc = 0;
 
 	if (g == NULL || !graph_live(g, node)) {
-		errno = EINVAL;
-		return -1;
+		return GRAPH_EINVAL;
 	}
 	for (int k = 0; k < 2 && rc == 0; k++) {
 		const struct graph_adj *a = k == 0 ? &g->out[node] : &g->in[node];

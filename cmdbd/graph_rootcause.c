@@ -12,7 +12,6 @@
  */
 #include "graph_impl.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -375,13 +374,11 @@ json_t *
 graph_rootcause(graph *g, const long *failing, size_t n, int max_depth)
 {
 	if (g == NULL || (n > 0 && failing == NULL)) {
-		errno = EINVAL;
-		return NULL;
+		return graph_fail(g, GRAPH_EINVAL);
 	}
 	for (size_t i = 0; i < n; i++)
 		if (!graph_live(g, failing[i])) {
-			errno = EINVAL;
-			return NULL;
+			return graph_fail(g, GRAPH_EINVAL);
 		}
 	struct rc r = {.g = g};
 	uint32_t *fidx = NULL;
@@ -423,6 +420,6 @@ out:
 	free(fidx);
 	rc_free(&r);
 	if (res == NULL)
-		errno = ENOMEM;
+		g->err = GRAPH_ENOMEM;
 	return res;
 }

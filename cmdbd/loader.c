@@ -443,8 +443,8 @@ load_seen(PGconn *conn, graph *g)
 		return -1;
 	}
 	for (int i = 0; i < PQntuples(res) && rc == 0; i++)
-		if (graph_source_seen(g, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)) != 0 &&
-		    errno == ENOMEM)
+		if (graph_source_seen(g, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1)) ==
+		    GRAPH_ENOMEM)
 			rc = -1;
 	PQclear(res);
 	return rc;

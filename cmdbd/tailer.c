@@ -164,9 +164,12 @@ tailer_row_apply(graph *g, const struct tailer_row *row, const char **reason)
 			*reason = "node row without a ref, an image or a known health";
 			return -1;
 		}
-		if (graph_node_put_image(g, row->ref, health, row->attributes, row->image,
-					 row->image_len) != 0) {
-			*reason = errno == ENOMEM ? "out of memory" : "the graph refused the node";
+		int rc = graph_node_put_image(g, row->ref, health, row->attributes, row->image,
+					      row->image_len);
+
+		if (rc != 0) {
+			*reason =
+			    rc == GRAPH_ENOMEM ? "out of memory" : "the graph refused the node";
 			return -1;
 		}
 		return 0;
@@ -176,7 +179,11 @@ tailer_row_apply(graph *g, const struct tailer_row *row, const char **reason)
 			*reason = "node row without a ref";
 			return -1;
 		}
-		return graph_node_remove(g, row->ref); /* cannot fail with a ref */
+		if (graph_node_remove(g, row->ref) != 0) { /* cannot fail with a ref */
+			*reason = "the graph refused the removal";
+			return -1;
+		}
+		return 0;
 	}
 	if (op_is(op, "edge.created") || op_is(op, "edge.updated") || op_is(op, "edge.deleted")) {
 		int type = graph_edge_type_parse(row->type);
@@ -186,8 +193,13 @@ tailer_row_apply(graph *g, const struct tailer_row *row, const char **reason)
 			*reason = "edge row without endpoints or a known type";
 			return -1;
 		}
-		if (op_is(op, "edge.deleted"))
-			return graph_edge_remove(g, row->from, type, row->to);
+		if (op_is(op, "edge.deleted")) {
+			if (graph_edge_remove(g, row->from, type, row->to) != 0) {
+				*reason = "the graph refused the removal";
+				return -1;
+			}
+			return 0;
+		}
 		/* Its endpoints' node rows come first in the log: an edge to a node the
 		 * map does not hold means the map has lost track. */
 		from = graph_find(g, row->from);
@@ -196,8 +208,11 @@ tailer_row_apply(graph *g, const struct tailer_row *row, const char **reason)
 			*reason = "edge endpoint not in the map";
 			return -1;
 		}
-		if (graph_edge_put_idx(g, from, type, to) != 0) {
-			*reason = errno == ENOMEM ? "out of memory" : "the graph refused the edge";
+		int rc = graph_edge_put_idx(g, from, type, to);
+
+		if (rc != 0) {
+			*reason =
+			    rc == GRAPH_ENOMEM ? "out of memory" : "the graph refused the edge";
 			return -1;
 		}
 		return 0;
@@ -399,8 +414,8 @@ seen_done(void *arg, const struct db_result *r)
 	rows = PQntuples(r->res);
 	for (int i = 0; i < rows; i++) {
 		if (!PQgetisnull(r->res, i, 0) &&
-		    graph_source_seen(t->g, PQgetvalue(r->res, i, 0), PQgetvalue(r->res, i, 1)) &&
-		    errno == ENOMEM)
+		    graph_source_seen(t->g, PQgetvalue(r->res, i, 0), PQgetvalue(r->res, i, 1)) ==
+			GRAPH_ENOMEM)
 			log_error("event=seen_poll_failed reason=\"out of memory\"");
 		if (i == 0 && PQgetlength(r->res, i, 2) == GRAPH_TIME_LEN)
 			memcpy(t->seen_cursor, PQgetvalue(r->res, i, 2), GRAPH_TIME_LEN + 1);

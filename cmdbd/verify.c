@@ -244,7 +244,7 @@ compare_row(struct verify *v, graph *g, int side, const struct vrow *row)
 	}
 	bit_test_set(v->seen[side], v->seen_bits, idx);
 	rc = side == NODES ? graph_node_digest(g, idx, d) : graph_out_digest(g, idx, d, &count);
-	if (rc != 0 && errno == ENOMEM)
+	if (rc == GRAPH_ENOMEM)
 		return false;
 	if (rc == 0)
 		sha256_hex(d, GRAPH_DIGEST_LEN, hex);

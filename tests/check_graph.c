@@ -165,13 +165,12 @@ START_TEST(test_node_put_update_remove)
 	/* Bad arguments. */
 	static const char *bad_refs[] = {"noslash", "/name", "kind/", ""};
 	for (size_t i = 0; i < sizeof bad_refs / sizeof bad_refs[0]; i++) {
-		errno = 0;
-		ck_assert_int_eq(graph_node_put(g, bad_refs[i], GRAPH_OK, NULL), -1);
-		ck_assert_int_eq(errno, EINVAL);
+		ck_assert_int_eq(graph_node_put(g, bad_refs[i], GRAPH_OK, NULL), GRAPH_EINVAL);
 	}
-	ck_assert_int_eq(graph_node_put(g, NULL, GRAPH_OK, NULL), -1);
-	ck_assert_int_eq(graph_node_put(g, "service/z", 9, NULL), -1);
-	ck_assert_int_eq(graph_edge_put(g, "service/a", GRAPH_EDGE_TYPES, "service/b"), -1);
+	ck_assert_int_eq(graph_node_put(g, NULL, GRAPH_OK, NULL), GRAPH_EINVAL);
+	ck_assert_int_eq(graph_node_put(g, "service/z", 9, NULL), GRAPH_EINVAL);
+	ck_assert_int_eq(graph_edge_put(g, "service/a", GRAPH_EDGE_TYPES, "service/b"),
+			 GRAPH_EINVAL);
 	ck_assert_int_eq(graph_find(g, "service/b"), -1); /* nothing created */
 	ck_assert_uint_eq(graph_node_count(g), 3);
 
@@ -524,9 +523,8 @@ START_TEST(test_query_bad_index)
 	ck_assert_int_eq(graph_node_remove(g, "service/a"), 0);
 	long bad[] = {-1, a, 1000};
 	for (size_t i = 0; i < 3; i++) {
-		errno = 0;
 		ck_assert_ptr_null(graph_dependents(g, bad[i], UNL, ALL, 10));
-		ck_assert_int_eq(errno, EINVAL);
+		ck_assert_int_eq(graph_error(g), GRAPH_EINVAL);
 		ck_assert_ptr_null(graph_owners(g, bad[i]));
 		ck_assert_ptr_null(graph_path(g, bad[i], id("service/b")));
 		ck_assert_ptr_null(graph_subgraph(g, bad[i], 2, GRAPH_DIR_BOTH));
@@ -668,12 +666,10 @@ START_TEST(test_path)
 	expect_json(graph_path(g, id("host/h"), id("host/h")),
 		    "{'from':'host/h','to':'host/h','hops':[]}");
 	/* Wrong direction and owned_by do not make a path. */
-	errno = 0;
 	ck_assert_ptr_null(graph_path(g, id("database/db"), id("service/web")));
-	ck_assert_int_eq(errno, ENOENT);
-	errno = 0;
+	ck_assert_int_eq(graph_error(g), GRAPH_ENOENT);
 	ck_assert_ptr_null(graph_path(g, id("service/web"), id("team/t")));
-	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(graph_error(g), GRAPH_ENOENT);
 }
 END_TEST
 
@@ -899,9 +895,8 @@ START_TEST(test_walk_text_escapes)
 	expect_walk_text_equal(db, GRAPH_DIR_DEPENDENTS, 1, GRAPH_TYPE_BIT(GRAPH_RUNS_ON), 5);
 	expect_walk_text_equal(db, GRAPH_DIR_DEPENDENTS, 0, ALL, 5);
 	size_t len;
-	errno = 0;
 	ck_assert_ptr_null(graph_walk_text(g, db, GRAPH_DIR_BOTH, UNL, ALL, 5, &len));
-	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(graph_error(g), GRAPH_EINVAL);
 	ck_assert_ptr_null(graph_walk_text(g, 9999, GRAPH_DIR_DEPENDENTS, UNL, ALL, 5, &len));
 	ck_assert_ptr_null(graph_walk_text(NULL, 0, GRAPH_DIR_DEPENDENTS, UNL, ALL, 5, &len));
 }
@@ -973,22 +968,16 @@ START_TEST(test_node_image_view)
 	put_image("service/a", img2);
 	expect_view("service/a", img2, 4, T3);
 	ck_assert_int_eq(graph_node_put(g, "service/a", GRAPH_DOWN, NULL), 0);
-	errno = 0;
-	ck_assert_int_eq(graph_node_view(g, id("service/a"), &v), -1);
-	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(graph_node_view(g, id("service/a"), &v), GRAPH_ENOENT);
 	ck_assert_int_eq(graph_edge_put(g, "service/b", GRAPH_DEPENDS_ON, "service/c"), 0);
-	ck_assert_int_eq(graph_node_view(g, id("service/c"), &v), -1);
-	ck_assert_int_eq(errno, ENOENT);
-	ck_assert_int_eq(graph_node_view(g, 9999, &v), -1);
-	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(graph_node_view(g, id("service/c"), &v), GRAPH_ENOENT);
+	ck_assert_int_eq(graph_node_view(g, 9999, &v), GRAPH_EINVAL);
 
 	/* What is not a node image is refused (the caller asks the database). */
 	put_image("service/bad", "{\"id\": \"x\"}");
-	ck_assert_int_eq(graph_node_view(g, id("service/bad"), &v), -1);
-	ck_assert_int_eq(errno, EPROTO);
+	ck_assert_int_eq(graph_node_view(g, id("service/bad"), &v), GRAPH_EPROTO);
 	put_image("service/bad", "[1, 2");
-	ck_assert_int_eq(graph_node_view(g, id("service/bad"), &v), -1);
-	ck_assert_int_eq(errno, EPROTO);
+	ck_assert_int_eq(graph_node_view(g, id("service/bad"), &v), GRAPH_EPROTO);
 	ck_assert_int_eq(graph_node_remove(g, "service/bad"), 0);
 	free(img);
 	free(img2);
@@ -1015,11 +1004,9 @@ START_TEST(test_last_seen_derived)
 	put_image("service/b", img2);
 	expect_view("service/b", img2, 1, T4);
 	/* Malformed times and arguments are refused. */
-	errno = 0;
-	ck_assert_int_eq(graph_source_seen(g, "ci", "2026-11-21 10:00:00Z"), -1);
-	ck_assert_int_eq(errno, EINVAL);
-	ck_assert_int_eq(graph_source_seen(g, NULL, T1), -1);
-	ck_assert_int_eq(graph_source_seen(NULL, "ci", T1), -1);
+	ck_assert_int_eq(graph_source_seen(g, "ci", "2026-11-21 10:00:00Z"), GRAPH_EINVAL);
+	ck_assert_int_eq(graph_source_seen(g, NULL, T1), GRAPH_EINVAL);
+	ck_assert_int_eq(graph_source_seen(NULL, "ci", T1), GRAPH_EINVAL);
 	ck_assert_ptr_null(graph_source_seen_at(NULL, "ci"));
 	/* Many sources: the table grows and keeps them. */
 	char name[32];
@@ -1055,7 +1042,7 @@ START_TEST(test_node_refresh)
 	ck_assert_int_eq(graph_node_refresh(g, "service/none", "id-a", T3, T3), 0);
 	ck_assert_int_eq(graph_node_put(g, "service/bare", GRAPH_OK, NULL), 0);
 	ck_assert_int_eq(graph_node_refresh(g, "service/bare", "id-a", T3, T3), 0);
-	ck_assert_int_eq(graph_node_refresh(g, NULL, "id-a", T3, T3), -1);
+	ck_assert_int_eq(graph_node_refresh(g, NULL, "id-a", T3, T3), GRAPH_EINVAL);
 	free(img);
 	free(want);
 }
@@ -1094,10 +1081,10 @@ START_TEST(test_edge_put_idx)
 	ck_assert_int_eq(graph_edge_put_idx(g, id("service/a"), GRAPH_DEPENDS_ON, id("database/b")),
 			 0);
 	ck_assert_uint_eq(graph_edge_count(g), 1);
-	errno = 0;
-	ck_assert_int_eq(graph_edge_put_idx(g, id("service/a"), GRAPH_DEPENDS_ON, 4242), -1);
-	ck_assert_int_eq(errno, EINVAL);
-	ck_assert_int_eq(graph_edge_put_idx(g, id("service/a"), 99, id("database/b")), -1);
+	ck_assert_int_eq(graph_edge_put_idx(g, id("service/a"), GRAPH_DEPENDS_ON, 4242),
+			 GRAPH_EINVAL);
+	ck_assert_int_eq(graph_edge_put_idx(g, id("service/a"), 99, id("database/b")),
+			 GRAPH_EINVAL);
 	json_t *r = graph_dependents(g, id("database/b"), UNL, ALL, 10);
 	ck_assert_int_eq(json_integer_value(json_object_get(r, "count")), 1);
 	json_decref(r);
@@ -1247,9 +1234,9 @@ START_TEST(test_read_sets)
 	ck_assert_int_eq(graph_reads_neighbours(g, id("service/a"), &r, &n), 0);
 	ck_assert_uint_eq(n, 3); /* b, s, vm/h */
 	free(r);
-	ck_assert_int_eq(graph_reads_walk(g, 999, GRAPH_DIR_DEPENDENTS, UNL, ALL, &r, &n), -1);
-	ck_assert_int_eq(errno, EINVAL);
-	ck_assert_int_eq(graph_reads_owners(g, -1, &r, &n), -1);
+	ck_assert_int_eq(graph_reads_walk(g, 999, GRAPH_DIR_DEPENDENTS, UNL, ALL, &r, &n),
+			 GRAPH_EINVAL);
+	ck_assert_int_eq(graph_reads_owners(g, -1, &r, &n), GRAPH_EINVAL);
 }
 END_TEST
 
@@ -1388,6 +1375,33 @@ START_TEST(test_read_sets_random)
 }
 END_TEST
 
+/* Failures come back as codes (graph.h), and errno is never touched. */
+START_TEST(test_error_codes_not_errno)
+{
+	graph *gr = graph_new();
+	struct graph_node_view v;
+
+	ck_assert_int_eq(graph_node_put(gr, "service/a", GRAPH_OK, NULL), 0);
+	ck_assert_int_eq(graph_node_put(gr, "host/h", GRAPH_OK, NULL), 0);
+	errno = 12345;
+	ck_assert_int_eq(graph_node_put(gr, "no-slash", GRAPH_OK, NULL), GRAPH_EINVAL);
+	ck_assert_int_eq(graph_edge_put(gr, "service/a", 99, "host/h"), GRAPH_EINVAL);
+	ck_assert_int_eq(graph_edge_put_idx(gr, 0, GRAPH_RUNS_ON, 4242), GRAPH_EINVAL);
+	ck_assert_int_eq(graph_node_view(gr, graph_find(gr, "service/a"), &v), GRAPH_ENOENT);
+	ck_assert_ptr_null(graph_path(gr, graph_find(gr, "service/a"), graph_find(gr, "host/h")));
+	ck_assert_int_eq(graph_error(gr), GRAPH_ENOENT);
+	ck_assert_ptr_null(graph_owners(gr, 4242));
+	ck_assert_int_eq(graph_error(gr), GRAPH_EINVAL);
+	ck_assert_ptr_null(graph_subgraph_dot(gr, 4242, 1, GRAPH_DIR_BOTH));
+	ck_assert_int_eq(graph_error(gr), GRAPH_EINVAL);
+	ck_assert_int_eq(errno, 12345);
+	ck_assert_int_eq(graph_error(NULL), GRAPH_EINVAL);
+	ck_assert_str_eq(graph_strerror(GRAPH_ENOMEM), "out of memory");
+	ck_assert_str_eq(graph_strerror(42), "unknown graph error");
+	graph_free(gr);
+}
+END_TEST
+
 Suite *
 suite_graph(void)
 {
@@ -1397,6 +1411,7 @@ suite_graph(void)
 		const TTest *test;
 	} basic[] = {
 	    {"names", test_names},
+	    {"error_codes_not_errno", test_error_codes_not_errno},
 	    {"node_put_update_remove", test_node_put_update_remove},
 	    {"edges_and_degrees", test_edges_and_degrees},
 	    {"remove_readd_recycle", test_remove_readd_recycle},

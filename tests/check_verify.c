@@ -42,7 +42,8 @@ node_digest_hex(graph *g, const char *ref, char hex[HEX_LEN + 1])
 	unsigned char d[GRAPH_DIGEST_LEN];
 	long i = graph_find(g, ref);
 
-	ck_assert_msg(graph_node_digest(g, i, d) == 0, "%s: errno %d", ref, errno);
+	ck_assert_msg(graph_node_digest(g, i, d) == 0, "%s: %s", ref,
+		      graph_strerror(graph_node_digest(g, i, d)));
 	sha256_hex(d, GRAPH_DIGEST_LEN, hex);
 }
 
@@ -147,15 +148,13 @@ START_TEST(test_digest_refuses)
 					      bad_images[_i].attrs, img, strlen(img)),
 			 0);
 	errno = 0;
-	ck_assert_msg(graph_node_digest(g, graph_find(g, "service/a"), d) == -1, "%s: digested",
-		      bad_images[_i].what);
-	ck_assert_int_eq(errno, EPROTO);
+	ck_assert_msg(graph_node_digest(g, graph_find(g, "service/a"), d) == GRAPH_EPROTO,
+		      "%s: digested", bad_images[_i].what);
 	/* No image, no node. */
 	ck_assert_int_eq(graph_node_put(g, "service/bare", GRAPH_OK, NULL), 0);
-	ck_assert_int_eq(graph_node_digest(g, graph_find(g, "service/bare"), d), -1);
-	ck_assert_int_eq(errno, ENOENT);
-	ck_assert_int_eq(graph_node_digest(g, 12345, d), -1);
-	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(graph_node_digest(g, graph_find(g, "service/bare"), d), GRAPH_ENOENT);
+	ck_assert_int_eq(graph_node_digest(g, 12345, d), GRAPH_EINVAL);
+	ck_assert_int_eq(errno, 0); /* the graph reports through its return, never errno */
 	graph_free(g);
 }
 END_TEST
@@ -243,8 +242,8 @@ assert_digests_equal_sql(graph *g, const char *what)
 		idx = graph_find(g, ref);
 		ck_assert_msg(idx >= 0, "%s: %s not in the graph", what, ref);
 		if (tag[0] == 'n')
-			ck_assert_msg(graph_node_digest(g, idx, d) == 0, "%s: %s: errno %d", what,
-				      ref, errno);
+			ck_assert_msg(graph_node_digest(g, idx, d) == 0, "%s: %s: %s", what, ref,
+				      graph_strerror(graph_node_digest(g, idx, d)));
 		else
 			ck_assert_int_eq(graph_out_digest(g, idx, d, &n), 0);
 		sha256_hex(d, GRAPH_DIGEST_LEN, hex);
