@@ -2,7 +2,8 @@
  * api.h — the HTTP handlers, one api_*.c file per resource.
  *
  * Each handler receives a request that has passed the limits, routing and auth,
- * and must reply exactly once (http_reply_*), now or from a callback. Handlers
+ * reaches the pool, the map and the settings through r->app (app.h), and must
+ * reply exactly once (http_reply_*), now or from a callback. Handlers
  * validate their input, then either answer from the in-memory graph or make one
  * database call (api_call_db), never both on the request path of a graph query.
  */

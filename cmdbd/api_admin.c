@@ -11,7 +11,7 @@
 #include <errno.h>
 
 #include "api.h"
-#include "server.h"
+#include "app.h"
 
 #define VERIFY_LIMIT_DEFAULT 100
 #define VERIFY_LIMIT_MAX 10000
@@ -40,7 +40,7 @@ api_admin_verify(struct http_req *r)
 	    !api_query_long(r, "limit", 1, VERIFY_LIMIT_MAX, VERIFY_LIMIT_DEFAULT, &limit) ||
 	    !api_query_bool(r, "repair", 0, &repair) || !api_require_map(r))
 		return;
-	if (server_verify((size_t)limit, repair != 0, verify_replied, r) == 0)
+	if (app_verify(r->app, (size_t)limit, repair != 0, verify_replied, r) == 0)
 		return;
 	if (errno == EBUSY)
 		http_reply_error(r, 409, "conflict", NULL,

@@ -13,7 +13,7 @@
 
 #include "api.h"
 #include "model.h"
-#include "server.h"
+#include "app.h"
 #include "sql.h"
 #include "tailer.h"
 
@@ -63,10 +63,10 @@ api_changes(struct http_req *r)
 	snprintf(c->since, sizeof(c->since), "%ld", since);
 	snprintf(c->limit, sizeof(c->limit), "%ld", limit);
 	/* Long-polls park on the tailer; before the map is loaded they just ask. */
-	if (wait > 0 && !server_shutting_down() && server_tailer() != NULL &&
-	    tailer_applied(server_tailer()) <= (long long)since) {
-		if (tailer_wait(server_tailer(), (long long)since + 1, (int)wait * 1000, woken,
-				c) == 0)
+	if (wait > 0 && !r->app->stopping && r->app->tailer != NULL &&
+	    tailer_applied(r->app->tailer) <= (long long)since) {
+		if (tailer_wait(r->app->tailer, (long long)since + 1, (int)wait * 1000, woken, c) ==
+		    0)
 			return;
 	}
 	run_query(c);

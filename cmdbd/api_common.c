@@ -14,7 +14,7 @@
 #include "jv.h"
 #include "log.h"
 #include "model.h"
-#include "server.h"
+#include "app.h"
 #include "tailer.h"
 
 /* Read-your-writes: how long a write may wait for the graph to catch up. */
@@ -98,7 +98,7 @@ ryw_done(void *arg, bool reached)
 {
 	struct pending_reply *p = arg;
 
-	if (!reached && !server_shutting_down())
+	if (!reached && !p->r->app->stopping)
 		log_warn("event=ryw_timeout id=%s", p->r->id);
 	http_reply_json(p->r, p->status, p->body);
 	free(p);
@@ -156,8 +156,7 @@ db_reply(void *arg, const struct db_result *res)
 	 * derived last_seen_at of the in-memory nodes (graph.h) before replying. */
 	sighting = json_object_get(reply, "sighting");
 	if (json_is_object(sighting) &&
-	    graph_source_seen(server_graph(),
-			      json_string_value(json_object_get(sighting, "source")),
+	    graph_source_seen(r->app->g, json_string_value(json_object_get(sighting, "source")),
 			      json_string_value(json_object_get(sighting, "at"))) == GRAPH_ENOMEM)
 		log_error("event=sighting_lost id=%s reason=\"out of memory\"", r->id);
 	etag = json_object_get(reply, "etag");
@@ -174,15 +173,15 @@ db_reply(void *arg, const struct db_result *res)
 		body = NULL;
 	}
 	/* Before the map is loaded there is nothing to wait for: the load will see it. */
-	if (server_tailer() != NULL && seq > tailer_applied(server_tailer())) {
+	if (r->app->tailer != NULL && seq > tailer_applied(r->app->tailer)) {
 		struct pending_reply *p = malloc(sizeof(*p));
 
 		if (p != NULL) {
 			p->r = r;
 			p->status = status;
 			p->body = body;
-			tailer_poke(server_tailer());
-			if (tailer_wait(server_tailer(), seq, API_RYW_TIMEOUT_MS, ryw_done, p) == 0)
+			tailer_poke(r->app->tailer);
+			if (tailer_wait(r->app->tailer, seq, API_RYW_TIMEOUT_MS, ryw_done, p) == 0)
 				return;
 			free(p);
 		}
@@ -195,7 +194,7 @@ api_call_db(struct http_req *r, int stmt, const char *const *params, api_decorat
 {
 	/* The decorator rides in r->state (no state_free: it is a function pointer). */
 	r->state = (void *)decorate;
-	if (db_query(server_db(), stmt, params, db_reply, r) != 0) {
+	if (db_query(r->app->db, stmt, params, db_reply, r) != 0) {
 		r->state = NULL;
 		http_reply_nomem(r);
 	}
@@ -361,7 +360,7 @@ api_if_match(struct http_req *r, char out[32], const char **param)
 bool
 api_require_map(struct http_req *r)
 {
-	const char *detail, *code = server_map_unready(&detail);
+	const char *detail, *code = app_map_unready(r->app, &detail);
 
 	if (code == NULL)
 		return true;

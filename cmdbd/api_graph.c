@@ -15,7 +15,7 @@
 #include "api.h"
 #include "jv.h"
 #include "model.h"
-#include "server.h"
+#include "app.h"
 #include "tailer.h"
 #include "watch.h"
 
@@ -40,7 +40,7 @@ resolve(struct http_req *r, const char *ref, const char *field)
 		http_reply_bad(r, field, "%s", why);
 		return -1;
 	}
-	idx = graph_find(server_graph(), ref);
+	idx = graph_find(r->app->g, ref);
 	if (idx < 0)
 		http_reply_error(r, 404, "not_found", json_pack("{s:s}", "ref", ref),
 				 "node %s not found", ref);
@@ -67,7 +67,7 @@ watch_query_answer(struct http_req *r, struct watch_query *q, long index, long w
 
 	if (idx < 0)
 		return;
-	watch_answer(server_watch(), r, q, index, wait);
+	watch_answer(r->app->watch, r, q, index, wait);
 }
 
 /* A graph query that returned NULL: out of memory is 503 (the error policy),
@@ -86,10 +86,10 @@ static void
 reply_result(struct http_req *r, json_t *result)
 {
 	if (result == NULL) {
-		reply_graph_error(r, graph_error(server_graph()));
+		reply_graph_error(r, graph_error(r->app->g));
 		return;
 	}
-	watch_set_index(r, tailer_applied(server_tailer()));
+	watch_set_index(r, tailer_applied(r->app->tailer));
 	http_reply_json(r, 200, result);
 }
 
@@ -158,8 +158,8 @@ api_path(struct http_req *r)
 	if (!api_query_only(r, allowed, NULL) || (a = resolve(r, from, "from")) < 0 ||
 	    (b = resolve(r, to, "to")) < 0)
 		return;
-	result = graph_path(server_graph(), a, b);
-	if (result == NULL && graph_error(server_graph()) == GRAPH_ENOENT) {
+	result = graph_path(r->app->g, a, b);
+	if (result == NULL && graph_error(r->app->g) == GRAPH_ENOENT) {
 		http_reply_error(r, 404, "no_path", json_pack("{s:s,s:s}", "from", from, "to", to),
 				 "%s does not need %s (no path)", from, to);
 		return;
@@ -222,7 +222,7 @@ api_rootcause(struct http_req *r)
 			http_reply_bad(r, path, "%s", why);
 			return;
 		}
-		idx[i] = graph_find(server_graph(), ref);
+		idx[i] = graph_find(r->app->g, ref);
 		if (idx[i] < 0)
 			json_array_append_new(missing, json_string(ref));
 	}
@@ -235,7 +235,7 @@ api_rootcause(struct http_req *r)
 		return;
 	}
 	json_decref(missing);
-	reply_result(r, graph_rootcause(server_graph(), idx, n, (int)max_depth));
+	reply_result(r, graph_rootcause(r->app->g, idx, n, (int)max_depth));
 	free(idx);
 }
 
@@ -266,5 +266,5 @@ api_graph(struct http_req *r)
 	snprintf(q.ref, sizeof(q.ref), "%s", root); /* a valid ref fits */
 	q.depth = (int)depth;
 	q.dot = format != NULL && strcmp(format, "dot") == 0;
-	watch_answer(server_watch(), r, &q, index, wait);
+	watch_answer(r->app->watch, r, &q, index, wait);
 }

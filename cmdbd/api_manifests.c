@@ -16,7 +16,7 @@
 #include "manifest.h"
 #include "metrics.h"
 #include "model.h"
-#include "server.h"
+#include "app.h"
 #include "sql.h"
 
 #define IDEMPOTENCY_KEY_MAX 255
@@ -96,7 +96,7 @@ void
 api_manifest_post(struct http_req *r)
 {
 	static const char *const allowed[] = {"dry_run", NULL};
-	const struct cfg *cfg = server_cfg();
+	const struct cfg *cfg = r->app->cfg;
 	struct manifest_limits lim = {cfg->manifest_max_nodes, cfg->manifest_max_edges};
 	struct jv_err err = {0};
 	const char *source, *key = http_header(r, "Idempotency-Key");

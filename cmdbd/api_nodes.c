@@ -14,7 +14,7 @@
 #include "api.h"
 #include "jv.h"
 #include "model.h"
-#include "server.h"
+#include "app.h"
 #include "sql.h"
 
 static const char *const no_params[] = {NULL};
@@ -49,7 +49,7 @@ decorate_node(struct http_req *r, json_t *body, int *status)
 	const char *inm = http_header(r, "If-None-Match");
 	const char *ref = json_string_value(json_object_get(body, "ref"));
 	json_int_t version = json_integer_value(json_object_get(body, "version"));
-	graph *g = server_graph();
+	graph *g = r->app->g;
 	long idx = ref ? graph_find(g, ref) : -1;
 	size_t in = 0, out = 0;
 	json_t *owners = NULL;
@@ -127,7 +127,7 @@ api_node_get(struct http_req *r)
 	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], ref[MODEL_REF_MAX + 2];
 	const char *params[2] = {kind, name};
 	const char *inm = http_header(r, "If-None-Match");
-	graph *g = server_graph();
+	graph *g = r->app->g;
 	struct graph_node_view v;
 	char etag[40], *owners = NULL, *text = NULL;
 	size_t in = 0, out = 0, len = 0;
@@ -177,14 +177,14 @@ api_node_get(struct http_req *r)
  * health PUT) in the database; merge those into the image (graph.h).
  */
 static json_t *
-refresh_node(json_t *body, bool health)
+refresh_node(struct http_req *r, json_t *body, bool health)
 {
 	const char *ref = json_string_value(json_object_get(body, "ref"));
 	const char *id = json_string_value(json_object_get(body, "id"));
 
 	if (ref != NULL && id != NULL)
 		(void)graph_node_refresh(
-		    server_graph(), ref, id,
+		    r->app->g, ref, id,
 		    /* a health reply's last_seen_at is the derived one, not the stored
 		     * column the image holds: only a hand PUT refreshes that */
 		    health ? NULL : json_string_value(json_object_get(body, "last_seen_at")),
@@ -195,17 +195,15 @@ refresh_node(json_t *body, bool health)
 static json_t *
 refresh_after_put(struct http_req *r, json_t *body, int *status)
 {
-	(void)r;
 	(void)status;
-	return refresh_node(body, false);
+	return refresh_node(r, body, false);
 }
 
 static json_t *
 refresh_after_health(struct http_req *r, json_t *body, int *status)
 {
-	(void)r;
 	(void)status;
-	return refresh_node(body, true);
+	return refresh_node(r, body, true);
 }
 
 static const struct jv_field node_put_fields[] = {

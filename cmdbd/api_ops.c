@@ -8,15 +8,15 @@
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
-#include "server.h"
+#include "app.h"
 #include "sql.h"
 #include "tailer.h"
 #include "watch.h"
 
 static long long
-applied_seq(void)
+applied_seq(const struct app *a)
 {
-	return server_tailer() ? tailer_applied(server_tailer()) : 0;
+	return a->tailer ? tailer_applied(a->tailer) : 0;
 }
 
 void
@@ -49,7 +49,7 @@ ready_done(void *arg, const struct db_result *res)
 	}
 	http_reply_json(r, 200,
 			json_pack("{s:s,s:i,s:I}", "status", "ready", "schema", have, "seq",
-				  (json_int_t)applied_seq()));
+				  (json_int_t)applied_seq(r->app)));
 }
 
 void
@@ -57,15 +57,15 @@ api_readyz(struct http_req *r)
 {
 	const char *code, *detail;
 
-	if (server_shutting_down()) {
+	if (r->app->stopping) {
 		http_reply_error(r, 503, "shutting_down", NULL, "server is shutting down");
 		return;
 	}
-	if ((code = server_map_unready(&detail)) != NULL) {
+	if ((code = app_map_unready(r->app, &detail)) != NULL) {
 		http_reply_error(r, 503, code, NULL, "%s", detail);
 		return;
 	}
-	if (db_query(server_db(), SQL_READY, NULL, ready_done, r) != 0)
+	if (db_query(r->app->db, SQL_READY, NULL, ready_done, r) != 0)
 		http_reply_nomem(r);
 }
 
@@ -75,23 +75,23 @@ api_metrics(struct http_req *r)
 	char *buf = NULL;
 	size_t len = 0;
 	struct db_stats st;
-	graph *g = server_graph();
-	struct server_map_stats ms;
+	graph *g = r->app->g;
+	struct app_map_stats ms;
 	int rc;
 
-	db_get_stats(server_db(), &st);
-	server_map_stats(&ms);
+	db_get_stats(r->app->db, &st);
+	app_map_stats(r->app, &ms);
 	rc = metrics_render(&buf, &len);
 	rc |= metrics_render_db(&buf, &len, &st);
 	rc |= metrics_render_graph(&buf, &len, graph_node_count(g), graph_edge_count(g),
-				   applied_seq());
+				   applied_seq(r->app));
 	rc |= metrics_render_map(
-	    &buf, &len, ms.ready, ms.apply_failures, ms.reloads, ms.verifications[SERVER_VERIFY_OK],
-	    ms.verifications[SERVER_VERIFY_DIFFER], ms.verifications[SERVER_VERIFY_FAILED]);
+	    &buf, &len, ms.ready, ms.apply_failures, ms.reloads, ms.verifications[APP_VERIFY_OK],
+	    ms.verifications[APP_VERIFY_DIFFER], ms.verifications[APP_VERIFY_FAILED]);
 	rc |= metrics_appendf(&buf, &len,
 			      "# HELP cmdb_watchers Graph queries parked with index/wait.\n"
 			      "# TYPE cmdb_watchers gauge\ncmdb_watchers %zu\n",
-			      watch_count(server_watch()));
+			      watch_count(r->app->watch));
 	if (rc != 0 || buf == NULL) {
 		free(buf);
 		http_reply_nomem(r); /* open_memstream/fprintf fail only for memory */

@@ -10,7 +10,7 @@
 
 #include "api.h"
 #include "model.h"
-#include "server.h"
+#include "app.h"
 #include "sql.h"
 
 #define SOURCES_LIMIT_MAX 1000
@@ -25,7 +25,7 @@ api_sources(struct http_req *r)
 	const char *cursor = http_query(r, "cursor");
 	char limit_text[16], ttl_text[24];
 	long limit;
-	long ttl = server_cfg()->source_ttl;
+	long ttl = r->app->cfg->source_ttl;
 
 	if (!api_query_only(r, allowed, NULL) ||
 	    !api_query_long(r, "limit", 1, SOURCES_LIMIT_MAX, SOURCES_LIMIT_DEFAULT, &limit))

@@ -23,7 +23,6 @@
 #include "metrics.h"
 #include "model.h"
 #include "router.h"
-#include "server.h"
 
 /* evhttp cuts off bodies above this many times the JSON limit, before buffering. */
 #define HTTP_HARD_BODY_FACTOR 4
@@ -36,6 +35,8 @@
 
 struct http_server {
 	struct event_base *base;
+	struct auth *auth;
+	struct app *app;
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
 	struct http_conns *conns; /* deadlines and the cap (http_conn.h) */
@@ -641,6 +642,7 @@ handle_request(struct evhttp_request *ev, void *arg)
 	s->inflight++;
 	r->ev = ev;
 	r->srv = s;
+	r->app = s->app;
 	r->method = evhttp_request_get_command(ev);
 	TAILQ_INIT(&r->query);
 	clock_gettime(CLOCK_MONOTONIC, &r->t0);
@@ -724,8 +726,7 @@ handle_request(struct evhttp_request *ev, void *arg)
 		run_handler(r);
 		return;
 	}
-	auth_check(server_auth(), http_header(r, "Authorization"), router_scope(r->route),
-		   auth_done, r);
+	auth_check(s->auth, http_header(r, "Authorization"), router_scope(r->route), auth_done, r);
 }
 
 /* ---------------------------------------------------------------- server */
@@ -764,8 +765,8 @@ guard_new(struct event_base *base, const struct cfg *cfg)
 }
 
 struct http_server *
-http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_drained)(void *),
-		void *arg)
+http_server_new(struct event_base *base, const struct cfg *cfg, struct auth *auth, struct app *app,
+		void (*on_drained)(void *), void *arg)
 {
 	struct http_server *s = calloc(1, sizeof(*s));
 	char *host = NULL;
@@ -774,6 +775,8 @@ http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_draine
 	if (s == NULL)
 		return NULL;
 	s->base = base;
+	s->auth = auth;
+	s->app = app;
 	s->cfg = cfg;
 	s->on_drained = on_drained;
 	s->arg = arg;

@@ -29,12 +29,14 @@
 
 #define HTTP_MAX_SEGS 8
 
+struct app;
 struct route;
 struct http_server;
 
 struct http_req {
 	struct evhttp_request *ev;
 	struct http_server *srv;
+	struct app *app; /* the application context (app.h), for the handler */
 	char id[40];
 	enum evhttp_cmd_type method;
 	const struct route *route;
@@ -55,12 +57,14 @@ struct http_req {
 };
 
 /*
- * Starts serving on listen ("host:port") with the limits in cfg, the read
+ * Starts serving on listen ("host:port") with the limits in cfg, checking tokens
+ * with auth and handing app (opaque here) to every request, the read
  * deadlines and the connection cap included (http_conn.h). Returns NULL with a
  * logged reason on failure. on_drained runs once after http_server_drain()
  * when the last in-flight request has been answered.
  */
 CMDB_MUST_USE struct http_server *http_server_new(struct event_base *base, const struct cfg *cfg,
+						  struct auth *auth, struct app *app,
 						  void (*on_drained)(void *), void *arg);
 void http_server_free(struct http_server *s); /* NULL-safe */
 

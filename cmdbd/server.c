@@ -14,6 +14,8 @@
  */
 #include "server.h"
 
+#include <stddef.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -23,6 +25,7 @@
 #include <event2/event.h>
 
 #include "api.h"
+#include "app.h"
 #include "auth.h"
 #include "db.h"
 #include "http.h"
@@ -35,7 +38,7 @@
 #include "watch.h"
 
 /* A reload that follows the last one within this many seconds is delayed, up to
- * RELOAD_BACKOFF_MAX_S (server_reload_map). */
+ * RELOAD_BACKOFF_MAX_S (app_reload_map). */
 #define RELOAD_QUIET_S 60
 #define RELOAD_BACKOFF_MAX_S 30
 
@@ -43,73 +46,33 @@
 #define PERIODIC_VERIFY_REFS 20
 
 struct server {
-	const struct cfg *cfg;
-	struct event_base *base;
-	struct db *db;
-	struct auth *auth;
-	graph *g;	       /* the map served: empty until the first load */
-	struct tailer *tailer; /* NULL until the first load */
+	struct app app;	       /* what handlers reach (app.h); the rest is the server's own */
 	struct loader *loader; /* a load under way */
-	struct watch *watch;   /* watchers (watch.h); NULL until the first load */
 	struct http_server *http;
 	struct event *sigterm, *sigint, *grace, *load_timer, *verify_timer;
 	int load_attempts;     /* of the load under way (reset once one succeeds) */
 	bool reloading;	       /* the map is being reloaded: not ready */
 	unsigned long reloads; /* reloads completed */
 	time_t reloaded_at;    /* when the last one ended (monotonic seconds) */
-	int reload_backoff;    /* seconds the next reload waits (see server_reload_map) */
+	int reload_backoff;    /* seconds the next reload waits (see app_reload_map) */
 	struct verify *verify; /* the running verification */
-	server_verify_cb verify_cb;
+	app_verify_cb verify_cb;
 	void *verify_arg;
 	bool verify_repair;
-	unsigned long verifications[SERVER_VERIFY_RESULTS];
+	unsigned long verifications[APP_VERIFY_RESULTS];
 	struct sweeper *sweeper;
-	bool stopping;
 };
 
 static void on_tailer_failed(void *arg, long long seq, const char *reason);
 
+/* The one server of the process. Handlers never see it: they get srv.app. */
 static struct server srv;
 
-struct auth *
-server_auth(void)
+/* The server that embeds a (the app.h operations are the server's). */
+static const struct server *
+server_of(const struct app *a)
 {
-	return srv.auth;
-}
-struct db *
-server_db(void)
-{
-	return srv.db;
-}
-graph *
-server_graph(void)
-{
-	return srv.g;
-}
-struct tailer *
-server_tailer(void)
-{
-	return srv.tailer;
-}
-struct watch *
-server_watch(void)
-{
-	return srv.watch;
-}
-const struct cfg *
-server_cfg(void)
-{
-	return srv.cfg;
-}
-struct event_base *
-server_base(void)
-{
-	return srv.base;
-}
-bool
-server_shutting_down(void)
-{
-	return srv.stopping;
+	return (const struct server *)((const char *)a - offsetof(struct server, app));
 }
 
 static const char *const channels[] = {"cmdb_changes", "cmdb_tokens", NULL};
@@ -119,10 +82,10 @@ on_notify(void *arg, const char *channel, const char *payload)
 {
 	(void)arg;
 	(void)payload;
-	if (strcmp(channel, "cmdb_changes") == 0 && srv.tailer != NULL)
-		tailer_poke(srv.tailer);
-	else if (strcmp(channel, "cmdb_tokens") == 0 && srv.auth != NULL)
-		auth_reload(srv.auth);
+	if (strcmp(channel, "cmdb_changes") == 0 && srv.app.tailer != NULL)
+		tailer_poke(srv.app.tailer);
+	else if (strcmp(channel, "cmdb_tokens") == 0 && srv.app.auth != NULL)
+		auth_reload(srv.app.auth);
 }
 
 /* The LISTEN connection is (re)established: anything may have happened meanwhile. */
@@ -130,10 +93,10 @@ static void
 on_listen_connect(void *arg)
 {
 	(void)arg;
-	if (srv.tailer != NULL)
-		tailer_poke(srv.tailer);
-	if (srv.auth != NULL)
-		auth_reload(srv.auth);
+	if (srv.app.tailer != NULL)
+		tailer_poke(srv.app.tailer);
+	if (srv.app.auth != NULL)
+		auth_reload(srv.app.auth);
 }
 
 static void
@@ -141,7 +104,7 @@ on_drained(void *arg)
 {
 	(void)arg;
 	log_info("event=drained");
-	event_base_loopexit(srv.base, NULL);
+	event_base_loopexit(srv.app.base, NULL);
 }
 
 static void
@@ -158,33 +121,33 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 	 * written: read-your-writes waits end, and every database statement fails
 	 * (503). Then leave the loop after a moment for the writes to go out.
 	 */
-	watch_release_all(srv.watch);
-	if (srv.tailer != NULL)
-		tailer_release_all(srv.tailer);
-	db_close(srv.db);
-	event_base_loopexit(srv.base, &flush);
+	watch_release_all(srv.app.watch);
+	if (srv.app.tailer != NULL)
+		tailer_release_all(srv.app.tailer);
+	db_close(srv.app.db);
+	event_base_loopexit(srv.app.base, &flush);
 }
 
 static void
 signal_cb(evutil_socket_t sig, short what, void *arg)
 {
-	struct timeval tv = {srv.cfg->shutdown_grace, 0};
+	struct timeval tv = {srv.app.cfg->shutdown_grace, 0};
 
 	(void)what;
 	(void)arg;
-	if (srv.stopping)
+	if (srv.app.stopping)
 		return;
-	srv.stopping = true;
+	srv.app.stopping = true;
 	sweeper_stop(srv.sweeper);
 	log_info("event=shutdown signal=%d inflight=%d", (int)sig, http_server_inflight(srv.http));
-	srv.grace = evtimer_new(srv.base, grace_cb, NULL);
+	srv.grace = evtimer_new(srv.app.base, grace_cb, NULL);
 	if (srv.grace != NULL)
 		evtimer_add(srv.grace, &tv);
 	/* Parked requests answer now; then the listener closes and in-flight ones finish. */
 	verify_cancel(srv.verify, "the server is shutting down");
-	watch_release_all(srv.watch);
-	if (srv.tailer != NULL)
-		tailer_release_all(srv.tailer);
+	watch_release_all(srv.app.watch);
+	if (srv.app.tailer != NULL)
+		tailer_release_all(srv.app.tailer);
 	http_server_drain(srv.http);
 }
 
@@ -206,31 +169,32 @@ load_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void
 install(graph *g, long long seq)
 {
-	graph *old = srv.g;
+	graph *old = srv.app.g;
 	struct timespec now;
 
-	if (srv.tailer == NULL) {
-		srv.tailer = tailer_new(srv.base, srv.db, SQL_CHANGES_TAIL, SQL_SOURCES_SEEN, g,
-					seq, on_tailer_failed, NULL);
-		if (srv.tailer != NULL)
-			srv.watch = watch_new(srv.base, g, srv.tailer, srv.cfg->max_watchers);
-		if (srv.tailer == NULL || srv.watch == NULL) {
+	if (srv.app.tailer == NULL) {
+		srv.app.tailer = tailer_new(srv.app.base, srv.app.db, SQL_CHANGES_TAIL,
+					    SQL_SOURCES_SEEN, g, seq, on_tailer_failed, NULL);
+		if (srv.app.tailer != NULL)
+			srv.app.watch =
+			    watch_new(srv.app.base, g, srv.app.tailer, srv.app.cfg->max_watchers);
+		if (srv.app.tailer == NULL || srv.app.watch == NULL) {
 			log_error("event=graph_load_failed reason=\"out of memory\"");
 			graph_free(g);
-			event_base_loopexit(srv.base, NULL);
+			event_base_loopexit(srv.app.base, NULL);
 			return;
 		}
-		srv.g = g;
+		srv.app.g = g;
 		/* Anything committed after the snapshot arrives through the log; the map
 		 * is ready once that first read has reached the end of it. */
-		tailer_poke(srv.tailer);
+		tailer_poke(srv.app.tailer);
 		log_info("event=map_loaded nodes=%zu edges=%zu seq=%lld", graph_node_count(g),
 			 graph_edge_count(g), seq);
 	} else {
-		srv.g = g;
-		tailer_reset(srv.tailer, g, seq);
+		srv.app.g = g;
+		tailer_reset(srv.app.tailer, g, seq);
 		/* Parked watchers' read sets name nodes of the old graph: re-run them all. */
-		watch_graph_replaced(srv.watch, g);
+		watch_graph_replaced(srv.app.watch, g);
 		srv.reloading = false;
 		srv.reloads++;
 		clock_gettime(CLOCK_MONOTONIC, &now);
@@ -250,7 +214,7 @@ load_done(void *arg, graph *g, long long seq, const char *error)
 
 	(void)arg;
 	srv.loader = NULL;
-	if (srv.stopping) {
+	if (srv.app.stopping) {
 		graph_free(g);
 		return;
 	}
@@ -261,7 +225,7 @@ load_done(void *arg, graph *g, long long seq, const char *error)
 	log_msg(srv.load_attempts == 1 ? LOG_WARN : LOG_DEBUG,
 		"event=map_load_failed attempt=%d reason=%s", srv.load_attempts,
 		log_q(error, q, sizeof(q)));
-	if (srv.load_attempts == 1 && srv.tailer == NULL)
+	if (srv.load_attempts == 1 && srv.app.tailer == NULL)
 		log_warn("event=waiting_for_database hint=\"is PostgreSQL up and `cmdbd migrate` "
 			 "run?\"");
 	evtimer_add(srv.load_timer, &again);
@@ -278,12 +242,12 @@ start_load(void)
 {
 	struct timeval again = {1, 0};
 
-	if (srv.stopping || srv.loader != NULL)
+	if (srv.app.stopping || srv.loader != NULL)
 		return;
 	srv.load_attempts++;
 	/* The connect timeout bounds how long an unreachable host holds the attempt;
 	 * a connect_timeout in the operator's conninfo wins. */
-	srv.loader = loader_start(srv.base, srv.cfg->database_url, 5, load_done, NULL);
+	srv.loader = loader_start(srv.app.base, srv.app.cfg->database_url, 5, load_done, NULL);
 	if (srv.loader == NULL) {
 		log_error("event=map_load_failed reason=\"cannot start the loader: %s\"",
 			  strerror(errno));
@@ -292,14 +256,13 @@ start_load(void)
 }
 
 void
-server_reload_map(const char *reason)
+app_reload_map(struct app *a, const char *reason)
 {
-	if (srv.tailer == NULL || srv.reloading || srv.stopping)
-		return; /* the first load, or a reload, is already under way */
 	struct timespec now;
 	struct timeval wait = {0, 0};
 
-	if (srv.tailer == NULL || srv.reloading || srv.stopping)
+	(void)a; /* the one server's: a is srv.app */
+	if (srv.app.tailer == NULL || srv.reloading || srv.app.stopping)
 		return; /* the first load, or a reload, is already under way */
 	/*
 	 * Reloads in a row (a writer that keeps logging rows this version cannot
@@ -316,10 +279,10 @@ server_reload_map(const char *reason)
 		srv.reload_backoff = RELOAD_BACKOFF_MAX_S;
 	srv.reloading = true;
 	log_warn("event=map_reload reason=\"%s\" seq=%lld delay_s=%d", reason,
-		 tailer_applied(srv.tailer), srv.reload_backoff);
+		 tailer_applied(srv.app.tailer), srv.reload_backoff);
 	/* A verification compares the graph that is about to go. */
 	verify_cancel(srv.verify, "the map is being reloaded");
-	tailer_suspend(srv.tailer);
+	tailer_suspend(srv.app.tailer);
 	wait.tv_sec = srv.reload_backoff;
 	if (wait.tv_sec > 0)
 		evtimer_add(srv.load_timer, &wait);
@@ -335,18 +298,19 @@ on_tailer_failed(void *arg, long long seq, const char *reason)
 
 	(void)arg;
 	snprintf(why, sizeof(why), "change %lld could not be applied: %s", seq, reason);
-	server_reload_map(why);
+	app_reload_map(&srv.app, why);
 }
 
 const char *
-server_map_unready(const char **detail)
+app_map_unready(const struct app *a, const char **detail)
 {
+	const struct server *s = server_of(a);
 	const char *code = NULL, *text = NULL;
 
-	if (srv.tailer == NULL || (!srv.reloading && !tailer_synced(srv.tailer))) {
+	if (a->tailer == NULL || (!s->reloading && !tailer_synced(a->tailer))) {
 		code = "starting";
 		text = "the map is still being loaded from the database";
-	} else if (srv.reloading) {
+	} else if (s->reloading) {
 		code = "reloading";
 		text = "the map is being reloaded from the database";
 	}
@@ -355,20 +319,22 @@ server_map_unready(const char **detail)
 	return code;
 }
 
-bool
-server_map_ready(void)
+static bool
+map_ready(void)
 {
-	return server_map_unready(NULL) == NULL;
+	return app_map_unready(&srv.app, NULL) == NULL;
 }
 
 void
-server_map_stats(struct server_map_stats *out)
+app_map_stats(const struct app *a, struct app_map_stats *out)
 {
+	const struct server *s = server_of(a);
+
 	memset(out, 0, sizeof(*out));
-	out->ready = server_map_ready();
-	out->reloads = srv.reloads;
-	out->apply_failures = srv.tailer != NULL ? tailer_apply_failures(srv.tailer) : 0;
-	memcpy(out->verifications, srv.verifications, sizeof(out->verifications));
+	out->ready = app_map_unready(a, NULL) == NULL;
+	out->reloads = s->reloads;
+	out->apply_failures = a->tailer != NULL ? tailer_apply_failures(a->tailer) : 0;
+	memcpy(out->verifications, s->verifications, sizeof(out->verifications));
 }
 
 /* ------------------------------------------------------------ verification */
@@ -376,7 +342,7 @@ server_map_stats(struct server_map_stats *out)
 static void
 verify_done(void *arg, json_t *report, const char *error)
 {
-	server_verify_cb cb = srv.verify_cb;
+	app_verify_cb cb = srv.verify_cb;
 	void *cb_arg = srv.verify_arg;
 	bool repair = srv.verify_repair;
 
@@ -384,15 +350,15 @@ verify_done(void *arg, json_t *report, const char *error)
 	srv.verify = NULL;
 	srv.verify_cb = NULL;
 	if (report == NULL) {
-		srv.verifications[SERVER_VERIFY_FAILED]++;
+		srv.verifications[APP_VERIFY_FAILED]++;
 	} else if (json_is_true(json_object_get(report, "ok"))) {
-		srv.verifications[SERVER_VERIFY_OK]++;
+		srv.verifications[APP_VERIFY_OK]++;
 		if (repair)
 			json_object_set_new(report, "repair", json_string("not_needed"));
 	} else {
-		srv.verifications[SERVER_VERIFY_DIFFER]++;
+		srv.verifications[APP_VERIFY_DIFFER]++;
 		if (repair) {
-			server_reload_map("a verification found differences");
+			app_reload_map(&srv.app, "a verification found differences");
 			json_object_set_new(report, "repair", json_string("reloading"));
 		}
 	}
@@ -400,21 +366,22 @@ verify_done(void *arg, json_t *report, const char *error)
 }
 
 int
-server_verify(size_t max_differ, bool repair, server_verify_cb cb, void *arg)
+app_verify(struct app *a, size_t max_differ, bool repair, app_verify_cb cb, void *arg)
 {
+	(void)a; /* the one server's: a is srv.app */
 	if (srv.verify != NULL) {
 		errno = EBUSY;
 		return -1;
 	}
-	if (!server_map_ready() || srv.stopping) {
+	if (!map_ready() || srv.app.stopping) {
 		errno = EAGAIN;
 		return -1;
 	}
 	srv.verify_cb = cb;
 	srv.verify_arg = arg;
 	srv.verify_repair = repair;
-	srv.verify =
-	    verify_start(srv.base, srv.db, SQL_VERIFY, srv.tailer, max_differ, verify_done, NULL);
+	srv.verify = verify_start(srv.app.base, srv.app.db, SQL_VERIFY, srv.app.tailer, max_differ,
+				  verify_done, NULL);
 	if (srv.verify == NULL) {
 		srv.verify_cb = NULL;
 		errno = ENOMEM;
@@ -450,8 +417,8 @@ verify_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (server_map_ready() && srv.verify == NULL)
-		(void)server_verify(PERIODIC_VERIFY_REFS, true, periodic_done, NULL);
+	if (map_ready() && srv.verify == NULL)
+		(void)app_verify(&srv.app, PERIODIC_VERIFY_REFS, true, periodic_done, NULL);
 }
 
 int
@@ -461,30 +428,30 @@ server_run(const struct cfg *cfg)
 	int rc = 1;
 
 	memset(&srv, 0, sizeof(srv));
-	srv.cfg = cfg;
+	srv.app.cfg = cfg;
 	signal(SIGPIPE, SIG_IGN);
-	srv.g = graph_new();
-	srv.base = event_base_new();
-	if (srv.g == NULL || srv.base == NULL)
+	srv.app.g = graph_new();
+	srv.app.base = event_base_new();
+	if (srv.app.g == NULL || srv.app.base == NULL)
 		goto out;
-	srv.db = db_new(srv.base, cfg->database_url, (int)cfg->db_pool_size, sql_statements,
-			SQL_COUNT, &listen);
-	if (srv.db == NULL)
+	srv.app.db = db_new(srv.app.base, cfg->database_url, (int)cfg->db_pool_size, sql_statements,
+			    SQL_COUNT, &listen);
+	if (srv.app.db == NULL)
 		goto out;
-	srv.auth = auth_new(srv.base, srv.db, SQL_TOKENS_ALL, SQL_TOKEN_ONE);
-	if (srv.auth == NULL)
+	srv.app.auth = auth_new(srv.app.base, srv.app.db, SQL_TOKENS_ALL, SQL_TOKEN_ONE);
+	if (srv.app.auth == NULL)
 		goto out;
-	srv.http = http_server_new(srv.base, cfg, on_drained, NULL);
+	srv.http = http_server_new(srv.app.base, cfg, srv.app.auth, &srv.app, on_drained, NULL);
 	if (srv.http == NULL)
 		goto out;
-	srv.sweeper =
-	    sweeper_new(srv.base, srv.db, SQL_SWEEP, cfg->source_ttl, cfg->orphan_purge_after);
+	srv.sweeper = sweeper_new(srv.app.base, srv.app.db, SQL_SWEEP, cfg->source_ttl,
+				  cfg->orphan_purge_after);
 	if (srv.sweeper == NULL)
 		goto out;
-	srv.sigterm = evsignal_new(srv.base, SIGTERM, signal_cb, NULL);
-	srv.sigint = evsignal_new(srv.base, SIGINT, signal_cb, NULL);
-	srv.load_timer = evtimer_new(srv.base, load_timer_cb, NULL);
-	srv.verify_timer = event_new(srv.base, -1, EV_PERSIST, verify_timer_cb, NULL);
+	srv.sigterm = evsignal_new(srv.app.base, SIGTERM, signal_cb, NULL);
+	srv.sigint = evsignal_new(srv.app.base, SIGINT, signal_cb, NULL);
+	srv.load_timer = evtimer_new(srv.app.base, load_timer_cb, NULL);
+	srv.verify_timer = event_new(srv.app.base, -1, EV_PERSIST, verify_timer_cb, NULL);
 	if (srv.sigterm == NULL || srv.sigint == NULL || srv.load_timer == NULL ||
 	    srv.verify_timer == NULL)
 		goto out;
@@ -497,7 +464,7 @@ server_run(const struct cfg *cfg)
 	}
 	start_load();
 	log_info("event=serving listen=%s verify_interval=%ld", cfg->listen, cfg->verify_interval);
-	event_base_dispatch(srv.base);
+	event_base_dispatch(srv.app.base);
 	rc = 0;
 	log_info("event=stopped");
 out:
@@ -508,12 +475,12 @@ out:
 	 * and the tailer below). */
 	verify_cancel(srv.verify, "the server is shutting down");
 	/* The pool first: its pending callbacks still reply through http and the tailer. */
-	db_free(srv.db);
+	db_free(srv.app.db);
 	http_server_free(srv.http);
-	watch_free(srv.watch);
-	tailer_free(srv.tailer);
+	watch_free(srv.app.watch);
+	tailer_free(srv.app.tailer);
 	sweeper_free(srv.sweeper);
-	auth_free(srv.auth);
+	auth_free(srv.app.auth);
 	if (srv.sigterm != NULL)
 		event_free(srv.sigterm);
 	if (srv.sigint != NULL)
@@ -524,9 +491,9 @@ out:
 		event_free(srv.load_timer);
 	if (srv.verify_timer != NULL)
 		event_free(srv.verify_timer);
-	graph_free(srv.g);
-	if (srv.base != NULL)
-		event_base_free(srv.base);
+	graph_free(srv.app.g);
+	if (srv.app.base != NULL)
+		event_base_free(srv.app.base);
 	memset(&srv, 0, sizeof(srv));
 	return rc;
 }
