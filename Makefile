@@ -10,6 +10,9 @@
 #   make bench [SIZE=s|l]   issue 7's benchmark: every cmdbd figure beside a baseline
 #                     measured in the same run (own cluster, build in build/bench/,
 #                     results in build/bench/results-SIZE.md and .json)
+#   make fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="json ..."]   the libFuzzer targets of
+#                     tests/fuzz/ under ASan+UBSan (clang, build in build/fuzz/), each for
+#                     FUZZ_SECONDS; fails on any crash, leak or UB (not part of make test)
 #   make deps | fmt | clean
 #
 # Generated sources live in $(BUILD)/gen: migrations.c (the SQL files, embedded) and
@@ -92,7 +95,7 @@ CHECK := $(BUILD)/check_cmdb
 
 # --- targets -------------------------------------------------------------------------
 
-.PHONY: all run test check valgrind bench clean deps fmt FORCE
+.PHONY: all run test check valgrind bench fuzz fuzz-build clean deps fmt FORCE
 .DEFAULT_GOAL := all
 
 all: $(CMDBD) $(CMDB) $(CHECK)
@@ -182,12 +185,50 @@ $(BENCH_TOOLS): $(BUILD)/%: tests/bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(EVENT_LIBS)
 
+# Fuzzing: the server's modules (all but main) built with clang, sanitizer and
+# libFuzzer coverage instrumentation into an archive, one binary per
+# tests/fuzz/fuzz_*.c; tests/fuzz/run.sh runs the saved inputs, then each target for
+# FUZZ_SECONDS. See tests/fuzz/README.md.
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(sort $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_BUILD := build/fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -O1 -g $(WARNINGS) $(FUZZ_SAN) $(PKG_CFLAGS) $(PG_CFLAGS) \
+	-Icmdbd $(CFLAGS)
+FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out cmdbd/main.c,$(SERVER_SRCS))) \
+	$(FUZZ_BUILD)/obj/gen/migrations.o
+FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+fuzz:
+	sh cmdbd/dev/deps.sh fuzz
+	$(MAKE) --no-print-directory fuzz-build
+	FUZZ_BUILD_DIR=$(FUZZ_BUILD) FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh $(FUZZ_TARGETS)
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/obj/cmdbd/%.o: cmdbd/%.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/obj/gen/migrations.o: $(GEN)/migrations.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/libcmdbd.a: $(FUZZ_LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libcmdbd.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(DEPFLAGS) -MF $@.d $< $(FUZZ_BUILD)/libcmdbd.a \
+		-o $@ $(SERVER_LIBS) $(PG_LIBS)
+
 deps:
 	sh cmdbd/dev/deps.sh test
 
 fmt:
 	@command -v clang-format >/dev/null || { echo "clang-format is not installed: apt-get install -y clang-format" >&2; exit 1; }
-	clang-format -i $(wildcard cmdbd/*.[ch] client/*.[ch] tests/*.[ch])
+	clang-format -i $(wildcard cmdbd/*.[ch] client/*.[ch] tests/*.[ch] tests/fuzz/*.c)
 
 clean:
 	rm -rf build
@@ -195,3 +236,4 @@ clean:
 FORCE:
 
 -include $(SERVER_OBJS:.o=.d) $(CLIENT_OBJS:.o=.d) $(TEST_OBJS:.o=.d)
+-include $(FUZZ_LIB_OBJS:.o=.d) $(FUZZ_BINS:=.d)

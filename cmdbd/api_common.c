@@ -224,25 +224,22 @@ bool
 api_query_long(struct http_req *r, const char *name, long min, long max, long def, long *out)
 {
 	const char *v = http_query(r, name);
-	char *end;
-	long n;
 
 	if (v == NULL) {
 		*out = def;
 		return true;
 	}
-	errno = 0;
-	n = strtol(v, &end, 10);
-	if (!((*v >= '0' && *v <= '9') || *v == '-') || *end != '\0' || errno != 0) {
+	switch (model_parse_long(v, min, max, out)) {
+	case MODEL_LONG_OK:
+		return true;
+	case MODEL_LONG_SYNTAX:
 		http_reply_bad(r, name, "must be an integer (got \"%.40s\")", v);
 		return false;
+	case MODEL_LONG_RANGE:
+		break;
 	}
-	if (n < min || n > max) {
-		http_reply_bad(r, name, "must be an integer from %ld to %ld", min, max);
-		return false;
-	}
-	*out = n;
-	return true;
+	http_reply_bad(r, name, "must be an integer from %ld to %ld", min, max);
+	return false;
 }
 
 static bool
@@ -280,13 +277,12 @@ bool
 api_query_bool(struct http_req *r, const char *name, int def, int *out)
 {
 	const char *v = http_query(r, name);
+	int b = model_parse_bool(v);
 
 	if (v == NULL)
 		*out = def;
-	else if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
-		*out = 1;
-	else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
-		*out = 0;
+	else if (b >= 0)
+		*out = b;
 	else {
 		http_reply_bad(r, name, "must be true or false");
 		return false;

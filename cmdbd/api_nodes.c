@@ -278,15 +278,16 @@ label_filter(struct http_req *r, json_t *filter)
 	TAILQ_FOREACH(kv, &r->query, next)
 	{
 		const char *colon, *have;
+		size_t klen;
 
 		if (strcmp(kv->key, "label") != 0)
 			continue;
-		colon = strchr(kv->value, ':');
-		if (colon == NULL || colon == kv->value ||
-		    !model_utf8_valid(kv->value, strlen(kv->value))) {
+		klen = model_label_filter_key(kv->value);
+		if (klen == 0) {
 			http_reply_bad(r, "label", "must be KEY:VALUE");
 			goto fail;
 		}
+		colon = kv->value + klen;
 		if (labels == NULL && (labels = json_object()) == NULL)
 			goto oom;
 		{

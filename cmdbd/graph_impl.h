@@ -146,6 +146,10 @@ static inline void
 graph_adj_segment(const struct graph_adj *a, bool want_part_of, const uint32_t **begin,
 		  const uint32_t **end)
 {
+	if (a->e == NULL) { /* no entries ever: NULL + 0 is undefined in C */
+		*begin = *end = NULL;
+		return;
+	}
 	*begin = want_part_of ? a->e : a->e + a->npart;
 	*end = want_part_of ? a->e + a->npart : a->e + a->n;
 }

@@ -391,6 +391,9 @@ error_body(int status, const char *code, const char *id, json_t *details, char *
 	return err;
 }
 
+static void reply_error_v(struct http_req *r, int status, const char *code, json_t *details,
+			  const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
 static void
 reply_error_v(struct http_req *r, int status, const char *code, json_t *details, const char *fmt,
 	      va_list ap)
@@ -577,31 +580,6 @@ valid_client_id(const char *s)
 	return n > 0 && n <= 36;
 }
 
-/* Splits the raw path into percent-decoded segments. 0, or -1 (bad encoding). */
-static int
-split_path(struct http_req *r, const char *path)
-{
-	const char *p = path;
-
-	if (*p != '/')
-		return -1;
-	while (*p == '/') {
-		const char *start = ++p, *end = strchr(start, '/');
-		size_t len = end ? (size_t)(end - start) : strlen(start);
-
-		if (len == 0 && end == NULL)
-			break; /* trailing slash */
-		if (r->nsegs == HTTP_MAX_SEGS)
-			return 1; /* too deep: no route has that many segments */
-		r->segs[r->nsegs] = model_percent_decode(start, len, NULL);
-		if (r->segs[r->nsegs] == NULL)
-			return -1;
-		r->nsegs++;
-		p = start + len;
-	}
-	return 0;
-}
-
 /* Number of request headers; *bytes gets their size as sent ("Key: value\r\n"). */
 static int
 count_headers(struct evhttp_request *ev, size_t *bytes)
@@ -667,7 +645,7 @@ handle_request(struct evhttp_request *ev, void *arg)
 	}
 	if (path == NULL || *path == '\0')
 		path = "/";
-	split = split_path(r, path);
+	split = router_split_path(path, r->segs, HTTP_MAX_SEGS, &r->nsegs);
 	if (split < 0) {
 		http_reply_bad(r, "path", "malformed percent-encoding in the path");
 		return;

@@ -4,6 +4,7 @@
  */
 #include "model.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -222,4 +223,44 @@ model_percent_decode(const char *src, size_t len, size_t *out_len)
 bad:
 	free(out);
 	return NULL;
+}
+
+enum model_long_result
+model_parse_long(const char *v, long min, long max, long *out)
+{
+	char *end;
+	long n;
+
+	if (v == NULL || !((*v >= '0' && *v <= '9') || *v == '-'))
+		return MODEL_LONG_SYNTAX;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (end == v || *end != '\0' || errno != 0)
+		return MODEL_LONG_SYNTAX;
+	if (n < min || n > max)
+		return MODEL_LONG_RANGE;
+	*out = n;
+	return MODEL_LONG_OK;
+}
+
+int
+model_parse_bool(const char *v)
+{
+	if (v == NULL)
+		return -1;
+	if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0)
+		return 1;
+	if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0)
+		return 0;
+	return -1;
+}
+
+size_t
+model_label_filter_key(const char *v)
+{
+	const char *colon = v ? strchr(v, ':') : NULL;
+
+	if (colon == NULL || colon == v || !model_utf8_valid(v, strlen(v)))
+		return 0;
+	return (size_t)(colon - v);
 }

@@ -125,4 +125,26 @@ bool model_health_valid(const char *state);
  */
 char *model_percent_decode(const char *src, size_t len, size_t *out_len);
 
+/*
+ * Query parameter values (the handlers' parsers, kept here so that they are pure and
+ * fuzzed: tests/fuzz/fuzz_query.c).
+ */
+
+enum model_long_result { MODEL_LONG_OK, MODEL_LONG_SYNTAX, MODEL_LONG_RANGE };
+
+/*
+ * A decimal integer in [min, max]: an optional '-', digits, nothing else (no '+', no
+ * spaces, no overflow). *out is set only on MODEL_LONG_OK.
+ */
+enum model_long_result model_parse_long(const char *v, long min, long max, long *out);
+
+/* "true"/"1" → 1, "false"/"0" → 0, anything else (NULL too) → -1. */
+int model_parse_bool(const char *v);
+
+/*
+ * A label=KEY:VALUE filter: valid UTF-8 with a ':' that is not the first byte.
+ * Returns the length of KEY, or 0 when v is not of that form.
+ */
+size_t model_label_filter_key(const char *v);
+
 #endif

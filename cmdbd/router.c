@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "model.h"
 
 #define MAX_PATTERN 6
 
@@ -64,6 +65,30 @@ static const struct route routes[] = {
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
+
+int
+router_split_path(const char *path, char **segs, int max, int *nsegs)
+{
+	const char *p = path;
+
+	if (*p != '/')
+		return -1;
+	while (*p == '/') {
+		const char *start = ++p, *end = strchr(start, '/');
+		size_t len = end ? (size_t)(end - start) : strlen(start);
+
+		if (len == 0 && end == NULL)
+			break; /* trailing slash */
+		if (*nsegs >= max)
+			return 1; /* too deep: no route has that many segments */
+		segs[*nsegs] = model_percent_decode(start, len, NULL);
+		if (segs[*nsegs] == NULL)
+			return -1;
+		(*nsegs)++;
+		p = start + len;
+	}
+	return 0;
+}
 
 static bool
 path_matches(const struct route *rt, const char *const *segs, int nsegs)

@@ -22,6 +22,15 @@ typedef void (*route_fn)(struct http_req *r);
 enum router_result { ROUTER_OK, ROUTER_NOT_FOUND, ROUTER_BAD_METHOD };
 
 /*
+ * Splits a request path ("/v1/nodes/service/a%2Fb") into percent-decoded segments,
+ * appending to segs[*nsegs..max): each is malloc'd and the caller's to free, on
+ * failure too. A trailing slash adds no segment; "//" makes an empty one. Returns 0;
+ * -1 when the path does not start with '/' or has a malformed percent-encoding (or
+ * ENOMEM); 1 when it has more than max segments (no route has that many).
+ */
+int router_split_path(const char *path, char **segs, int max, int *nsegs);
+
+/*
  * Finds the route for method and path segments. On ROUTER_OK and
  * ROUTER_BAD_METHOD *out is set (for the latter, to a route of that path, so
  * router_allowed() can list what is allowed). HEAD matches GET routes.

@@ -231,6 +231,40 @@ START_TEST(test_edges_and_degrees)
 }
 END_TEST
 
+/*
+ * Regression, found by fuzz_changes (tests/fuzz/regressions/changes/): a node that never
+ * had an edge has no adjacency array, and looking into it (the first edge put, a walk
+ * from a bare node) computed NULL + 0, which C leaves undefined. clang's UBSan reports
+ * it ("applying zero offset to null pointer"); gcc's does not check it, so this test
+ * can only fail in a clang sanitizer build (make CC=clang SANITIZE=1, see
+ * tests/fuzz/README.md).
+ */
+START_TEST(test_empty_adjacency)
+{
+	long bare;
+
+	ck_assert_int_eq(graph_node_put(g, "host/bare", GRAPH_OK, NULL), 0);
+	bare = id("host/bare");
+	expect_json(graph_dependents(g, bare, UNL, ALL, 10),
+		    "{'root':'host/bare','count':0,'truncated':false,'nodes':[]}");
+	expect_json(graph_dependencies(g, bare, UNL, ALL, 10),
+		    "{'root':'host/bare','count':0,'truncated':false,'nodes':[]}");
+	expect_json(graph_owners(g, bare), "{'node':'host/bare','owners':[]}");
+	json_decref(graph_subgraph(g, bare, UNL, GRAPH_DIR_BOTH));
+	ck_assert_int_eq(graph_edge_remove(g, "host/bare", GRAPH_RUNS_ON, "host/none"), 0);
+	/* The first edge of both ends, then of one of them. */
+	ck_assert_int_eq(graph_edge_put(g, "service/a", GRAPH_RUNS_ON, "host/bare"), 0);
+	ck_assert_int_eq(graph_edge_put(g, "service/a", GRAPH_PART_OF, "system/s"), 0);
+	ck_assert_uint_eq(graph_edge_count(g), 2);
+	expect_json(graph_dependents(g, bare, UNL, ALL, 10),
+		    "{'root':'host/bare','count':2,'truncated':false,'nodes':["
+		    "{'ref':'service/a','depth':1,'via':{'from':'service/a','type':'runs_on',"
+		    "'to':'host/bare'}},"
+		    "{'ref':'system/s','depth':2,'via':{'from':'service/a','type':'part_of',"
+		    "'to':'system/s'}}]}");
+}
+END_TEST
+
 START_TEST(test_remove_readd_recycle)
 {
 	load("E service/a depends_on database/d\n"
@@ -1414,6 +1448,7 @@ suite_graph(void)
 	    {"error_codes_not_errno", test_error_codes_not_errno},
 	    {"node_put_update_remove", test_node_put_update_remove},
 	    {"edges_and_degrees", test_edges_and_degrees},
+	    {"empty_adjacency", test_empty_adjacency},
 	    {"remove_readd_recycle", test_remove_readd_recycle},
 	    {"hash_churn", test_hash_churn},
 	    {"diamond_ties", test_diamond_ties},

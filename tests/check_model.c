@@ -1,9 +1,10 @@
 /*
  * check_model.c — identifier syntax (cmdbd/model.c): kinds, sources, names, refs,
- * UTF-8, health states, edge types and percent-decoding. Table-driven: each table
- * row is one loop iteration, so a failure names the row (_i).
+ * UTF-8, health states, edge types, percent-decoding and query parameter values. Table-driven: each
+ * table row is one loop iteration, so a failure names the row (_i).
  */
 #include <check.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -437,6 +438,78 @@ START_TEST(test_percent_no_out_len)
 }
 END_TEST
 
+/* --------------------------------------------------------- query parameter values */
+
+static const struct {
+	const char *v;
+	long min, max;
+	enum model_long_result want;
+	long out;
+} longs[] = {
+    {"0", 0, 10, MODEL_LONG_OK, 0},
+    {"10", 0, 10, MODEL_LONG_OK, 10},
+    {"007", 0, 10, MODEL_LONG_OK, 7},
+    {"-3", -5, 5, MODEL_LONG_OK, -3},
+    {"-0", 0, 1, MODEL_LONG_OK, 0},
+    {"9223372036854775807", 0, LONG_MAX, MODEL_LONG_OK, LONG_MAX},
+    {"-9223372036854775808", LONG_MIN, 0, MODEL_LONG_OK, LONG_MIN},
+    {"11", 0, 10, MODEL_LONG_RANGE, 0},
+    {"-1", 0, 10, MODEL_LONG_RANGE, 0},
+    {"9223372036854775807", 0, LONG_MAX - 1, MODEL_LONG_RANGE, 0},
+    {"9223372036854775808", 0, LONG_MAX, MODEL_LONG_SYNTAX, 0}, /* overflow */
+    {"-9223372036854775809", LONG_MIN, 0, MODEL_LONG_SYNTAX, 0},
+    {"", 0, 10, MODEL_LONG_SYNTAX, 0},
+    {"-", 0, 10, MODEL_LONG_SYNTAX, 0},
+    {"+5", 0, 10, MODEL_LONG_SYNTAX, 0},
+    {" 5", 0, 10, MODEL_LONG_SYNTAX, 0},
+    {"5 ", 0, 10, MODEL_LONG_SYNTAX, 0},
+    {"5x", 0, 10, MODEL_LONG_SYNTAX, 0},
+    {"0x5", 0, 10, MODEL_LONG_SYNTAX, 0},
+    {"1e3", 0, 10000, MODEL_LONG_SYNTAX, 0},
+    {"--1", -5, 5, MODEL_LONG_SYNTAX, 0},
+    {"- 1", -5, 5, MODEL_LONG_SYNTAX, 0},
+};
+
+START_TEST(test_parse_long_table)
+{
+	long out = 4242;
+	enum model_long_result r =
+	    model_parse_long(longs[_i].v, longs[_i].min, longs[_i].max, &out);
+
+	ck_assert_msg(r == longs[_i].want, "\"%s\": got %d, want %d", longs[_i].v, (int)r,
+		      (int)longs[_i].want);
+	ck_assert_int_eq(out, r == MODEL_LONG_OK ? longs[_i].out : 4242); /* else untouched */
+}
+END_TEST
+
+START_TEST(test_parse_bool)
+{
+	ck_assert_int_eq(model_parse_bool("true"), 1);
+	ck_assert_int_eq(model_parse_bool("1"), 1);
+	ck_assert_int_eq(model_parse_bool("false"), 0);
+	ck_assert_int_eq(model_parse_bool("0"), 0);
+	ck_assert_int_eq(model_parse_bool("TRUE"), -1);
+	ck_assert_int_eq(model_parse_bool("yes"), -1);
+	ck_assert_int_eq(model_parse_bool(""), -1);
+	ck_assert_int_eq(model_parse_bool("true "), -1);
+	ck_assert_int_eq(model_parse_bool(NULL), -1);
+}
+END_TEST
+
+START_TEST(test_label_filter_key)
+{
+	ck_assert_uint_eq(model_label_filter_key("team:payments"), 4);
+	ck_assert_uint_eq(model_label_filter_key("team:"), 4);
+	ck_assert_uint_eq(model_label_filter_key("a:b:c"), 1);
+	ck_assert_uint_eq(model_label_filter_key("caf\xc3\xa9:x"), 5);
+	ck_assert_uint_eq(model_label_filter_key(":value"), 0);
+	ck_assert_uint_eq(model_label_filter_key("novalue"), 0);
+	ck_assert_uint_eq(model_label_filter_key(""), 0);
+	ck_assert_uint_eq(model_label_filter_key("k:\xff"), 0);
+	ck_assert_uint_eq(model_label_filter_key(NULL), 0);
+}
+END_TEST
+
 Suite *
 suite_model(void)
 {
@@ -458,6 +531,9 @@ suite_model(void)
 	tcase_add_test(tc, test_vocabulary_agrees);
 	tcase_add_loop_test(tc, test_percent_table, 0, N(pct));
 	tcase_add_test(tc, test_percent_no_out_len);
+	tcase_add_loop_test(tc, test_parse_long_table, 0, N(longs));
+	tcase_add_test(tc, test_parse_bool);
+	tcase_add_test(tc, test_label_filter_key);
 #undef N
 	suite_add_tcase(s, tc);
 	return s;

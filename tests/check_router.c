@@ -1,7 +1,8 @@
 /*
  * check_router.c — the route table (cmdbd/router.c): matching on path segments,
  * parameters, 404 vs 405 with the Allow list, HEAD served by GET routes, the scope
- * and JSON-body flags of each route, and the names /metrics uses.
+ * and JSON-body flags of each route, the names /metrics uses, and the splitting of a
+ * raw request path into decoded segments (router_split_path).
  *
  * Paths are written as strings and split on '/' here (no decoding: the router sees
  * already-decoded segments). The handlers are never called.
@@ -202,6 +203,45 @@ START_TEST(test_allowed_small_buffer)
 }
 END_TEST
 
+/* router_split_path(): the raw request path into decoded segments. */
+static const struct {
+	const char *path;
+	int rc;
+	int n;
+	const char *segs[4];
+} splits[] = {
+    {"/", 0, 0, {NULL}},
+    {"/v1/nodes", 0, 2, {"v1", "nodes"}},
+    {"/v1/nodes/", 0, 2, {"v1", "nodes"}}, /* a trailing slash adds nothing */
+    {"/v1//nodes", 0, 3, {"v1", "", "nodes"}},
+    {"//", 0, 1, {""}},
+    {"/a%2Fb/pg%3A5432", 0, 2, {"a/b", "pg:5432"}},
+    {"/caf%C3%A9", 0, 1, {"caf\xc3\xa9"}},
+    {"/a/b/c/d/e/f/g/h", 0, 8, {"a", "b", "c", "d"}},
+    {"/a/b/c/d/e/f/g/h/", 0, 8, {"a", "b", "c", "d"}},
+    {"/a/b/c/d/e/f/g/h/i", 1, 8, {"a", "b", "c", "d"}}, /* too deep: no route */
+    {"", -1, 0, {NULL}},
+    {"v1/nodes", -1, 0, {NULL}},
+    {"/v1/%zz", -1, 1, {"v1"}},
+    {"/v1/a%00b", -1, 1, {"v1"}},
+    {"/%", -1, 0, {NULL}},
+};
+
+START_TEST(test_split_path_table)
+{
+	char *segs[8];
+	int n = 0, rc = router_split_path(splits[_i].path, segs, 8, &n);
+
+	ck_assert_msg(rc == splits[_i].rc, "\"%s\": rc %d", splits[_i].path, rc);
+	ck_assert_int_eq(n, splits[_i].n); /* segments made so far are the caller's */
+	for (int i = 0; i < n; i++) {
+		if (i < 4 && splits[_i].segs[i] != NULL)
+			ck_assert_str_eq(segs[i], splits[_i].segs[i]);
+		free(segs[i]);
+	}
+}
+END_TEST
+
 /* Names are unique and stable for /metrics; every route has a handler. */
 START_TEST(test_names)
 {
@@ -240,6 +280,7 @@ suite_router(void)
 	tcase_add_loop_test(tc, test_not_found_table, 0, N(not_found));
 	tcase_add_test(tc, test_allowed_small_buffer);
 	tcase_add_test(tc, test_names);
+	tcase_add_loop_test(tc, test_split_path_table, 0, N(splits));
 #undef N
 	suite_add_tcase(s, tc);
 	return s;

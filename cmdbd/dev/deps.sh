@@ -1,9 +1,11 @@
 #!/bin/sh
-# deps.sh [build|run|test] — make sure the Debian packages cmdbd needs are installed.
+# deps.sh [build|run|test|fuzz] — make sure the Debian packages cmdbd needs are installed.
 #
 #   build  what `make` needs (compiler, headers, Check)
 #   run    build + the PostgreSQL 15 server (`make run`)            [default]
 #   test   run + what the end-to-end tests drive (`make test`)
+#   fuzz   build + clang, its sanitizer and libFuzzer runtimes (libclang-rt-14-dev ships
+#          libclang_rt.fuzzer) and llvm-symbolizer (llvm-14) for readable traces (`make fuzz`)
 #
 # Silent when nothing is missing. As root the missing packages are installed with
 # apt-get (non-interactive); otherwise the exact apt-get line is printed and the
@@ -14,14 +16,16 @@ what=${1:-run}
 
 build_pkgs="build-essential pkg-config libevent-dev libjansson-dev uuid-dev libpq-dev check libcurl4-openssl-dev"
 run_pkgs="postgresql-15 postgresql-client-15"
+fuzz_pkgs="clang libclang-rt-14-dev llvm-14"
 test_pkgs="python3 python3-jsonschema python3-networkx fabric ruby capistrano graphviz curl procps git nagios4-core"
 
 case $what in
 build) pkgs=$build_pkgs ;;
 run) pkgs="$build_pkgs $run_pkgs" ;;
 test) pkgs="$build_pkgs $run_pkgs $test_pkgs" ;;
+fuzz) pkgs="$build_pkgs $fuzz_pkgs" ;;
 *)
-    echo "usage: $0 [build|run|test]" >&2
+    echo "usage: $0 [build|run|test|fuzz]" >&2
     exit 2
     ;;
 esac
