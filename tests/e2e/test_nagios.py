@@ -8,7 +8,8 @@ command that names the likely root cause and its owner.
   user nagios/nobody when run as root) with the project's cmdb.cfg, a host and two
   services whose checks fail on cue, checks every second; Nagios itself runs
   cmdb-notify, whose mail (through a stand-in sendmail) must name the root cause and
-  its owner from a real cmdbd, record health, and pass the recovery through.
+  its owner from a real cmdbd, record health, pass the recovery through, and for the
+  host going down name the host, owned through what runs on it.
 - TestNotifyRequests: against a stub HTTP server, the script sends the alerting node plus
   every node that is down to POST /v1/rootcause and formats the answer (no database).
 - TestNotify: against the real cmdbd with the sample estate loaded: service and host
@@ -494,8 +495,8 @@ class TestNagiosDaemon(ServerTestCase):
         write(os.path.join(d, "timeperiods.cfg"), TIMEPERIODS)
         write(os.path.join(d, "resource.cfg"), "$USER1$=%s\n$USER10$=%s\n$USER11$=%s/cmdb.token\n"
               % (d, cls.srv.url, d))
-        # Checks every second (interval_length=1), all scheduled at once, results
-        # reaped every second; notifications on.
+        # Checks every second (interval_length=1), all scheduled at once, never
+        # answered from the cache, results reaped every second; notifications on.
         cls.cfg = main_config(d, ["%s/%s" % (d, n) for n in (
             "timeperiods.cfg", "cmdb.cfg", "objects.cfg")], user, group, extra=[
             "interval_length=1",
@@ -505,6 +506,9 @@ class TestNagiosDaemon(ServerTestCase):
             "max_host_check_spread=1",
             "service_interleave_factor=1",
             "check_result_reaper_frequency=1",
+            # Not answered from a cached result: a host check reuses one up to 15 s old.
+            "cached_host_check_horizon=0",
+            "cached_service_check_horizon=0",
             "status_update_interval=1",
             "enable_notifications=1",
             "execute_service_checks=1",
@@ -615,7 +619,19 @@ class TestNagiosDaemon(ServerTestCase):
         mail = self.wait_for_mail("recovery of pg-orders", "RECOVERY: service pg-orders on db-07.test is OK")
         self.assertNotIn("likely root cause", mail)
         self.assertEqual("ok", self.health("database/pg-orders:5432"))
-        self.assertEqual(3, len(self.mails()), self.mails())
+
+        # 4. The host goes down (the host command of cmdb.cfg). orders is still down;
+        #    the database runs on the host, so the host explains both, and its owner is
+        #    found through what runs on it: the database, part of team/dba's platform.
+        self.cue("db-07", 2)
+        mail = self.wait_for_mail("notification for the host", "PROBLEM: host db-07.test is DOWN")
+        body = mail.split("\n\n", 1)[1]
+        self.assertEqual("likely root cause host/db-07.test — owned by team/dba, "
+                         "on-call https://pager.example.com/schedules/dba", body.splitlines()[0], mail)
+        self.assertIn("Root cause: host/db-07.test (health down, explains 2 of 2 failing)", mail)
+        self.assertIn("[runs_on: ", mail)
+        self.assertEqual("down", self.health("host/db-07.test"))
+        self.assertEqual(4, len(self.mails()), self.mails())
 
 
 if __name__ == "__main__":
