@@ -96,6 +96,16 @@ def ref_string(kind, namespace, name):
     return "%s:%s/%s" % (kind.lower(), namespace, name)
 
 
+CMDB_REF_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}/[^\x00-\x1f\x7f]{1,255}$")
+
+
+def valid_cmdb_ref(ref):
+    """KIND/NAME as cmdbd accepts it (kind [a-z][a-z0-9_]{0,31}; name 1–255 bytes, no
+    control characters)."""
+    return (isinstance(ref, str) and bool(CMDB_REF_RE.match(ref))
+            and len(ref.split("/", 1)[1].encode("utf-8")) <= 255)
+
+
 def valid_name(name):
     return isinstance(name, str) and len(name) <= MAX_LEN and bool(NAME_RE.match(name))
 

@@ -117,6 +117,15 @@ class Catalog:
         if not isinstance(e.get("spec", {}), dict):
             self.errors.append("%s: spec must be a mapping" % where)
             return
+        for f in ("annotations", "labels"):
+            if not isinstance(meta.get(f, {}), dict):
+                self.errors.append("%s: metadata.%s must be a mapping" % (where, f))
+                return
+        override = (meta.get("annotations") or {}).get(bs.REF_ANNOTATION)
+        if override is not None and not bs.valid_cmdb_ref(override):
+            self.errors.append("%s: annotation %s %r is not a cmdb ref (kind/name)"
+                               % (where, bs.REF_ANNOTATION, override))
+            return
         if k == "location":
             self.follow(e, where, path)
             return
@@ -221,6 +230,11 @@ class Catalog:
             if kind == "group":
                 link("parent", "Group", "part_of")
                 link("children", "Group", "part_of", many=True, reverse=True)
+        first = {}
+        for (e, where), n in zip(self.entities.values(), nodes):
+            if n["ref"] in first:
+                self.errors.append("%s: is the node %s, as is %s" % (where, n["ref"], first[n["ref"]]))
+            first.setdefault(n["ref"], where)
         m = {"manifest": "cmdb/v1", "source": source}
         if generation is not None:
             m["generation"] = generation

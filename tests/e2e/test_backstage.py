@@ -204,6 +204,13 @@ class TestImport(unittest.TestCase):
         self.bad(head % "a" + ok + "---\n" + head % "A" + ok, "document 2", "the same entity as")
         self.bad("apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n", "apiVersion 'v1'")
         self.bad("kind: [\n", "catalog-info.yaml")
+        ann = "  annotations:\n    cmdbd.io/ref: %s\n"
+        self.bad(head % "a" + ann % "no-kind" + ok, "annotation cmdbd.io/ref 'no-kind'")
+        # two entities that would be one node
+        self.bad(head % "a" + ok + "---\n" + head % "b" + ann % "service/a" + ok,
+                 "document 2 (component:default/b): is the node service/a, as is")
+        self.bad(head % "a" + "  annotations: [x]\n" + ok, "metadata.annotations must be a mapping")
+        self.bad(head % "a" + ok + "  dependsOn: component:b\n", "spec.dependsOn must be a list")
 
     def test_missing_owner_is_a_warning(self):
         """Backstage would refuse the entity; the map does not need an owner."""
@@ -253,9 +260,8 @@ class TestRoundTrip(BackstageServerCase):
         self.assertEqual("", err, "the example catalog exports without a warning")
         for e in out:
             self.assertEqual("backstage.io/v1alpha1", e["apiVersion"])
-            self.assertNotIn("annotations", {k: v for k, v in e["metadata"].items()
-                                             if k == "annotations" and any(
-                                                 a.startswith("cmdbd.io/") for a in v)},
+            ann = e["metadata"].get("annotations", {})
+            self.assertEqual([], [a for a in ann if a.startswith("cmdbd.io/")],
                              "every name of the catalog maps back without help: %r" % e)
         want = normalise(load_entities(catalog_files()))
         got = normalise(out)
