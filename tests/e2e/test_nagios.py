@@ -4,6 +4,12 @@ command that names the likely root cause and its owner.
 
 - TestNagiosConfig: `nagios4 -v` accepts cmdb.cfg + example-objects.cfg (skipped when
   nagios4 is not installed: apt-get install nagios4-core).
+- TestNagiosDaemon: a real Nagios 4 daemon (foreground, every path in a temp dir, as
+  user nagios/nobody when run as root) with the project's cmdb.cfg, a host and two
+  services whose checks fail on cue, checks every second; Nagios itself runs
+  cmdb-notify, whose mail (through a stand-in sendmail) must name the root cause and
+  its owner from a real cmdbd, record health, pass the recovery through, and for the
+  host going down name the host, owned through what runs on it.
 - TestNotifyRequests: against a stub HTTP server, the script sends the alerting node plus
   every node that is down to POST /v1/rootcause and formats the answer (no database).
 - TestNotify: against the real cmdbd with the sample estate loaded: service and host
@@ -25,7 +31,7 @@ import unittest
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lib import REPO, ServerTestCase, free_port, node_path  # noqa: E402
+from lib import REPO, ServerTestCase, _pdeathsig, free_port, node_path, poll  # noqa: E402
 
 NAGIOS_DIR = os.path.join(REPO, "examples", "nagios")
 NOTIFY = os.path.join(NAGIOS_DIR, "cmdb-notify")
@@ -43,40 +49,96 @@ def run_notify(args=(), env=None, timeout=60):
 
 # ----------------------------------------------------------------------------- config
 
+DAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+TIMEPERIODS = ("define timeperiod {\n    timeperiod_name 24x7\n    alias always\n"
+               + "".join("    %s 00:00-24:00\n" % day for day in DAYS) + "}\n")
+
+
+def nagios_account():
+    """(user, group) the daemon runs as: Nagios drops root privileges to nagios_user, so
+    as root that is `nagios` (the package's user) or `nobody`; otherwise ourselves."""
+    import grp
+    import pwd
+    if os.geteuid() != 0:
+        pw = pwd.getpwuid(os.geteuid())
+        return pw.pw_name, grp.getgrgid(pw.pw_gid).gr_name
+    for user in ("nagios", "nobody"):
+        try:
+            pw = pwd.getpwnam(user)
+        except KeyError:
+            continue
+        return user, grp.getgrgid(pw.pw_gid).gr_name
+    raise unittest.SkipTest("running as root and neither user nagios nor nobody exists")
+
+
+def main_config(d, cfg_files, user, group, extra=()):
+    """nagios.cfg with every path Nagios writes inside d."""
+    lines = ["cfg_file=%s" % f for f in cfg_files] + [
+        "log_file=%s/nagios.log" % d,
+        "use_syslog=0",
+        "resource_file=%s/resource.cfg" % d,
+        "status_file=%s/status.dat" % d,
+        "temp_file=%s/nagios.tmp" % d,
+        "temp_path=%s" % d,
+        "lock_file=%s/nagios.lock" % d,
+        "check_result_path=%s/checkresults" % d,
+        "object_cache_file=%s/objects.cache" % d,
+        "precached_object_file=%s/objects.precache" % d,
+        "state_retention_file=%s/retention.dat" % d,
+        "retain_state_information=0",
+        "use_retained_program_state=0",
+        "use_retained_scheduling_info=0",
+        "command_file=%s/nagios.cmd" % d,
+        "check_external_commands=0",
+        "query_socket=%s/nagios.qh" % d,
+        "debug_file=%s/nagios.debug" % d,
+        "debug_level=0",
+        "nagios_user=%s" % user,
+        "nagios_group=%s" % group,
+        "illegal_macro_output_chars=`~$&|'\"<>",
+        "enable_environment_macros=0",
+    ] + list(extra)
+    path = os.path.join(d, "nagios.cfg")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def private_dir(prefix, user):
+    """A temp dir the Nagios user owns (as root the daemon drops to that user)."""
+    import pwd
+    d = tempfile.mkdtemp(prefix=prefix)
+    os.mkdir(os.path.join(d, "checkresults"))
+    if os.geteuid() == 0:
+        pw = pwd.getpwnam(user)
+        for p in (d, os.path.join(d, "checkresults")):
+            os.chown(p, pw.pw_uid, pw.pw_gid)
+    os.chmod(d, 0o755)
+    return d
+
+
+def write(path, text, mode=0o644):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
 @unittest.skipUnless(NAGIOS4, "nagios4 not installed (apt-get install nagios4-core)")
 class TestNagiosConfig(unittest.TestCase):
     def test_nagios_accepts_the_config(self):
-        d = tempfile.mkdtemp(prefix="cmdb-nagios-")
+        user, group = nagios_account()
+        d = private_dir("cmdb-nagios-", user)
         self.addCleanup(shutil.rmtree, d, True)
-        os.chmod(d, 0o777)  # nagios4 -v checks check_result_path as the nagios user
         # The nagios user may not be able to enter the checkout (a 0700 home): check
         # copies of the files, as an installation would have them.
         for name in ("cmdb.cfg", "example-objects.cfg"):
             shutil.copy(os.path.join(NAGIOS_DIR, name), d)
             os.chmod(os.path.join(d, name), 0o644)
-        with open(os.path.join(d, "timeperiods.cfg"), "w") as f:
-            f.write("define timeperiod {\n timeperiod_name 24x7\n alias always\n"
-                    + "".join(" %s 00:00-24:00\n" % day for day in (
-                        "sunday", "monday", "tuesday", "wednesday", "thursday", "friday",
-                        "saturday"))
-                    + "}\n")
-        with open(os.path.join(d, "resource.cfg"), "w") as f:
-            f.write("$USER10$=http://127.0.0.1:8080\n$USER11$=/etc/nagios4/cmdb.token\n")
-        main = os.path.join(d, "nagios.cfg")
-        with open(main, "w") as f:
-            f.write("\n".join([
-                "log_file=%s/nagios.log" % d,
-                "cfg_file=%s/timeperiods.cfg" % d,
-                "cfg_file=%s/cmdb.cfg" % d,
-                "cfg_file=%s/example-objects.cfg" % d,
-                "resource_file=%s/resource.cfg" % d,
-                "status_file=%s/status.dat" % d,
-                "temp_file=%s/nagios.tmp" % d,
-                "lock_file=%s/nagios.lock" % d,
-                "check_result_path=%s" % d,
-                "illegal_macro_output_chars=`~$&|'\"<>",
-                "enable_environment_macros=0",
-                ""]))
+        write(os.path.join(d, "timeperiods.cfg"), TIMEPERIODS)
+        write(os.path.join(d, "resource.cfg"),
+              "$USER10$=http://127.0.0.1:8080\n$USER11$=/etc/nagios4/cmdb.token\n")
+        main = main_config(d, ["%s/%s" % (d, n) for n in (
+            "timeperiods.cfg", "cmdb.cfg", "example-objects.cfg")], user, group)
         p = subprocess.run([NAGIOS4, "-v", main], capture_output=True, text=True, timeout=60)
         self.assertEqual(0, p.returncode, p.stdout + p.stderr)
         self.assertIn("Total Errors:   0", p.stdout)
@@ -290,6 +352,286 @@ class TestNotify(ServerTestCase):
                        env={"CMDB_TOKEN": "not-a-token"})
         self.assertEqual(0, p.returncode, p.stderr)
         self.assertIn("HTTP 401", p.stdout)
+
+
+# ----------------------------------------------------------------------------- nagios
+
+# The estate the daemon test's cmdbd knows: orders needs the database, which is part of
+# the data platform, which team/dba owns (so the owner is found by the part_of rule).
+DAEMON_MAP = {
+    "manifest": "cmdb/v1", "source": "test:nagios",
+    "nodes": [
+        {"ref": "team/dba", "attributes": {
+            "display_name": "Database reliability", "chat": "#dba",
+            "oncall": "https://pager.example.com/schedules/dba"}},
+        {"ref": "team/shop", "attributes": {"oncall": "https://pager.example.com/schedules/shop"}},
+        {"ref": "system/data-platform"},
+        {"ref": "host/db-07.test"},
+        {"ref": "database/pg-orders:5432"},
+        {"ref": "service/orders"},
+    ],
+    "edges": [
+        {"from": "service/orders", "type": "depends_on", "to": "database/pg-orders:5432"},
+        {"from": "service/orders", "type": "owned_by", "to": "team/shop"},
+        {"from": "database/pg-orders:5432", "type": "runs_on", "to": "host/db-07.test"},
+        {"from": "database/pg-orders:5432", "type": "part_of", "to": "system/data-platform"},
+        {"from": "system/data-platform", "type": "owned_by", "to": "team/dba"},
+    ],
+}
+
+# A check that fails on cue: it reports the state the test wrote into cue/NAME
+# (0 OK, 2 CRITICAL) and notes that it ran.
+CHECK_CUE = """#!/bin/sh
+d=$(dirname "$0")
+s=$(cat "$d/cue/$1" 2>/dev/null) || s=3
+: > "$d/cue/$1.checked"
+case $s in
+0) echo "OK - $1 answers" ;;
+2) echo "CRITICAL - $1 connection refused" ;;
+*) echo "UNKNOWN - no cue for $1"; s=3 ;;
+esac
+exit $s
+"""
+
+# A stand-in sendmail: each message it is handed becomes one file mail/N, written whole.
+SENDMAIL = """#!/bin/sh
+[ "$1" = -t ] || exit 64
+d=$(dirname "$0")/mail
+f=$d/$(date +%s%N).$$
+cat > "$f.tmp" && mv "$f.tmp" "$f.msg"
+"""
+
+OBJECTS = """define command {
+    command_name    check-cue
+    command_line    $USER1$/check-cue $ARG1$
+}
+
+define host {
+    host_name               db-07.test
+    address                 127.0.0.1
+    _CMDB_REF               host/db-07.test
+    check_command           check-cue!db-07
+    max_check_attempts      1
+    check_interval          1
+    retry_interval          1
+    check_period            24x7
+    notification_interval   0
+    notification_period     24x7
+    contact_groups          cmdb-oncall
+}
+
+define service {
+    name                    cue-service
+    register                0
+    host_name               db-07.test
+    max_check_attempts      1
+    check_interval          1
+    retry_interval          1
+    check_period            24x7
+    notification_interval   0
+    notification_period     24x7
+    notification_options    w,u,c,r
+    contact_groups          cmdb-oncall
+}
+
+define service {
+    use                     cue-service
+    service_description     pg-orders
+    _CMDB_REF               database/pg-orders:5432
+    check_command           check-cue!pg-orders
+}
+
+define service {
+    use                     cue-service
+    service_description     orders
+    _CMDB_REF               service/orders
+    check_command           check-cue!orders
+}
+"""
+
+
+@unittest.skipUnless(NAGIOS4, "nagios4 not installed (apt-get install nagios4-core)")
+class TestNagiosDaemon(ServerTestCase):
+    """A real Nagios 4 daemon, configured with the project's cmdb.cfg, runs checks that
+    fail on cue and itself runs cmdb-notify; the mail it sends names the root cause and
+    its owner as cmdbd knows them."""
+
+    server_name = "nagiosd"
+    WAIT_S = 30
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        resp = cls.srv.post("/v1/manifests", DAEMON_MAP)
+        if resp[0] != 200:
+            raise AssertionError("manifest not applied: %r" % (resp,))
+        user, group = nagios_account()
+        cls.d = d = private_dir("cmdb-nagiosd-", user)
+        os.mkdir(os.path.join(d, "cue"))
+        os.mkdir(os.path.join(d, "mail"))
+        if os.geteuid() == 0:
+            import pwd
+            pw = pwd.getpwnam(user)
+            for sub in ("cue", "mail"):
+                os.chown(os.path.join(d, sub), pw.pw_uid, pw.pw_gid)
+        for name in ("db-07", "pg-orders", "orders"):
+            write(os.path.join(d, "cue", name), "0\n")
+        write(os.path.join(d, "check-cue"), CHECK_CUE, 0o755)
+        write(os.path.join(d, "sendmail"), SENDMAIL, 0o755)
+        shutil.copy(NOTIFY, os.path.join(d, "cmdb-notify"))
+        os.chmod(os.path.join(d, "cmdb-notify"), 0o755)
+        write(os.path.join(d, "cmdb.token"), cls.srv.token("write") + "\n", 0o644)
+        # The project's cmdb.cfg as installed, except that cmdb-notify lives in d and
+        # hands its mail to the stand-in sendmail.
+        with open(os.path.join(NAGIOS_DIR, "cmdb.cfg")) as f:
+            cfg = f.read()
+        installed = "command_line    /usr/local/lib/nagios/cmdb-notify "
+        if cfg.count(installed) != 2:
+            raise AssertionError("cmdb.cfg no longer runs %r in both commands" % installed)
+        cfg = cfg.replace(installed, "command_line    %s/cmdb-notify --sendmail %s/sendmail "
+                          % (d, d))
+        write(os.path.join(d, "cmdb.cfg"), cfg)
+        write(os.path.join(d, "objects.cfg"), OBJECTS)
+        write(os.path.join(d, "timeperiods.cfg"), TIMEPERIODS)
+        write(os.path.join(d, "resource.cfg"), "$USER1$=%s\n$USER10$=%s\n$USER11$=%s/cmdb.token\n"
+              % (d, cls.srv.url, d))
+        # Checks every second (interval_length=1), all scheduled at once, never
+        # answered from the cache, results reaped every second; notifications on.
+        cls.cfg = main_config(d, ["%s/%s" % (d, n) for n in (
+            "timeperiods.cfg", "cmdb.cfg", "objects.cfg")], user, group, extra=[
+            "interval_length=1",
+            "service_inter_check_delay_method=n",
+            "host_inter_check_delay_method=n",
+            "max_service_check_spread=1",
+            "max_host_check_spread=1",
+            "service_interleave_factor=1",
+            "check_result_reaper_frequency=1",
+            # Not answered from a cached result: a host check reuses one up to 15 s old.
+            "cached_host_check_horizon=0",
+            "cached_service_check_horizon=0",
+            "status_update_interval=1",
+            "enable_notifications=1",
+            "execute_service_checks=1",
+            "execute_host_checks=1",
+            "enable_flap_detection=0",
+            "log_notifications=1",
+            "log_initial_states=1",
+        ])
+        with open(os.path.join(d, "stdout"), "w") as out:
+            cls.nagios = subprocess.Popen([NAGIOS4, cls.cfg], stdout=out, stderr=subprocess.STDOUT,
+                                          preexec_fn=_pdeathsig)
+
+    @classmethod
+    def tearDownClass(cls):
+        p = getattr(cls, "nagios", None)
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if getattr(cls, "d", None) and not os.environ.get("CMDB_E2E_KEEP_LOGS"):
+            shutil.rmtree(cls.d, ignore_errors=True)
+        super().tearDownClass()
+
+    # -- helpers
+
+    def nagios_log(self, n=40):
+        out = []
+        for name in ("stdout", "nagios.log"):
+            try:
+                with open(os.path.join(self.d, name), errors="replace") as f:
+                    out.append("--- %s\n%s" % (name, "".join(f.readlines()[-n:])))
+            except OSError as e:
+                out.append("--- %s: %s" % (name, e))
+        return "\n".join(out)
+
+    def cue(self, name, state):
+        write(os.path.join(self.d, "cue", name + ".tmp"), "%d\n" % state)
+        os.rename(os.path.join(self.d, "cue", name + ".tmp"), os.path.join(self.d, "cue", name))
+
+    def mails(self):
+        d = os.path.join(self.d, "mail")
+        out = []
+        for name in sorted(os.listdir(d)):
+            if name.endswith(".msg"):
+                with open(os.path.join(d, name), encoding="utf-8") as f:
+                    out.append(f.read())
+        return out
+
+    def wait_for(self, what, pred):
+        """Poll until pred() is true (bounded by WAIT_S); fail with Nagios's log."""
+        got = poll(pred, bool, self.WAIT_S)
+        if not got:
+            self.assertIsNone(self.nagios.poll(), "nagios exited:\n" + self.nagios_log())
+            self.fail("%s: not within %d s\nmail so far: %r\n%s\ncmdbd log:\n%s" % (
+                what, self.WAIT_S, self.mails(), self.nagios_log(), self.srv.log_tail(15)))
+        return got
+
+    def wait_for_mail(self, what, needle):
+        def found():
+            return [m for m in self.mails() if needle in m]
+        return self.wait_for(what, found)[0]
+
+    def health(self, ref):
+        return self.assertStatus(self.srv.get(node_path(ref)), 200)["health"]
+
+    # -- the scenario: one test, in order, since Nagios's state carries over
+
+    def test_nagios_runs_cmdb_notify(self):
+        # Nagios is up and checking: every cue has been read at least once.
+        self.wait_for("first checks", lambda: all(
+            os.path.exists(os.path.join(self.d, "cue", n + ".checked"))
+            for n in ("db-07", "pg-orders", "orders")))
+        self.assertEqual([], self.mails(), "nothing is failing yet")
+
+        # 1. The database fails. Nagios notifies; cmdb-notify records the health and names
+        #    the database itself, owned by team/dba through the data platform.
+        self.cue("pg-orders", 2)
+        mail = self.wait_for_mail("notification for pg-orders",
+                                  "PROBLEM: service pg-orders on db-07.test is CRITICAL")
+        self.assertIn("To: oncall@shop.example.com\n", mail)
+        self.assertIn("Subject: ** PROBLEM: pg-orders on db-07.test is CRITICAL — likely root cause "
+                      "database/pg-orders:5432 — owned by team/dba, on-call "
+                      "https://pager.example.com/schedules/dba **", mail)
+        self.assertIn("output:   CRITICAL - pg-orders connection refused", mail)
+        self.assertIn("[part_of: database/pg-orders:5432 → system/data-platform → team/dba]", mail)
+        self.assertEqual("down", self.health("database/pg-orders:5432"))
+
+        # 2. Orders fails too. Its alert names only orders; cmdbd knows the database is
+        #    down and that orders needs it: the database is the root cause, team/dba owns it.
+        self.cue("orders", 2)
+        mail = self.wait_for_mail("notification for orders",
+                                  "PROBLEM: service orders on db-07.test is CRITICAL")
+        body = mail.split("\n\n", 1)[1]
+        self.assertEqual("likely root cause database/pg-orders:5432 — owned by team/dba, "
+                         "on-call https://pager.example.com/schedules/dba", body.splitlines()[0], mail)
+        self.assertIn("cmdb ref: service/orders", mail)
+        self.assertIn("Root cause: database/pg-orders:5432 (health down, explains 2 of 2 failing)", mail)
+        self.assertIn("explains: database/pg-orders:5432, service/orders", mail)
+        self.assertIn("owner:    team/dba (Database reliability), on-call "
+                      "https://pager.example.com/schedules/dba, chat #dba", mail)
+        self.assertEqual("down", self.health("service/orders"))
+
+        # 3. The database comes back: a RECOVERY mail, no analysis, health back to ok.
+        self.cue("pg-orders", 0)
+        mail = self.wait_for_mail("recovery of pg-orders", "RECOVERY: service pg-orders on db-07.test is OK")
+        self.assertNotIn("likely root cause", mail)
+        self.assertEqual("ok", self.health("database/pg-orders:5432"))
+
+        # 4. The host goes down (the host command of cmdb.cfg). orders is still down;
+        #    the database runs on the host, so the host explains both, and its owner is
+        #    found through what runs on it: the database, part of team/dba's platform.
+        self.cue("db-07", 2)
+        mail = self.wait_for_mail("notification for the host", "PROBLEM: host db-07.test is DOWN")
+        body = mail.split("\n\n", 1)[1]
+        self.assertEqual("likely root cause host/db-07.test — owned by team/dba, "
+                         "on-call https://pager.example.com/schedules/dba", body.splitlines()[0], mail)
+        self.assertIn("Root cause: host/db-07.test (health down, explains 2 of 2 failing)", mail)
+        self.assertIn("[runs_on: ", mail)
+        self.assertEqual("down", self.health("host/db-07.test"))
+        self.assertEqual(4, len(self.mails()), self.mails())
 
 
 if __name__ == "__main__":
