@@ -13,6 +13,8 @@
 #   make fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="json ..."]   the libFuzzer targets of
 #                     tests/fuzz/ under ASan+UBSan (clang, build in build/fuzz/), each for
 #                     FUZZ_SECONDS; fails on any crash, leak or UB (not part of make test)
+#   make install [PREFIX=/usr/local] [DESTDIR=stage]   programs, man pages, completion
+#                     (make uninstall removes them); see README.md "Installing"
 #   make deps | fmt | clean
 #
 # Generated sources live in $(BUILD)/gen: migrations.c (the SQL files, embedded) and
@@ -95,7 +97,7 @@ CHECK := $(BUILD)/check_cmdb
 
 # --- targets -------------------------------------------------------------------------
 
-.PHONY: all run test check valgrind bench fuzz fuzz-build clean deps fmt FORCE
+.PHONY: all run test check valgrind bench fuzz fuzz-build clean deps fmt install uninstall FORCE
 .DEFAULT_GOAL := all
 
 all: $(CMDBD) $(CMDB) $(CHECK)
@@ -222,6 +224,28 @@ $(FUZZ_BUILD)/libcmdbd.a: $(FUZZ_LIB_OBJS)
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BUILD)/libcmdbd.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(DEPFLAGS) -MF $@.d $< $(FUZZ_BUILD)/libcmdbd.a \
 		-o $@ $(SERVER_LIBS) $(PG_LIBS)
+# --- install -------------------------------------------------------------------------
+# The programs as built (no rebuild when they are current), their man pages and cmdb's
+# bash completion, under $(DESTDIR)$(PREFIX). The systemd unit is an example to adapt
+# (examples/systemd/). Checked by tests/e2e/test_install.py.
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+INSTALL ?= install
+INSTALLED := $(DESTDIR)$(BINDIR)/cmdbd $(DESTDIR)$(BINDIR)/cmdb \
+	$(DESTDIR)$(MANDIR)/man8/cmdbd.8 $(DESTDIR)$(MANDIR)/man1/cmdb.1 $(DESTDIR)$(BASHCOMPDIR)/cmdb
+
+install: $(CMDBD) $(CMDB)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(BASHCOMPDIR)
+	$(INSTALL) -m 0755 $(CMDBD) $(CMDB) $(DESTDIR)$(BINDIR)
+	$(INSTALL) -m 0644 cmdbd/cmdbd.8 $(DESTDIR)$(MANDIR)/man8/cmdbd.8
+	$(INSTALL) -m 0644 client/cmdb.1 $(DESTDIR)$(MANDIR)/man1/cmdb.1
+	$(INSTALL) -m 0644 client/cmdb.bash-completion $(DESTDIR)$(BASHCOMPDIR)/cmdb
+
+uninstall:
+	rm -f $(INSTALLED)
 
 deps:
 	sh cmdbd/dev/deps.sh test
