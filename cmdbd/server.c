@@ -118,10 +118,12 @@ static void
 on_notify(void *arg, const char *channel, const char *payload)
 {
 	(void)arg;
-	(void)payload;
-	if (strcmp(channel, "cmdb_changes") == 0 && srv.tailer != NULL)
+	if (strcmp(channel, "cmdb_changes") == 0 && srv.tailer != NULL) {
+		/* The payload is the last seq of the commit (migrations: cmdb_commit_changes). */
+		if (payload != NULL)
+			tailer_heard(srv.tailer, strtoll(payload, NULL, 10));
 		tailer_poke(srv.tailer);
-	else if (strcmp(channel, "cmdb_tokens") == 0 && srv.auth != NULL)
+	} else if (strcmp(channel, "cmdb_tokens") == 0 && srv.auth != NULL)
 		auth_reload(srv.auth);
 }
 
