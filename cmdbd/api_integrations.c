@@ -105,7 +105,7 @@ state_rank(const char *state)
 	return strcmp(state, "down") == 0 ? 2 : strcmp(state, "degraded") == 0 ? 1 : 0;
 }
 
-/* "<alertname>: <summary>" cut at a character boundary to the reason limit. */
+/* "<alertname>: <summary>" cut at a character boundary to the reason limit (NULL: ENOMEM). */
 static json_t *
 alert_reason(json_t *alert)
 {
@@ -113,17 +113,19 @@ alert_reason(json_t *alert)
 	    json_string_value(json_object_get(json_object_get(alert, "labels"), "alertname"));
 	const char *summary =
 	    json_string_value(json_object_get(json_object_get(alert, "annotations"), "summary"));
-	char buf[MODEL_HEALTH_REASON_MAX + 1];
+	char buf[MODEL_HEALTH_REASON_MAX + 2]; /* one byte more: the first one cut */
 	size_t n;
 
 	if (summary != NULL && summary[0] != '\0')
 		n = (size_t)snprintf(buf, sizeof(buf), "%s: %s", name ? name : "alert", summary);
 	else
 		n = (size_t)snprintf(buf, sizeof(buf), "%s", name ? name : "alert");
-	if (n >= sizeof(buf)) {
-		n = sizeof(buf) - 1;
+	if (n > MODEL_HEALTH_REASON_MAX) {
+		/* buf[n] is the first byte cut: while it continues a character, that
+		 * character would be split, so end before its first byte. */
+		n = MODEL_HEALTH_REASON_MAX;
 		while (n > 0 && ((unsigned char)buf[n] & 0xC0) == 0x80)
-			n--; /* buf[n] would start a cut character: end before it */
+			n--;
 		buf[n] = '\0';
 	}
 	return json_string(buf);
@@ -140,7 +142,7 @@ read_alert(struct http_req *r, json_t *alert, size_t i, json_t *updates, json_t 
 {
 	char path[40], kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1];
 	const char *status, *ref, *severity, *state;
-	json_t *labels, *old, *u;
+	json_t *labels, *old, *u = NULL, *reason;
 
 	snprintf(path, sizeof(path), "alerts[%zu]", i);
 	if (!check_known(r, alert, path, am_alert_fields))
@@ -175,8 +177,9 @@ read_alert(struct http_req *r, json_t *alert, size_t i, json_t *updates, json_t 
 	if (old != NULL &&
 	    state_rank(json_string_value(json_object_get(old, "state"))) >= state_rank(state))
 		return true;
-	u = json_pack("{s:s,s:s,s:s,s:o*}", "kind", kind, "name", name, "state", state, "reason",
-		      alert_reason(alert));
+	if ((reason = alert_reason(alert)) != NULL)
+		u = json_pack("{s:s,s:s,s:s,s:o}", "kind", kind, "name", name, "state", state,
+			      "reason", reason);
 	if (u == NULL || json_object_set_new(updates, ref, u) != 0) {
 		http_reply_nomem(r);
 		return false;
@@ -262,7 +265,9 @@ api_alertmanager(struct http_req *r)
 	long without_ref = 0;
 	size_t i;
 
-	if (!api_query_only(r, no_params, NULL) || !check_known(r, r->json, "", am_fields))
+	/* The reply's rootcause needs the map (503 while it loads: Alertmanager retries). */
+	if (!api_query_only(r, no_params, NULL) || !api_require_map(r) ||
+	    !check_known(r, r->json, "", am_fields))
 		return;
 	version = json_string_value(json_object_get(r->json, "version"));
 	if (strcmp(version, "4") != 0) {
