@@ -85,15 +85,20 @@ class Cmdb:
         return refs
 
     def rootcause(self, failing):
-        """The rootcause answer; refs cmdbd does not know are dropped and noted."""
+        """(the rootcause answer, the refs cmdbd does not know: left out of it)."""
         try:
-            return self.call("POST", "/v1/rootcause", {"failing": failing, "max_depth": MAX_DEPTH})
+            return self.call("POST", "/v1/rootcause",
+                             {"failing": failing, "max_depth": MAX_DEPTH}), []
         except CmdbError as e:
-            missing = (e.args[1] or {}).get("missing") if len(e.args) > 1 else None
-            rest = [r for r in failing if r not in (missing or [])]
-            if not missing or not rest:
+            details = e.args[1] if len(e.args) > 1 and isinstance(e.args[1], dict) else {}
+            missing = details.get("missing") or []
+            rest = [r for r in failing if r not in missing]
+            if not missing:
                 raise
-            return self.call("POST", "/v1/rootcause", {"failing": rest, "max_depth": MAX_DEPTH})
+            if not rest:
+                return {}, missing
+            return self.call("POST", "/v1/rootcause",
+                             {"failing": rest, "max_depth": MAX_DEPTH}), missing
 
     def owners(self, ref):
         kind, name = ref.split("/", 1)
@@ -139,11 +144,13 @@ def compose(notification, cmdb):
     if cmdb is None:
         return "\n".join(lines + ["(cmdb: no token, no root cause)"])
     try:
-        rc = cmdb.rootcause(sorted(set(refs + cmdb.failing_now())))
+        rc, missing = cmdb.rootcause(sorted(set(refs + cmdb.failing_now())))
         causes = rc.get("root_causes") or rc.get("minimal_cover") or []
         for cause in causes[:3]:
             lines.append(headline(cause, cmdb.owners(cause)))
-        if not causes:
+        if missing:
+            lines.append("(cmdb has no node %s)" % ", ".join(missing))
+        elif not causes:
             lines.append("(cmdb found no root cause)")
     except CmdbError as e:
         lines.append("(cmdb could not analyse this alert: %s)" % e.args[0])

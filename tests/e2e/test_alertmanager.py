@@ -10,6 +10,9 @@
   fields Alertmanager may add accepted, and the rootcause in the reply.
 - RootcauseNow: POST /v1/rootcause with `failing` omitted = every node now down or
   degraded, the same answer as naming them.
+- Relay: relay.py on its own, posting to a chat sink: the message names the cause, its
+  team and on-call; a node cmdbd does not know, or cmdbd unreachable, still sends the
+  alert (saying why there is no analysis); a chat webhook that fails is a 502.
 - RealAlertmanager: a real prometheus-alertmanager whose receivers (examples/alertmanager/
   alertmanager.yml) are cmdbd, with the token in http_config, and the chat relay
   (examples/alertmanager/relay.py) posting to a chat sink; alerts are posted to
@@ -151,8 +154,8 @@ class Webhook(EstateCase):
                  ("warning", "degraded"), ("info", "degraded"), ("Warning", "degraded")]
         for severity, want in cases:
             with self.subTest(severity=severity):
-                self.assertStatus(self.hook(notification([alert("service/api", severity=severity)])),
-                                  200)
+                body = notification([alert("service/api", severity=severity)])
+                self.assertStatus(self.hook(body), 200)
                 self.assertEqual(self.node("service/api")["health"], want)
 
     def test_resolved_sets_ok(self):
@@ -275,8 +278,10 @@ class Webhook(EstateCase):
             ("alerts[0].status", variant(lambda b: b["alerts"][0].pop("status"))),
             ("alerts[0].status", variant(lambda b: b["alerts"][0].__setitem__("status", "open"))),
             ("alerts[0].labels", variant(lambda b: b["alerts"][0].pop("labels"))),
-            ("alerts[0].labels", variant(lambda b: b["alerts"][0]["labels"].__setitem__("cmdb_ref", ["x"]))),
-            ("alerts[0].annotations", variant(lambda b: b["alerts"][0].__setitem__("annotations", []))),
+            ("alerts[0].labels",
+             variant(lambda b: b["alerts"][0]["labels"].__setitem__("cmdb_ref", ["x"]))),
+            ("alerts[0].annotations",
+             variant(lambda b: b["alerts"][0].__setitem__("annotations", []))),
             ("alerts[0].endsAt", variant(lambda b: b["alerts"][0].__setitem__("endsAt", 0))),
         ]
         for field, body in cases:
@@ -389,6 +394,100 @@ def wait_for(what, fn, timeout=30.0, interval=0.2):
     raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
 
 
+def start_relay(add_cleanup, cmdb_url, token_file, chat_url):
+    """relay.py on a free port, stopped by a cleanup given to add_cleanup (a test's
+    addCleanup or a class's addClassCleanup). Returns its URL."""
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    p = subprocess.Popen(
+        [PYTHON, os.path.join(AM_DIR, "relay.py"), "--listen", "127.0.0.1:%d" % port,
+         "--cmdb-url", cmdb_url, "--token-file", token_file, "--chat-url", chat_url],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_pdeathsig)
+
+    def stop():
+        p.terminate()
+        p.wait(10)
+        log.close()
+    add_cleanup(stop)
+    url = "http://127.0.0.1:%d" % port
+
+    def up():
+        try:
+            urllib.request.urlopen(url, timeout=1)
+        except urllib.error.HTTPError:
+            return True  # it answers (501 for GET)
+        except OSError:
+            if p.poll() is not None:
+                log.seek(0)
+                raise AssertionError("relay.py exited: %s" % log.read().decode(errors="replace"))
+            return False
+        return True
+    wait_for("relay.py listening", up, 15, 0.05)
+    return url
+
+
+def post_json(url, body):
+    """(status, text) of a POST."""
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+class Relay(EstateCase):
+    """relay.py on its own: the message goes out when cmdbd cannot help, and a chat
+    webhook that fails makes Alertmanager retry (502)."""
+    server_name = "am_relay"
+
+    def setUp(self):
+        super().setUp()
+        self.tmp = tempfile.mkdtemp(prefix="cmdb-relay-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.token = os.path.join(self.tmp, "read.token")
+        with open(self.token, "w") as f:
+            f.write(self.srv.token("read") + "\n")
+        self.chat = ChatSink()
+        self.addCleanup(self.chat.close)
+
+    def test_message_names_cause_owner_and_oncall(self):
+        self.assertStatus(self.srv.put(node_path("host/db1") + "/health", {"state": "down"}), 200)
+        url = start_relay(self.addCleanup, self.srv.url, self.token, self.chat.url)
+        st, _ = post_json(url, notification([alert("service/web", name="WebErrors",
+                                                   summary="5xx above 5%")]))
+        self.assertEqual(st, 200)
+        self.assertEqual(self.chat.messages, [{
+            "text": "[FIRING] WebErrors on service/web: 5xx above 5%\n"
+                    "likely root cause host/db1 — owned by team/payments, on-call alice"}])
+
+    def test_unknown_node_and_unreachable_cmdbd_still_send(self):
+        url = start_relay(self.addCleanup, self.srv.url, self.token, self.chat.url)
+        self.assertEqual(post_json(url, notification([alert("service/ghost")]))[0], 200)
+        self.assertEqual(self.chat.messages[-1]["text"],
+                         "[FIRING] PgDown on service/ghost: pg is down\n"
+                         "(cmdb has no node service/ghost)")
+        body = notification([alert("service/ghost"), alert("service/lonely", name="Lonely")])
+        self.assertEqual(post_json(url, body)[0], 200)
+        self.assertEqual(self.chat.messages[-1]["text"].splitlines()[2:],
+                         ["likely root cause service/lonely — no owner on record",
+                          "(cmdb has no node service/ghost)"])
+        dead = start_relay(self.addCleanup, "http://127.0.0.1:%d" % free_port(), self.token,
+                           self.chat.url)
+        self.assertEqual(post_json(dead, notification([alert("database/pg")]))[0], 200)
+        text = self.chat.messages[-1]["text"]
+        self.assertTrue(text.startswith("[FIRING] PgDown on database/pg: pg is down\n"), text)
+        self.assertIn("cmdb could not analyse this alert: cannot reach", text)
+
+    def test_chat_failure_is_a_502_and_bad_bodies_a_400(self):
+        url = start_relay(self.addCleanup, self.srv.url, self.token,
+                          "http://127.0.0.1:%d/hook" % free_port())
+        st, text = post_json(url, notification([alert("database/pg")]))
+        self.assertEqual(st, 502, text)
+        self.assertEqual(post_json(url, [1, 2])[0], 400)
+
+
 def render_config(path, cmdb_url, token_file, relay_url):
     """examples/alertmanager/alertmanager.yml with its placeholders filled in, and the
     test's short timers (the example's are for production)."""
@@ -432,15 +531,9 @@ class RealAlertmanager(EstateCase):
         with open(read_token, "w") as f:
             f.write(cls.srv.token("read") + "\n")
         cls.chat = ChatSink()
-        relay_port = free_port()
-        cls.relay_log = open(os.path.join(cls.tmp, "relay.log"), "wb")
-        cls.procs.append(subprocess.Popen(
-            [PYTHON, os.path.join(AM_DIR, "relay.py"), "--listen", "127.0.0.1:%d" % relay_port,
-             "--cmdb-url", cls.srv.url, "--token-file", read_token, "--chat-url", cls.chat.url],
-            stdin=subprocess.DEVNULL, stdout=cls.relay_log, stderr=subprocess.STDOUT,
-            preexec_fn=_pdeathsig))
+        relay = start_relay(cls.addClassCleanup, cls.srv.url, read_token, cls.chat.url)
         config = os.path.join(cls.tmp, "alertmanager.yml")
-        render_config(config, cls.srv.url, token_file, "http://127.0.0.1:%d" % relay_port)
+        render_config(config, cls.srv.url, token_file, relay)
         if AMTOOL:
             p = subprocess.run([AMTOOL, "check-config", config], capture_output=True, text=True,
                                timeout=30)
@@ -481,9 +574,8 @@ class RealAlertmanager(EstateCase):
                     p.wait()
         if getattr(cls, "chat", None):
             cls.chat.close()
-        for f in ("am_log", "relay_log"):
-            if getattr(cls, f, None):
-                getattr(cls, f).close()
+        if getattr(cls, "am_log", None):
+            cls.am_log.close()
 
     @classmethod
     def tearDownClass(cls):
@@ -493,7 +585,7 @@ class RealAlertmanager(EstateCase):
 
     def logs(self):
         out = []
-        for name in ("alertmanager.log", "relay.log"):
+        for name in ("alertmanager.log",):
             try:
                 with open(os.path.join(self.tmp, name), errors="replace") as f:
                     out.append("--- %s:\n%s" % (name, "".join(f.readlines()[-30:])))
