@@ -112,6 +112,16 @@ class RealPrometheus(ServerTestCase):
         for name in ("cmdb_http_requests_total", "cmdb_graph_nodes", "cmdb_change_seq_latest",
                      "cmdb_graph_ready 1", 'route="integrations.alertmanager"'):
             self.assertIn(name, text)
+        # Quiet now: the graph has applied everything NOTIFY announced (no lag).
+        def value(name):
+            return [float(line.split()[1]) for line in self.metrics().splitlines()
+                    if line.startswith(name + " ")][0]
+        deadline = time.monotonic() + 10
+        while value("cmdb_change_seq_latest") != value("cmdb_change_seq") \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(value("cmdb_change_seq_latest"), value("cmdb_change_seq"))
+        self.assertGreater(value("cmdb_change_seq"), 0)
         p = promtool("check", "metrics", stdin=text)
         self.assertEqual((p.returncode, p.stdout + p.stderr), (0, ""),
                          "promtool check metrics must be clean")
