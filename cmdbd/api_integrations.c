@@ -132,17 +132,19 @@ alert_reason(json_t *alert)
 }
 
 /*
- * Reads one alert into updates (ref → {"kind","name","state","reason"}, the worst
- * state per ref kept) or counts it in *without_ref / lists its ref in invalid.
+ * Reads one alert into updates (ref → {"kind","name","state","reason","alerts"}: the
+ * worst state per ref, and how many alerts named it) or counts it in *skipped (no
+ * cmdb_ref, or one that is not a ref: that goes into the set invalid too).
  * Replies and returns false on a malformed alert.
  */
 static bool
 read_alert(struct http_req *r, json_t *alert, size_t i, json_t *updates, json_t *invalid,
-	   long *without_ref)
+	   long *skipped)
 {
 	char path[40], kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1];
 	const char *status, *ref, *severity, *state;
 	json_t *labels, *old, *u = NULL, *reason;
+	json_int_t count = 1;
 
 	snprintf(path, sizeof(path), "alerts[%zu]", i);
 	if (!check_known(r, alert, path, am_alert_fields))
@@ -156,11 +158,12 @@ read_alert(struct http_req *r, json_t *alert, size_t i, json_t *updates, json_t 
 	labels = json_object_get(alert, "labels");
 	ref = json_string_value(json_object_get(labels, "cmdb_ref"));
 	if (ref == NULL) {
-		(*without_ref)++;
+		(*skipped)++;
 		return true;
 	}
 	if (model_ref_parse(ref, kind, name) != NULL) {
-		if (json_array_append_new(invalid, json_string(ref)) == 0)
+		(*skipped)++;
+		if (json_object_set_new(invalid, ref, json_true()) == 0)
 			return true;
 		http_reply_nomem(r);
 		return false;
@@ -174,12 +177,16 @@ read_alert(struct http_req *r, json_t *alert, size_t i, json_t *updates, json_t 
 	else
 		state = "down";
 	old = json_object_get(updates, ref);
+	if (old != NULL)
+		count = json_integer_value(json_object_get(old, "alerts")) + 1;
 	if (old != NULL &&
-	    state_rank(json_string_value(json_object_get(old, "state"))) >= state_rank(state))
-		return true;
-	if ((reason = alert_reason(alert)) != NULL)
-		u = json_pack("{s:s,s:s,s:s,s:o}", "kind", kind, "name", name, "state", state,
-			      "reason", reason);
+	    state_rank(json_string_value(json_object_get(old, "state"))) >= state_rank(state)) {
+		if (json_object_set_new(old, "alerts", json_integer(count)) == 0)
+			return true;
+	} else if ((reason = alert_reason(alert)) != NULL) {
+		u = json_pack("{s:s,s:s,s:s,s:o,s:I}", "kind", kind, "name", name, "state", state,
+			      "reason", reason, "alerts", count);
+	}
 	if (u == NULL || json_object_set_new(updates, ref, u) != 0) {
 		http_reply_nomem(r);
 		return false;
@@ -259,10 +266,11 @@ void
 api_alertmanager(struct http_req *r)
 {
 	static const char *const no_params[] = {NULL};
-	json_t *alerts, *alert, *updates = NULL, *invalid = NULL;
+	json_t *alerts, *alert, *updates = NULL, *invalid = NULL, *invalid_refs = NULL, *v;
 	const char *version;
 	char *updates_text = NULL, *invalid_text = NULL, source[80], count[24];
-	long without_ref = 0;
+	const char *key;
+	long skipped = 0;
 	size_t i;
 
 	/* The reply's rootcause needs the map (503 while it loads: Alertmanager retries). */
@@ -286,22 +294,30 @@ api_alertmanager(struct http_req *r)
 				 json_array_size(alerts), AM_ALERTS_MAX);
 		return;
 	}
-	if ((updates = json_object()) == NULL || (invalid = json_array()) == NULL) {
+	if ((updates = json_object()) == NULL || (invalid = json_object()) == NULL ||
+	    (invalid_refs = json_array()) == NULL) {
 		http_reply_nomem(r);
 		goto out;
 	}
 	json_array_foreach(alerts, i, alert)
 	{
-		if (!read_alert(r, alert, i, updates, invalid, &without_ref))
+		if (!read_alert(r, alert, i, updates, invalid, &skipped))
 			goto out;
 	}
+	json_object_foreach(invalid, key, v)
+	{
+		if (json_array_append_new(invalid_refs, json_string(key)) != 0) {
+			http_reply_nomem(r);
+			goto out;
+		}
+	}
 	updates_text = sorted_updates(updates);
-	invalid_text = json_dumps(invalid, JSON_COMPACT);
+	invalid_text = json_dumps(invalid_refs, JSON_COMPACT);
 	if (updates_text == NULL || invalid_text == NULL) {
 		http_reply_nomem(r);
 		goto out;
 	}
-	snprintf(count, sizeof(count), "%ld", without_ref);
+	snprintf(count, sizeof(count), "%ld", skipped);
 	api_actor_source(r, source); /* status, not an assertion: any write token */
 	{
 		const char *params[5] = {updates_text, invalid_text, count, r->tok.name, source};
@@ -313,4 +329,5 @@ out:
 	free(invalid_text);
 	json_decref(updates);
 	json_decref(invalid);
+	json_decref(invalid_refs);
 }

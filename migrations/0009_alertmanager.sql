@@ -8,13 +8,15 @@
 -- cmdb_node_health (0004) does for PUT /v1/nodes/{kind}/{name}/health; all change rows
 -- are numbered by one cmdb_commit_changes() at the end.
 
--- updates: [{"kind","name","state","reason"}...] sorted by ref, one per node;
--- invalid: the cmdb_ref values that are not refs; without_ref: how many alerts had none.
--- Reply body: {"updated":[refs set],"ignored":N,"unknown":[refs naming no node],
+-- updates: [{"kind","name","state","reason","alerts"}...] sorted by ref, one per node
+-- (alerts: how many alerts named it); invalid: the distinct cmdb_ref values that are not
+-- refs; skipped: the alerts cmdbd set aside (no cmdb_ref, or not a ref).
+-- Reply body: {"updated":[refs set],"ignored":N alerts not applied,
+--              "unknown":[invalid refs, then refs naming no node],
 --              "refresh":[{"ref","id","health_at"}...]} — refresh lists the nodes whose
 -- health did not change (only health_at moved, no change row), which cmdbd merges
 -- into its in-memory images as it does after a health PUT.
-CREATE FUNCTION cmdb_alertmanager_apply(updates jsonb, invalid jsonb, without_ref int,
+CREATE FUNCTION cmdb_alertmanager_apply(updates jsonb, invalid jsonb, skipped int,
                                         p_actor text, p_source text)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
@@ -26,6 +28,7 @@ DECLARE
     updated jsonb := '[]';
     unknown jsonb := coalesce(invalid, '[]');
     refresh jsonb := '[]';
+    ignored bigint := skipped;
     cname   text;
 BEGIN
     FOR u IN SELECT value FROM jsonb_array_elements(updates) LOOP
@@ -34,6 +37,7 @@ BEGIN
            FOR NO KEY UPDATE;
         IF NOT FOUND THEN
             unknown := unknown || to_jsonb(ref);
+            ignored := ignored + coalesce((u->>'alerts')::int, 1);
             CONTINUE;
         END IF;
         updated := updated || to_jsonb(ref);
@@ -54,7 +58,7 @@ BEGIN
     END LOOP;
     RETURN cmdb_reply(200, jsonb_build_object(
                                'updated', updated, 'unknown', unknown, 'refresh', refresh,
-                               'ignored', without_ref + jsonb_array_length(unknown)),
+                               'ignored', ignored),
                       cmdb_commit_changes(), NULL);
 EXCEPTION WHEN check_violation THEN
     GET STACKED DIAGNOSTICS cname = CONSTRAINT_NAME;

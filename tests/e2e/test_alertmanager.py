@@ -212,6 +212,12 @@ class Webhook(EstateCase):
         self.assertEqual(sorted(r["unknown"]), ["not a ref", "service/nope"])
         self.assertEqual(self.node("database/pg")["health"], "down")
         self.assertEqual(self.srv.get(node_path("service/nope"))[0], 404, "nothing created")
+        # ignored counts alerts; unknown names each ref once.
+        body = notification([alert("service/nope"), alert("service/nope", name="B"),
+                             alert("bad"), alert("bad", name="B"), alert("service/api")])
+        r = self.assertStatus(self.hook(body), 200)
+        self.assertEqual((r["updated"], r["ignored"]), (["service/api"], 4))
+        self.assertEqual(sorted(r["unknown"]), ["bad", "service/nope"])
 
     def test_alerts_of_one_node_fold_worst_wins(self):
         body = notification([alert("service/api", severity="warning", name="A", summary="a"),

@@ -11,16 +11,17 @@ BEGIN
     PERFORM cmdb_node_put('database', 'pg:5432', '{}', NULL, NULL, 'alice', 'api:alice');
     s0 := (SELECT last FROM change_seq);
 
-    -- Two nodes, an unknown one, an invalid ref and two alerts without cmdb_ref: one
-    -- commit, one change row per changed node, in the order given (ref order).
+    -- Two nodes, an unknown one named by two alerts, and three alerts set aside by the
+    -- caller (an invalid ref, two without cmdb_ref): one commit, one change row per
+    -- changed node, in the order given (ref order).
     r := cmdb_test.status(cmdb_alertmanager_apply(
-        '[{"kind":"database","name":"pg:5432","state":"down","reason":"PgDown: gone"},
-          {"kind":"service","name":"api","state":"degraded","reason":"Slow"},
-          {"kind":"service","name":"nope","state":"down","reason":"X"}]',
-        '["not a ref"]', 2, 'am', 'api:am'), 200, 'apply');
+        '[{"kind":"database","name":"pg:5432","state":"down","reason":"PgDown: gone","alerts":1},
+          {"kind":"service","name":"api","state":"degraded","reason":"Slow","alerts":3},
+          {"kind":"service","name":"nope","state":"down","reason":"X","alerts":2}]',
+        '["not a ref"]', 3, 'am', 'api:am'), 200, 'apply');
     PERFORM cmdb_test.eq(r #> '{body,updated}', '["database/pg:5432","service/api"]', 'updated');
     PERFORM cmdb_test.eq(r #> '{body,unknown}', '["not a ref","service/nope"]', 'unknown');
-    PERFORM cmdb_test.eq(r #> '{body,ignored}', '4', 'ignored = without ref + unknown');
+    PERFORM cmdb_test.eq(r #> '{body,ignored}', '5', 'ignored: set aside + the alerts of unknown refs');
     PERFORM cmdb_test.eq(r #> '{body,refresh}', '[]', 'nothing unchanged');
     PERFORM cmdb_test.eq((r->>'seq')::bigint, s0 + 2, 'seq: the last of the two rows');
     PERFORM cmdb_test.eq(cmdb_test.log_since(s0),
