@@ -355,7 +355,8 @@ cmd_rootcause(struct cmdb *c)
 	json_t *body = json_object(), *failing = json_array();
 	char *text = NULL;
 	int rc = 0;
-	json_object_set(body, "failing", failing);
+	if (c->args->npos > 0) /* none: the server takes everything now down or degraded */
+		json_object_set(body, "failing", failing);
 	for (size_t i = 0; i < c->args->npos; i++) {
 		char err[512];
 		struct ref_parts rp;

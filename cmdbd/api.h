@@ -11,6 +11,7 @@
 #define CMDB_API_H
 
 #include "db.h"
+#include "graph.h"
 #include "http.h"
 #include "jv.h"
 
@@ -49,6 +50,16 @@ void api_owners(struct http_req *r);
 void api_path(struct http_req *r);
 void api_rootcause(struct http_req *r);
 void api_graph(struct http_req *r);
+/*
+ * The §2 rootcause answer for every node now down or degraded (SPEC §6), within
+ * max_depth; NULL with *err API_TOO_MANY_FAILING (more of them than a rootcause
+ * may name) or a graph_err code (graph.h).
+ */
+#define API_TOO_MANY_FAILING 1
+json_t *api_rootcause_unhealthy(graph *g, long max_depth, int *err);
+
+/* api_integrations.c */
+void api_alertmanager(struct http_req *r);
 
 /* api_admin.c */
 void api_admin_verify(struct http_req *r); /* GET /v1/admin/verify[?limit=&repair=] */
@@ -68,6 +79,19 @@ typedef json_t *(*api_decorate_fn)(struct http_req *r, json_t *body, int *status
  * decorate (may be NULL) may replace the body. SQLSTATEs map to HTTP in one place.
  */
 void api_call_db(struct http_req *r, int stmt, const char *const *params, api_decorate_fn decorate);
+
+/*
+ * api_call_db() with a second hook: after (may be NULL) sees the body once the
+ * in-memory graph has applied the write (or the wait timed out), just before it
+ * is sent — for answers computed from the graph the write changed. hooks must
+ * outlive the request (a static const).
+ */
+struct api_db_hooks {
+	api_decorate_fn decorate;
+	api_decorate_fn after;
+};
+void api_call_db_hooks(struct http_req *r, int stmt, const char *const *params,
+		       const struct api_db_hooks *hooks);
 
 /* Replies with the error a failed database call deserves (503, 400, 409, 500). */
 void api_reply_db_error(struct http_req *r, const struct db_result *res);

@@ -24,7 +24,21 @@ struct pending_reply {
 	struct http_req *r;
 	int status;
 	json_t *body;
+	api_decorate_fn after; /* NULL, or run once the graph has the write */
 };
+
+/* The two hooks of api_call_db_hooks() ride in r->state. */
+static void db_reply_with(struct http_req *r, const struct db_result *res, api_decorate_fn decorate,
+			  api_decorate_fn after);
+
+/* Replies status/body, through the after hook when there is one. */
+static void
+reply_after(struct http_req *r, int status, json_t *body, api_decorate_fn after)
+{
+	if (after != NULL && body != NULL)
+		body = after(r, body, &status);
+	http_reply_json(r, status, body);
+}
 
 /*
  * What a client is told about a database error it could not have caused: short
@@ -100,7 +114,7 @@ ryw_done(void *arg, bool reached)
 
 	if (!reached && !p->r->app->stopping)
 		log_warn("event=ryw_timeout id=%s", p->r->id);
-	http_reply_json(p->r, p->status, p->body);
+	reply_after(p->r, p->status, p->body, p->after);
 	free(p);
 }
 
@@ -109,12 +123,30 @@ db_reply(void *arg, const struct db_result *res)
 {
 	struct http_req *r = arg;
 	api_decorate_fn decorate = (api_decorate_fn)r->state;
+
+	r->state = NULL;
+	db_reply_with(r, res, decorate, NULL);
+}
+
+static void
+db_reply_hooks(void *arg, const struct db_result *res)
+{
+	struct http_req *r = arg;
+	const struct api_db_hooks *hooks = r->state;
+
+	r->state = NULL;
+	db_reply_with(r, res, hooks->decorate, hooks->after);
+}
+
+static void
+db_reply_with(struct http_req *r, const struct db_result *res, api_decorate_fn decorate,
+	      api_decorate_fn after)
+{
 	json_t *reply, *err, *body, *etag, *seqv, *sighting;
 	json_error_t jerr;
 	long long seq;
 	int status;
 
-	r->state = NULL;
 	if (res->status != DB_OK) {
 		api_reply_db_error(r, res);
 		return;
@@ -180,13 +212,14 @@ db_reply(void *arg, const struct db_result *res)
 			p->r = r;
 			p->status = status;
 			p->body = body;
+			p->after = after;
 			tailer_poke(r->app->tailer);
 			if (tailer_wait(r->app->tailer, seq, API_RYW_TIMEOUT_MS, ryw_done, p) == 0)
 				return;
 			free(p);
 		}
 	}
-	http_reply_json(r, status, body);
+	reply_after(r, status, body, after);
 }
 
 void
@@ -195,6 +228,17 @@ api_call_db(struct http_req *r, int stmt, const char *const *params, api_decorat
 	/* The decorator rides in r->state (no state_free: it is a function pointer). */
 	r->state = (void *)decorate;
 	if (db_query(r->app->db, stmt, params, db_reply, r) != 0) {
+		r->state = NULL;
+		http_reply_nomem(r);
+	}
+}
+
+void
+api_call_db_hooks(struct http_req *r, int stmt, const char *const *params,
+		  const struct api_db_hooks *hooks)
+{
+	r->state = (void *)hooks; /* static const: no state_free */
+	if (db_query(r->app->db, stmt, params, db_reply_hooks, r) != 0) {
 		r->state = NULL;
 		http_reply_nomem(r);
 	}

@@ -167,8 +167,26 @@ api_path(struct http_req *r)
 	reply_result(r, result);
 }
 
+json_t *
+api_rootcause_unhealthy(graph *g, long max_depth, int *err)
+{
+	long *idx, n = graph_unhealthy(g, &idx);
+	json_t *result;
+
+	*err = n < 0 ? (int)n : n > ROOTCAUSE_FAILING_MAX ? API_TOO_MANY_FAILING : 0;
+	if (*err != 0) {
+		free(idx);
+		return NULL;
+	}
+	result = graph_rootcause(g, idx, (size_t)n, (int)max_depth);
+	free(idx);
+	if (result == NULL)
+		*err = graph_error(g);
+	return result;
+}
+
 static const struct jv_field rootcause_fields[] = {
-    {"failing", JV_ARRAY, true},
+    {"failing", JV_ARRAY, false}, /* omitted: every node now down or degraded */
     {"max_depth", JV_INTEGER, false},
     {NULL, JV_ANY, false},
 };
@@ -196,6 +214,23 @@ api_rootcause(struct http_req *r)
 				       DEPTH_MAX);
 			return;
 		}
+	}
+	if (failing == NULL) {
+		int err;
+		json_t *result = api_rootcause_unhealthy(r->app->g, max_depth, &err);
+
+		if (result == NULL && err == API_TOO_MANY_FAILING)
+			http_reply_error(
+			    r, 422, "too_many_failing",
+			    json_pack("{s:i}", "limit", ROOTCAUSE_FAILING_MAX),
+			    "more than %d nodes are down or degraded; name the ones to "
+			    "explain in failing",
+			    ROOTCAUSE_FAILING_MAX);
+		else if (result == NULL)
+			reply_graph_error(r, err);
+		else
+			reply_result(r, result);
+		return;
 	}
 	if (n == 0 || n > ROOTCAUSE_FAILING_MAX) {
 		http_reply_bad(r, "failing", "must list 1 to %d refs", ROOTCAUSE_FAILING_MAX);

@@ -92,6 +92,12 @@ api_metrics(struct http_req *r)
 			      "# HELP cmdb_watchers Graph queries parked with index/wait.\n"
 			      "# TYPE cmdb_watchers gauge\ncmdb_watchers %zu\n",
 			      watch_count(r->app->watch));
+	rc |= metrics_appendf(
+	    &buf, &len,
+	    "# HELP cmdb_change_seq_latest Highest change-log seq this process was notified of; "
+	    "minus cmdb_change_seq, how far the graph is behind.\n"
+	    "# TYPE cmdb_change_seq_latest gauge\ncmdb_change_seq_latest %lld\n",
+	    r->app->tailer ? tailer_latest(r->app->tailer) : 0);
 	if (rc != 0 || buf == NULL) {
 		free(buf);
 		http_reply_nomem(r); /* open_memstream/fprintf fail only for memory */

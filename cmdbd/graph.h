@@ -323,6 +323,13 @@ json_t *graph_path(graph *g, long from, long to);
 json_t *graph_rootcause(graph *g, const long *failing, size_t n, int max_depth);
 
 /*
+ * The live nodes whose health is down or degraded ("everything now failing",
+ * SPEC §6), in index order: their count, with *out a malloc'd array of their
+ * indexes (NULL when there are none; the caller frees it), or GRAPH_ENOMEM.
+ */
+long graph_unhealthy(const graph *g, long **out);
+
+/*
  * {"root":ref,"nodes":[{"ref","kind","health","depth"}],"edges":[{"from","type","to"}]}
  * The nodes within `depth` hops of the root in `direction` (root included at
  * depth 0; with BOTH a node's depth is its lesser one), ordered by depth then

@@ -423,3 +423,24 @@ out:
 		g->err = GRAPH_ENOMEM;
 	return res;
 }
+
+long
+graph_unhealthy(const graph *g, long **out)
+{
+	long *idx = NULL;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	for (uint32_t i = 0; i < g->hi; i++) {
+		if (g->ref[i] == NULL ||
+		    (g->health[i] != GRAPH_DOWN && g->health[i] != GRAPH_DEGRADED))
+			continue;
+		if (n == cap && graph_grow(&idx, cap = cap ? 2 * cap : 16, sizeof(*idx))) {
+			free(idx);
+			return GRAPH_ENOMEM;
+		}
+		idx[n++] = (long)i;
+	}
+	*out = idx;
+	return (long)n;
+}

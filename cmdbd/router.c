@@ -62,6 +62,12 @@ static const struct route routes[] = {
     {GET, "admin.verify", {"v1", "admin", "verify"}, api_admin_verify, AUTH_ADMIN, false},
     {GET, "sources.list", {"v1", "sources"}, api_sources, AUTH_READ, false},
     {GET, "drift", {"v1", "drift"}, api_drift, AUTH_READ, false},
+    {POST,
+     "integrations.alertmanager",
+     {"v1", "integrations", "alertmanager"},
+     api_alertmanager,
+     AUTH_WRITE,
+     true},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))

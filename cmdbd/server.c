@@ -81,10 +81,12 @@ static void
 on_notify(void *arg, const char *channel, const char *payload)
 {
 	(void)arg;
-	(void)payload;
-	if (strcmp(channel, "cmdb_changes") == 0 && srv.app.tailer != NULL)
+	if (strcmp(channel, "cmdb_changes") == 0 && srv.app.tailer != NULL) {
+		/* The payload is the last seq of the commit (migrations: cmdb_commit_changes). */
+		if (payload != NULL)
+			tailer_heard(srv.app.tailer, strtoll(payload, NULL, 10));
 		tailer_poke(srv.app.tailer);
-	else if (strcmp(channel, "cmdb_tokens") == 0 && srv.app.auth != NULL)
+	} else if (strcmp(channel, "cmdb_tokens") == 0 && srv.app.auth != NULL)
 		auth_reload(srv.app.auth);
 }
 

@@ -115,4 +115,8 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 		     "SELECT cmdb_sources($1::bigint * interval '1 second', $2::int, $3)", 3,
 		     false},
     [SQL_DRIFT] = {"drift", "SELECT cmdb_drift($1, string_to_array($2, ','))", 2, false},
+    /* updates, invalid refs, alerts without cmdb_ref, actor, source (0009) */
+    [SQL_ALERTMANAGER] = {"alertmanager",
+			  "SELECT cmdb_alertmanager_apply($1::jsonb, $2::jsonb, $3::int, $4, $5)",
+			  5, true},
 };

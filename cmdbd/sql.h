@@ -31,6 +31,7 @@ enum sql_stmt {
 	SQL_SWEEP,
 	SQL_SOURCES,
 	SQL_DRIFT,
+	SQL_ALERTMANAGER,
 	SQL_COUNT
 };
 

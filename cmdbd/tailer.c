@@ -27,6 +27,7 @@ struct tailer {
 	graph *g;
 	long long applied;
 	long long limit; /* apply no row past this (tailer_set_limit) */
+	long long heard; /* highest seq a NOTIFY named */
 	bool fetching;
 	bool again;
 	bool held;	    /* the last read stopped at the limit */
@@ -588,6 +589,19 @@ tailer_set_limit(struct tailer *t, long long limit)
 		t->held = false;
 		fetch(t);
 	}
+}
+
+void
+tailer_heard(struct tailer *t, long long seq)
+{
+	if (seq > t->heard)
+		t->heard = seq;
+}
+
+long long
+tailer_latest(const struct tailer *t)
+{
+	return t->heard > t->applied ? t->heard : t->applied;
 }
 
 int

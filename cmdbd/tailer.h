@@ -78,6 +78,11 @@ void tailer_poke(struct tailer *t);
 
 long long tailer_applied(const struct tailer *t);
 
+/* A NOTIFY said the change log reached seq. tailer_latest() is the highest seq heard of
+ * (never below applied): latest - applied is how far the graph is behind (/metrics). */
+void tailer_heard(struct tailer *t, long long seq);
+long long tailer_latest(const struct tailer *t);
+
 /*
  * True once a read since the last tailer_reset() (or tailer_new()) reached the
  * end of the log: every change committed before that read started is in the

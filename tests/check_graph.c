@@ -746,6 +746,37 @@ START_TEST(test_rootcause_basic)
 }
 END_TEST
 
+/* The "everything now failing" set of SPEC §6: live down or degraded nodes, in index order. */
+START_TEST(test_unhealthy)
+{
+	long *idx = (long *)1, n;
+
+	load("N service/a ok\n");
+	ck_assert_int_eq(graph_unhealthy(g, &idx), 0);
+	ck_assert_ptr_null(idx);
+	load("N database/db down\n"
+	     "N service/b degraded\n"
+	     "N service/c unknown\n"
+	     "N host/h down\n");
+	ck_assert_int_eq(graph_node_remove(g, "host/h"), 0); /* a free slot is not live */
+	for (int i = 0; i < 40; i++) {			     /* past the first growth */
+		char ref[32];
+
+		snprintf(ref, sizeof(ref), "service/x%02d", i);
+		ck_assert_int_eq(graph_node_put(g, ref, i % 2 ? GRAPH_DOWN : GRAPH_OK, NULL), 0);
+	}
+	n = graph_unhealthy(g, &idx);
+	ck_assert_int_eq(n, 2 + 20);
+	ck_assert_str_eq(graph_node_ref(g, idx[0]), "database/db");
+	ck_assert_str_eq(graph_node_ref(g, idx[1]), "service/b");
+	for (long i = 1; i < n; i++)
+		ck_assert_int_lt(idx[i - 1], idx[i]);
+	for (long i = 2; i < n; i++)
+		ck_assert_int_eq(graph_node_health(g, idx[i]), GRAPH_DOWN);
+	free(idx);
+}
+END_TEST
+
 START_TEST(test_rootcause_ranking)
 {
 	/* x and y both explain f1 and f2; y is down, so it ranks first.
@@ -1462,6 +1493,7 @@ suite_graph(void)
 	    {"owners_part_of_cycle_and_attrs", test_owners_part_of_cycle_and_attrs},
 	    {"path", test_path},
 	    {"rootcause_basic", test_rootcause_basic},
+	    {"unhealthy", test_unhealthy},
 	    {"rootcause_ranking", test_rootcause_ranking},
 	    {"rootcause_failing_chain_and_part_of", test_rootcause_failing_chain_and_part_of},
 	    {"rootcause_many_failing", test_rootcause_many_failing},
