@@ -55,6 +55,10 @@ static const struct cfg_def defs[] = {
      "seconds to finish in-flight requests on SIGTERM"},
     {"log-level", "CMDB_LOG_LEVEL", CFG_STR, F(log_level), "info", 0, 0,
      "debug, info, warn or error"},
+    {"tls-cert", "CMDB_TLS_CERT", CFG_STR, F(tls_cert), "", 0, 0,
+     "serve HTTPS with this PEM certificate chain (with --tls-key)"},
+    {"tls-key", "CMDB_TLS_KEY", CFG_STR, F(tls_key), "", 0, 0,
+     "the certificate's PEM private key, not encrypted (with --tls-cert)"},
 };
 
 #define NDEFS (sizeof(defs) / sizeof(defs[0]))
@@ -145,12 +149,28 @@ cfg_load(struct cfg *c, int argc, char **argv, char *err, size_t errlen)
 	return 0;
 }
 
+int
+cfg_check(const struct cfg *c, char *err, size_t errlen)
+{
+	bool cert = c->tls_cert != NULL && *c->tls_cert != '\0';
+	bool key = c->tls_key != NULL && *c->tls_key != '\0';
+
+	if (cert != key) {
+		snprintf(err, errlen,
+			 "--tls-cert (CMDB_TLS_CERT) and --tls-key (CMDB_TLS_KEY) go together: "
+			 "%s is missing",
+			 cert ? "--tls-key" : "--tls-cert");
+		return -1;
+	}
+	return 0;
+}
+
 void
 cfg_usage(FILE *out)
 {
 	for (size_t i = 0; i < NDEFS; i++)
 		fprintf(out, "  --%-20s %-24s %s (default %s)\n", defs[i].flag, defs[i].env,
-			defs[i].help, defs[i].def);
+			defs[i].help, *defs[i].def ? defs[i].def : "none");
 }
 
 void

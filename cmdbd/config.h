@@ -30,6 +30,8 @@ struct cfg {
 	long manifest_max_edges; /* per manifest */
 	long shutdown_grace;	 /* seconds to finish in-flight requests */
 	char *log_level;	 /* debug|info|warn|error */
+	char *tls_cert;		 /* PEM certificate chain; "" serves plain HTTP */
+	char *tls_key;		 /* PEM private key; set with tls_cert or not at all */
 };
 
 /* Fills c with defaults. Strings are static or owned by c (see cfg_free). */
@@ -40,6 +42,12 @@ void cfg_defaults(struct cfg *c);
  * argv[0]. Returns 0, or -1 with a message in err. Unknown flags are errors.
  */
 CMDB_MUST_USE int cfg_load(struct cfg *c, int argc, char **argv, char *err, size_t errlen);
+
+/*
+ * Checks the settings together once they are all loaded (cfg_load() checks each
+ * alone): --tls-cert and --tls-key go together. 0, or -1 with a message in err.
+ */
+CMDB_MUST_USE int cfg_check(const struct cfg *c, char *err, size_t errlen);
 
 /* Prints the settings table (flag, env, default, meaning) for --help. */
 void cfg_usage(FILE *out);

@@ -96,6 +96,8 @@ struct http_conns {
 	int open;     /* counted conns */
 	int refusing; /* refused conns not yet closed */
 	bool full;    /* "connections_full" logged, not yet cleared */
+	http_conns_close_fn on_close;
+	void *on_close_arg;
 	struct conn **by_fd;
 	size_t nfd;
 	LIST_HEAD(, conn) all;
@@ -221,11 +223,21 @@ conn_release(struct conn *cn)
 }
 
 /* evhttp frees the connection (any reason): the conn goes with it. */
+static const char *peer_of(const struct conn *cn, char *buf, size_t size);
+
 static void
 conn_closed_cb(struct evhttp_connection *evcon, void *arg)
 {
+	struct conn *cn = arg;
+
 	(void)evcon;
-	conn_release(arg);
+	if (cn->owner->on_close != NULL) {
+		char peer[80];
+
+		cn->owner->on_close(cn->bev, peer_of(cn, peer, sizeof(peer)),
+				    cn->owner->on_close_arg);
+	}
+	conn_release(cn);
 }
 
 static struct conn *
@@ -373,7 +385,9 @@ static void
 closing_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
-	(void)what;
+	/* A TLS connection refused at the cap finishes its handshake now: go on. */
+	if (what == BEV_EVENT_CONNECTED)
+		return;
 	close_now(arg); /* the client closed, or an error: done */
 }
 
@@ -611,6 +625,13 @@ http_conns_free(struct http_conns *c)
 	}
 	free(c->by_fd);
 	free(c);
+}
+
+void
+http_conns_on_close(struct http_conns *c, http_conns_close_fn fn, void *arg)
+{
+	c->on_close = fn;
+	c->on_close_arg = arg;
 }
 
 int
