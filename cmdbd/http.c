@@ -764,6 +764,11 @@ sighup_cb(evutil_socket_t sig, short what, void *arg)
 
 	(void)sig;
 	(void)what;
+	if (s->tls == NULL) {
+		log_info("event=sighup action=none reason=\"no certificate to reload: serving "
+			 "plain HTTP\"");
+		return;
+	}
 	if (tls_reload(s->tls, err, sizeof(err)) != 0) {
 		log_error("event=tls_reload_failed reason=%s hint=\"still serving the previous "
 			  "certificate\"",
@@ -773,23 +778,26 @@ sighup_cb(evutil_socket_t sig, short what, void *arg)
 	log_certificate(s, "tls_reloaded");
 }
 
-/* TLS from cfg, when configured: 0, or -1 with a logged reason. */
+/*
+ * TLS from cfg, when configured, and SIGHUP (which reloads the certificate, and
+ * never stops the server). 0, or -1 with a logged reason.
+ */
 static int
 tls_setup(struct http_server *s, const struct cfg *cfg)
 {
 	char err[512], q[600];
 
+	s->sighup = evsignal_new(s->base, SIGHUP, sighup_cb, s);
+	if (s->sighup == NULL || evsignal_add(s->sighup, NULL) != 0) {
+		log_error("event=listen_failed reason=\"cannot watch SIGHUP\"");
+		return -1;
+	}
 	if (cfg->tls_cert == NULL || cfg->tls_cert[0] == '\0')
 		return 0;
 	s->tls = tls_new(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
 	if (s->tls == NULL) {
 		log_error("event=listen_failed listen=%s reason=%s", cfg->listen,
 			  log_q(err, q, sizeof(q)));
-		return -1;
-	}
-	s->sighup = evsignal_new(s->base, SIGHUP, sighup_cb, s);
-	if (s->sighup == NULL || evsignal_add(s->sighup, NULL) != 0) {
-		log_error("event=listen_failed reason=\"cannot watch SIGHUP\"");
 		return -1;
 	}
 	http_conns_on_close(s->conns, conn_closed, s);
@@ -816,6 +824,13 @@ guard_new(struct event_base *base, const struct cfg *cfg)
 	if (c == NULL)
 		log_error("event=listen_failed reason=\"out of memory\"");
 	return c;
+}
+
+static bool
+loopback(const char *host)
+{
+	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+	       strcmp(host, "::1") == 0;
 }
 
 struct http_server *
@@ -874,6 +889,10 @@ http_server_new(struct event_base *base, const struct cfg *cfg, void (*on_draine
 		 "body_timeout_s=%ld",
 		 cfg->listen, s->tls != NULL, http_conns_max(s->conns), cfg->header_timeout,
 		 cfg->body_timeout);
+	if (s->tls == NULL && !loopback(host))
+		log_warn("event=listening_in_the_clear listen=%s hint=\"tokens and the map cross "
+			 "the network unencrypted; serve HTTPS with --tls-cert and --tls-key\"",
+			 cfg->listen);
 	free(host);
 	return s;
 fail:

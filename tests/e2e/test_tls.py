@@ -369,6 +369,21 @@ class TlsCapTest(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+class PlainSighupTest(unittest.TestCase):
+    """SIGHUP never stops the server; without TLS there is nothing to reload."""
+
+    def test_sighup_without_tls(self):
+        with Server.start("plainhup") as srv:
+            srv.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5
+            while "event=sighup action=none" not in srv.log_tail():
+                self.assertIsNone(srv.proc.poll(), "SIGHUP stopped the server")
+                self.assertLess(time.monotonic(), deadline, srv.log_tail())
+                time.sleep(0.05)
+            self.assertEqual(srv.get("/healthz", token=None)[0], 200)
+            self.assertIn("tls=0", srv.log_tail(4000))
+
+
 class TlsStartTest(unittest.TestCase):
     """Bad TLS settings stop `cmdbd serve` at start, naming the file and the fault."""
 
