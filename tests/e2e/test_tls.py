@@ -27,6 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lib import CMDBD_BIN, Server, free_port, raw_status  # noqa: E402
 
 HEADER_TIMEOUT = 2
+BODY_TIMEOUT = 3
 SLACK = 1.5
 
 
@@ -91,7 +92,8 @@ class TlsTest(unittest.TestCase):
         cls.cert, cls.key = make_cert(cls.tmp, "server")
         cls.srv = Server.start("tls", tls_ca=cls.ca,
                                args=["--tls-cert", cls.cert, "--tls-key", cls.key,
-                                     "--header-timeout", str(HEADER_TIMEOUT)])
+                                     "--header-timeout", str(HEADER_TIMEOUT),
+                                     "--body-timeout", str(BODY_TIMEOUT)])
         cls.port = cls.srv.port
 
     @classmethod
@@ -286,6 +288,20 @@ class TlsTest(unittest.TestCase):
         self.assertLess(took, HEADER_TIMEOUT + SLACK)
         self.assertServes()
 
+    def test_body_deadline_applies_over_tls(self):
+        with self.tls_socket() as s:
+            s.sendall(b"PUT /v1/nodes/service/slow HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            t0 = time.monotonic()
+            resp, eof = recv_all(s, BODY_TIMEOUT + SLACK + 3)
+            took = time.monotonic() - t0
+        self.assertEqual(raw_status(resp), 408, resp)
+        self.assertIn(b'"phase":"body"', resp)
+        self.assertTrue(eof)
+        self.assertGreaterEqual(took, BODY_TIMEOUT - 0.2)
+        self.assertLess(took, BODY_TIMEOUT + SLACK)
+        self.assertServes()
+
     def test_stalled_handshake_is_closed_at_the_header_deadline(self):
         for first in (b"", b"\x16\x03\x01\x02\x00"):  # nothing; half a ClientHello
             with self.subTest(first=first):
@@ -453,6 +469,30 @@ class TlsStartTest(unittest.TestCase):
                 for w in wants:
                     self.assertIn(w, p.stderr)
                 self.assertNotIn("event=listening", p.stderr)
+
+    def test_plain_http_off_loopback_is_a_warning(self):
+        env = dict(os.environ)
+        for k in ("CMDB_TLS_CERT", "CMDB_TLS_KEY", "CMDB_LISTEN"):
+            env.pop(k, None)
+        env["CMDB_DATABASE_URL"] = "host=/nonexistent dbname=none connect_timeout=1"
+        for listen, warned in (("0.0.0.0", True), ("127.0.0.1", False)):
+            with self.subTest(listen=listen):
+                p = subprocess.Popen([CMDBD_BIN, "serve", "--listen",
+                                      "%s:%d" % (listen, free_port())], env=env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+                try:
+                    lines = []
+                    for line in p.stderr:
+                        lines.append(line)
+                        if "event=serving " in line:  # signals handled from here
+                            break
+                finally:
+                    p.send_signal(signal.SIGTERM)
+                    rest = p.communicate(timeout=20)[1]
+                log = "".join(lines) + rest
+                self.assertIn("tls=0", log)
+                self.assertEqual("event=listening_in_the_clear" in log, warned, log)
 
     def test_cert_and_key_go_together(self):
         for args in (["--tls-cert", self.cert], ["--tls-key", self.key]):
