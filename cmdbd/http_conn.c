@@ -104,6 +104,7 @@ struct http_conns {
 };
 
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static const char *peer_of(const struct conn *cn, char *buf, size_t size);
 
 /* ---------------------------------------------------------------- the scanner */
 
@@ -223,8 +224,6 @@ conn_release(struct conn *cn)
 }
 
 /* evhttp frees the connection (any reason): the conn goes with it. */
-static const char *peer_of(const struct conn *cn, char *buf, size_t size);
-
 static void
 conn_closed_cb(struct evhttp_connection *evcon, void *arg)
 {
