@@ -57,7 +57,7 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARNINGS)
 
 # pkg-config/pg_config run once per make, not once per object (:=). A missing package
 # shows up as a clear error from the tool (and `make deps` fixes it).
-SERVER_PKGS := libevent jansson uuid
+SERVER_PKGS := libevent libevent_openssl openssl jansson uuid
 CLIENT_PKGS := jansson libcurl
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(SERVER_PKGS) check 2>/dev/null)
 # -pthread: the map loader runs in a thread of its own (cmdbd/loader.h).

@@ -234,10 +234,10 @@ am_refresh(struct http_req *r, json_t *body, int *status)
 	(void)status;
 	json_array_foreach(json_object_get(body, "refresh"), i, item)
 	{
-		if (graph_node_refresh(
-			r->app->g, json_string_value(json_object_get(item, "ref")),
-			json_string_value(json_object_get(item, "id")), NULL,
-			json_string_value(json_object_get(item, "health_at"))) == GRAPH_ENOMEM)
+		if (graph_node_refresh(r->app->g, json_string_value(json_object_get(item, "ref")),
+				       json_string_value(json_object_get(item, "id")), NULL,
+				       json_string_value(json_object_get(item, "health_at"))) ==
+		    GRAPH_ENOMEM)
 			log_error("event=refresh_lost id=%s reason=\"out of memory\"", r->id);
 	}
 	json_object_del(body, "refresh");

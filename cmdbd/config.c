@@ -66,6 +66,10 @@ static const struct cfg_def defs[] = {
      "a source whose last manifest is older expires (unless its manifest sets ttl)"},
     {"orphan-purge-after", "CMDB_ORPHAN_PURGE_AFTER", CFG_DURATION, F(orphan_purge_after), "off", 0,
      0, "delete nodes that have been orphans this long"},
+    {"tls-cert", "CMDB_TLS_CERT", CFG_STR, F(tls_cert), "", 0, 0,
+     "serve HTTPS with this PEM certificate chain (with --tls-key)"},
+    {"tls-key", "CMDB_TLS_KEY", CFG_STR, F(tls_key), "", 0, 0,
+     "the certificate's PEM private key, not encrypted (with --tls-cert)"},
 };
 
 #define NDEFS (sizeof(defs) / sizeof(defs[0]))
@@ -169,12 +173,28 @@ cfg_load(struct cfg *c, int argc, char **argv, char *err, size_t errlen)
 	return 0;
 }
 
+int
+cfg_check(const struct cfg *c, char *err, size_t errlen)
+{
+	bool cert = c->tls_cert != NULL && *c->tls_cert != '\0';
+	bool key = c->tls_key != NULL && *c->tls_key != '\0';
+
+	if (cert != key) {
+		snprintf(err, errlen,
+			 "--tls-cert (CMDB_TLS_CERT) and --tls-key (CMDB_TLS_KEY) go together: "
+			 "%s is missing",
+			 cert ? "--tls-key" : "--tls-cert");
+		return -1;
+	}
+	return 0;
+}
+
 void
 cfg_usage(FILE *out)
 {
 	for (size_t i = 0; i < NDEFS; i++)
 		fprintf(out, "  --%-20s %-24s %s (default %s)\n", defs[i].flag, defs[i].env,
-			defs[i].help, defs[i].def);
+			defs[i].help, *defs[i].def ? defs[i].def : "none");
 }
 
 void

@@ -34,6 +34,8 @@ struct cfg {
 	char *log_level;	 /* debug|info|warn|error */
 	long source_ttl;	 /* seconds; 0 = off (SPEC §5 staleness) */
 	long orphan_purge_after; /* seconds; 0 = off */
+	char *tls_cert;		 /* PEM certificate chain; "" serves plain HTTP */
+	char *tls_key;		 /* PEM private key; set with tls_cert or not at all */
 };
 
 /* Fills c with defaults. Strings are static or owned by c (see cfg_free). */
@@ -44,6 +46,12 @@ void cfg_defaults(struct cfg *c);
  * argv[0]. Returns 0, or -1 with a message in err. Unknown flags are errors.
  */
 CMDB_MUST_USE int cfg_load(struct cfg *c, int argc, char **argv, char *err, size_t errlen);
+
+/*
+ * Checks the settings together once they are all loaded (cfg_load() checks each
+ * alone): --tls-cert and --tls-key go together. 0, or -1 with a message in err.
+ */
+CMDB_MUST_USE int cfg_check(const struct cfg *c, char *err, size_t errlen);
 
 /* Prints the settings table (flag, env, default, meaning) for --help. */
 void cfg_usage(FILE *out);

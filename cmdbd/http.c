@@ -15,6 +15,8 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
 #include <uuid/uuid.h>
 
 #include "http_conn.h"
@@ -23,6 +25,7 @@
 #include "metrics.h"
 #include "model.h"
 #include "router.h"
+#include "tls.h"
 
 /* evhttp cuts off bodies above this many times the JSON limit, before buffering. */
 #define HTTP_HARD_BODY_FACTOR 4
@@ -40,6 +43,9 @@ struct http_server {
 	struct evhttp *http;
 	struct evhttp_bound_socket *sock;
 	struct http_conns *conns; /* deadlines and the cap (http_conn.h) */
+	struct tls *tls;	  /* NULL: plain HTTP */
+	struct event *sighup;	  /* reloads the certificate (with TLS) */
+	bool tls_nomem_logged;
 	const struct cfg *cfg;
 	int inflight;  /* requests not yet answered */
 	int unflushed; /* answers still being written */
@@ -247,14 +253,11 @@ send_and_free(struct http_req *r, int status, struct evbuffer *buf)
 static void
 close_watch_end(struct http_req *r)
 {
-	struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
-
 	if (r->close_ev != NULL) {
 		event_free(r->close_ev);
 		r->close_ev = NULL;
 	}
-	if (evcon != NULL)
-		evhttp_connection_set_closecb(evcon, NULL, NULL);
+	http_conns_unwatch_request(r->srv->conns, r->ev);
 }
 
 static void
@@ -268,10 +271,10 @@ client_gone(struct http_req *r)
 		cb(r, r->on_close_arg); /* replies: written to nobody, then r is freed */
 }
 
+/* The connection guard's backstop (http_conn.h): evhttp closed the connection. */
 static void
-conn_closed(struct evhttp_connection *evcon, void *arg)
+request_conn_gone(void *arg)
 {
-	(void)evcon;
 	client_gone(arg);
 }
 
@@ -309,7 +312,8 @@ http_on_close(struct http_req *r, void (*cb)(struct http_req *r, void *arg), voi
 	}
 	r->on_close = cb;
 	r->on_close_arg = arg;
-	evhttp_connection_set_closecb(evcon, conn_closed, r);
+	/* The guard owns evhttp's one close callback per connection; ask it. */
+	(void)http_conns_watch_request(r->srv->conns, r->ev, request_conn_gone, r);
 	return true;
 }
 
@@ -630,6 +634,12 @@ handle_request(struct evhttp_request *ev, void *arg)
 	else
 		new_request_id(r->id);
 
+	if (s->tls != NULL &&
+	    !tls_is_tls(evhttp_connection_get_bufferevent(evhttp_request_get_connection(ev)))) {
+		/* make_bufferevent() could not make the TLS one: never serve in the clear. */
+		http_reply_nomem(r);
+		return;
+	}
 	if (count_headers(ev, &header_bytes) > s->cfg->max_headers) {
 		http_reply_error(r, 431, "headers_too_large",
 				 json_pack("{s:I}", "limit", (json_int_t)s->cfg->max_headers),
@@ -710,15 +720,148 @@ handle_request(struct evhttp_request *ev, void *arg)
 /* ---------------------------------------------------------------- server */
 
 /*
- * evhttp's bevcb: the bufferevent for one new connection, under the guard. A plain
- * socket now; TLS would make a bufferevent_openssl here and guard it the same way.
+ * evhttp's bevcb: the bufferevent for one new connection, under the guard: a TLS
+ * one with --tls-cert, else a plain socket. evhttp sets its socket. When the TLS
+ * one cannot be made (out of memory) a plain one goes in its place — returning
+ * NULL would have evhttp make a plain one anyway — and handle_request() answers
+ * its requests 503 instead of serving them in the clear.
  */
 static struct bufferevent *
 make_bufferevent(struct event_base *base, void *arg)
 {
 	struct http_server *s = arg;
+	struct bufferevent *bev = NULL;
 
-	return http_conns_guard(s->conns, bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE));
+	if (s->tls != NULL) {
+		bev = tls_bufferevent_new(s->tls, base);
+		if (bev == NULL && !s->tls_nomem_logged) {
+			s->tls_nomem_logged = true;
+			log_warn("event=tls_connection_failed reason=\"out of memory\"");
+		}
+	}
+	if (bev == NULL)
+		bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	return http_conns_guard(s->conns, bev);
+}
+
+/*
+ * A client that spoke plain HTTP to the HTTPS port gets a plain-HTTP 400 that says
+ * so (as nginx and Go do) rather than a bare reset, best effort: the socket is
+ * non-blocking, the request bytes already there are read and dropped first (a
+ * close with unread bytes would reset the answer away), and the answer is small
+ * enough for the socket buffer. evhttp closes the socket right after.
+ */
+static void
+answer_plain_http(struct bufferevent *bev, char *id)
+{
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	struct evbuffer *out;
+	char scratch[4096];
+
+	if (fd < 0 || (out = evbuffer_new()) == NULL)
+		return;
+	for (int i = 0; i < 16 && recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0; i++)
+		;
+	if (http_raw_error(out, id, 400, "https_required", NULL, NULL,
+			   "this port serves HTTPS: use an https:// URL") == 0)
+		(void)evbuffer_write(out, fd);
+	evbuffer_free(out);
+}
+
+/*
+ * The guard's close hook (TLS only): one line for a handshake that failed. A
+ * connection closed before its handshake without an error (a port probe, a
+ * client giving up) is only a debug line.
+ */
+static void
+conn_closed(struct bufferevent *bev, const char *peer, void *arg)
+{
+	char reason[160], q[200], id[40] = "-";
+
+	(void)arg;
+	switch (tls_close_reason(bev, reason, sizeof(reason))) {
+	case TLS_CLOSE_OK:
+		return;
+	case TLS_CLOSE_EARLY:
+		log_debug("event=tls_handshake_failed peer=%s reason=%s", peer,
+			  log_q(reason, q, sizeof(q)));
+		return;
+	case TLS_CLOSE_PLAIN_HTTP:
+		answer_plain_http(bev, id);
+		log_info("event=tls_handshake_failed peer=%s reason=%s id=%s hint=\"the client "
+			 "sent plain HTTP to the HTTPS port; answered 400 in plain HTTP\"",
+			 peer, log_q(reason, q, sizeof(q)), id);
+		return;
+	case TLS_CLOSE_FAILED:
+		log_info("event=tls_handshake_failed peer=%s reason=%s", peer,
+			 log_q(reason, q, sizeof(q)));
+		return;
+	}
+}
+
+/* Logs the certificate in use; warns when it is not valid now. */
+static void
+log_certificate(struct http_server *s, const char *event)
+{
+	char desc[400];
+	bool expired;
+
+	tls_describe(s->tls, desc, sizeof(desc), &expired);
+	log_info("event=%s cert=%s %s", event, s->cfg->tls_cert, desc);
+	if (expired)
+		log_warn("event=tls_certificate_not_valid %s hint=\"clients will refuse it; "
+			 "renew it and send SIGHUP\"",
+			 desc);
+}
+
+/* SIGHUP: read the certificate and key again; keep the old ones if they are bad. */
+static void
+sighup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct http_server *s = arg;
+	char err[512], q[600];
+
+	(void)sig;
+	(void)what;
+	if (s->tls == NULL) {
+		log_info("event=sighup action=none reason=\"no certificate to reload: serving "
+			 "plain HTTP\"");
+		return;
+	}
+	if (tls_reload(s->tls, err, sizeof(err)) != 0) {
+		log_error("event=tls_reload_failed reason=%s hint=\"still serving the previous "
+			  "certificate\"",
+			  log_q(err, q, sizeof(q)));
+		return;
+	}
+	log_certificate(s, "tls_reloaded");
+}
+
+/*
+ * TLS from cfg, when configured, and SIGHUP (which reloads the certificate, and
+ * never stops the server). 0, or -1 with a logged reason.
+ */
+static int
+tls_setup(struct http_server *s, const struct cfg *cfg)
+{
+	char err[512], q[600];
+
+	s->sighup = evsignal_new(s->base, SIGHUP, sighup_cb, s);
+	if (s->sighup == NULL || evsignal_add(s->sighup, NULL) != 0) {
+		log_error("event=listen_failed reason=\"cannot watch SIGHUP\"");
+		return -1;
+	}
+	if (cfg->tls_cert == NULL || cfg->tls_cert[0] == '\0')
+		return 0;
+	s->tls = tls_new(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
+	if (s->tls == NULL) {
+		log_error("event=listen_failed listen=%s reason=%s", cfg->listen,
+			  log_q(err, q, sizeof(q)));
+		return -1;
+	}
+	http_conns_on_close(s->conns, conn_closed, s);
+	log_certificate(s, "tls_certificate");
+	return 0;
 }
 
 /* The guard with cfg's deadlines and cap; NULL with a logged reason. */
@@ -742,6 +885,13 @@ guard_new(struct event_base *base, const struct cfg *cfg)
 	return c;
 }
 
+static bool
+loopback(const char *host)
+{
+	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+	       strcmp(host, "::1") == 0;
+}
+
 struct http_server *
 http_server_new(struct event_base *base, const struct cfg *cfg, struct auth *auth, struct app *app,
 		void (*on_drained)(void *), void *arg)
@@ -760,7 +910,7 @@ http_server_new(struct event_base *base, const struct cfg *cfg, struct auth *aut
 	s->arg = arg;
 	s->conns = guard_new(base, cfg);
 	s->http = evhttp_new(base);
-	if (s->conns == NULL || s->http == NULL)
+	if (s->conns == NULL || s->http == NULL || tls_setup(s, cfg) != 0)
 		goto fail;
 	if (cfg_split_listen(cfg->listen, &host, &port) != 0) {
 		log_error("event=listen_failed listen=%s reason=\"expected host:port\"",
@@ -796,9 +946,14 @@ http_server_new(struct event_base *base, const struct cfg *cfg, struct auth *aut
 		setsockopt(evhttp_bound_socket_get_fd(s->sock), IPPROTO_TCP, TCP_NODELAY, &one,
 			   sizeof(one));
 	}
-	log_info("event=listening listen=%s max_connections=%ld header_timeout_s=%ld "
+	log_info("event=listening listen=%s tls=%d max_connections=%ld header_timeout_s=%ld "
 		 "body_timeout_s=%ld",
-		 cfg->listen, http_conns_max(s->conns), cfg->header_timeout, cfg->body_timeout);
+		 cfg->listen, s->tls != NULL, http_conns_max(s->conns), cfg->header_timeout,
+		 cfg->body_timeout);
+	if (s->tls == NULL && !loopback(host))
+		log_warn("event=listening_in_the_clear listen=%s hint=\"tokens and the map cross "
+			 "the network unencrypted; serve HTTPS with --tls-cert and --tls-key\"",
+			 cfg->listen);
 	free(host);
 	return s;
 fail:
@@ -840,6 +995,9 @@ http_server_free(struct http_server *s)
 	if (s->http != NULL)
 		evhttp_free(s->http); /* closes every connection: the guard forgets them */
 	http_conns_free(s->conns);
+	if (s->sighup != NULL)
+		event_free(s->sighup);
+	tls_free(s->tls); /* after the connections: none is left to use it */
 	if (s->flush_timer != NULL)
 		event_free(s->flush_timer);
 	free(s);

@@ -81,6 +81,8 @@ struct conn {
 	bool refused;	    /* accepted at the cap */
 	bool refuse_silent; /* ... with too many refusals under way: no answer */
 	bool half_closed;
+	void (*req_gone)(void *arg); /* http_conns_watch_request() */
+	void *req_gone_arg;
 	/* evhttp's bufferevent callbacks, while CLOSING holds them */
 	bufferevent_data_cb ev_read, ev_write;
 	bufferevent_event_cb ev_event;
@@ -96,12 +98,15 @@ struct http_conns {
 	int open;     /* counted conns */
 	int refusing; /* refused conns not yet closed */
 	bool full;    /* "connections_full" logged, not yet cleared */
+	http_conns_close_fn on_close;
+	void *on_close_arg;
 	struct conn **by_fd;
 	size_t nfd;
 	LIST_HEAD(, conn) all;
 };
 
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static const char *peer_of(const struct conn *cn, char *buf, size_t size);
 
 /* ---------------------------------------------------------------- the scanner */
 
@@ -224,8 +229,22 @@ conn_release(struct conn *cn)
 static void
 conn_closed_cb(struct evhttp_connection *evcon, void *arg)
 {
+	struct conn *cn = arg;
+
 	(void)evcon;
-	conn_release(arg);
+	if (cn->req_gone != NULL) {
+		void (*gone)(void *) = cn->req_gone;
+
+		cn->req_gone = NULL;
+		gone(cn->req_gone_arg);
+	}
+	if (cn->owner->on_close != NULL) {
+		char peer[80];
+
+		cn->owner->on_close(cn->bev, peer_of(cn, peer, sizeof(peer)),
+				    cn->owner->on_close_arg);
+	}
+	conn_release(cn);
 }
 
 static struct conn *
@@ -244,6 +263,28 @@ conn_of(struct http_conns *c, struct evhttp_request *ev)
 		return NULL;
 	cn = c->by_fd[fd];
 	return cn != NULL && cn->evcon == evcon ? cn : NULL;
+}
+
+int
+http_conns_watch_request(struct http_conns *c, struct evhttp_request *ev, void (*gone)(void *arg),
+			 void *arg)
+{
+	struct conn *cn = conn_of(c, ev);
+
+	if (cn == NULL)
+		return -1;
+	cn->req_gone = gone;
+	cn->req_gone_arg = arg;
+	return 0;
+}
+
+void
+http_conns_unwatch_request(struct http_conns *c, struct evhttp_request *ev)
+{
+	struct conn *cn = conn_of(c, ev);
+
+	if (cn != NULL)
+		cn->req_gone = NULL;
 }
 
 static const char *
@@ -373,7 +414,9 @@ static void
 closing_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	(void)bev;
-	(void)what;
+	/* A TLS connection refused at the cap finishes its handshake now: go on. */
+	if (what == BEV_EVENT_CONNECTED)
+		return;
 	close_now(arg); /* the client closed, or an error: done */
 }
 
@@ -611,6 +654,13 @@ http_conns_free(struct http_conns *c)
 	}
 	free(c->by_fd);
 	free(c);
+}
+
+void
+http_conns_on_close(struct http_conns *c, http_conns_close_fn fn, void *arg)
+{
+	c->on_close = fn;
+	c->on_close_arg = arg;
 }
 
 int

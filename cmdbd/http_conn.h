@@ -22,6 +22,10 @@
  * bufferevent's callbacks over, and frees the evhttp connection once the answer is
  * out (see http_conn.c for the closing sequence).
  *
+ * With TLS the guard sees the decrypted bytes (the bufferevent's input), and the
+ * raw answers are encrypted like any output; a handshake that never finishes is
+ * a connection that never sent a byte, closed at the header deadline.
+ *
  * Everything runs on the event loop; nothing here blocks.
  */
 #ifndef CMDB_HTTP_CONN_H
@@ -57,6 +61,24 @@ void http_conns_free(struct http_conns *c); /* NULL-safe */
  * is returned unguarded. NULL in, NULL out.
  */
 struct bufferevent *http_conns_guard(struct http_conns *c, struct bufferevent *bev);
+
+/*
+ * Calls fn(bev, peer, arg) as evhttp closes each guarded connection, before its
+ * bufferevent is freed (http.c: to log a TLS handshake that failed). peer is
+ * "address:port". fn must not free or close anything.
+ */
+typedef void (*http_conns_close_fn)(struct bufferevent *bev, const char *peer, void *arg);
+void http_conns_on_close(struct http_conns *c, http_conns_close_fn fn, void *arg);
+
+/*
+ * Calls gone(arg) once if the connection of ev closes before
+ * http_conns_unwatch_request() (a parked request whose client left: watch.c). evhttp
+ * keeps one close callback per connection and the guard owns it, so per-request
+ * interest goes through here. -1 when ev's connection is not guarded (no backstop).
+ */
+int http_conns_watch_request(struct http_conns *c, struct evhttp_request *ev,
+			     void (*gone)(void *arg), void *arg);
+void http_conns_unwatch_request(struct http_conns *c, struct evhttp_request *ev);
 
 /* The request is whole and goes to a handler: its read deadline stops. */
 void http_conns_request_started(struct http_conns *c, struct evhttp_request *ev);

@@ -113,7 +113,8 @@ main(int argc, char **argv)
 			return 0;
 		}
 	if (strcmp(cmd, "serve") == 0) {
-		if (cfg_load(&cfg, argc - 2, argv + 2, err, sizeof(err)) != 0) {
+		if (cfg_load(&cfg, argc - 2, argv + 2, err, sizeof(err)) != 0 ||
+		    cfg_check(&cfg, err, sizeof(err)) != 0) {
 			fprintf(stderr, "cmdbd serve: %s\n", err);
 			usage(stderr);
 			goto out;

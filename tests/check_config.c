@@ -13,15 +13,25 @@
 #include "config.h"
 
 static const char *const env_names[] = {
-    "CMDB_DATABASE_URL",       "CMDB_LISTEN",
-    "CMDB_MAX_BODY",	       "CMDB_MAX_HEADER_BYTES",
-    "CMDB_MAX_HEADERS",	       "CMDB_JSON_MAX_DEPTH",
-    "CMDB_IDLE_TIMEOUT",       "CMDB_DB_POOL",
-    "CMDB_MANIFEST_MAX_NODES", "CMDB_MANIFEST_MAX_EDGES",
-    "CMDB_SHUTDOWN_GRACE",     "CMDB_LOG_LEVEL",
-    "CMDB_HEADER_TIMEOUT",     "CMDB_BODY_TIMEOUT",
-    "CMDB_MAX_CONNECTIONS",    "CMDB_SOURCE_TTL",
+    "CMDB_DATABASE_URL",
+    "CMDB_LISTEN",
+    "CMDB_MAX_BODY",
+    "CMDB_MAX_HEADER_BYTES",
+    "CMDB_MAX_HEADERS",
+    "CMDB_JSON_MAX_DEPTH",
+    "CMDB_IDLE_TIMEOUT",
+    "CMDB_DB_POOL",
+    "CMDB_MANIFEST_MAX_NODES",
+    "CMDB_MANIFEST_MAX_EDGES",
+    "CMDB_SHUTDOWN_GRACE",
+    "CMDB_LOG_LEVEL",
+    "CMDB_HEADER_TIMEOUT",
+    "CMDB_BODY_TIMEOUT",
+    "CMDB_MAX_CONNECTIONS",
+    "CMDB_SOURCE_TTL",
     "CMDB_ORPHAN_PURGE_AFTER",
+    "CMDB_TLS_CERT",
+    "CMDB_TLS_KEY",
 };
 
 static void
@@ -311,12 +321,28 @@ START_TEST(test_usage)
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
-	const char *want[] = {
-	    "--database",	   "CMDB_DATABASE_URL", "--listen",	     "CMDB_LISTEN",
-	    "--db-pool",	   "CMDB_DB_POOL",	"--max-body",	     "4194304",
-	    "--log-level",	   "CMDB_LOG_LEVEL",	"127.0.0.1:8080",    "--header-timeout",
-	    "CMDB_HEADER_TIMEOUT", "--body-timeout",	"CMDB_BODY_TIMEOUT", "--max-connections",
-	    "CMDB_MAX_CONNECTIONS"};
+	const char *want[] = {"--database",
+			      "CMDB_DATABASE_URL",
+			      "--listen",
+			      "CMDB_LISTEN",
+			      "--db-pool",
+			      "CMDB_DB_POOL",
+			      "--max-body",
+			      "4194304",
+			      "--log-level",
+			      "CMDB_LOG_LEVEL",
+			      "127.0.0.1:8080",
+			      "--header-timeout",
+			      "CMDB_HEADER_TIMEOUT",
+			      "--body-timeout",
+			      "CMDB_BODY_TIMEOUT",
+			      "--max-connections",
+			      "CMDB_MAX_CONNECTIONS",
+			      "--tls-cert",
+			      "CMDB_TLS_CERT",
+			      "--tls-key",
+			      "CMDB_TLS_KEY",
+			      "(default none)"};
 
 	ck_assert_ptr_nonnull(f);
 	cfg_usage(f);
@@ -324,6 +350,80 @@ START_TEST(test_usage)
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		ck_assert_msg(strstr(buf, want[i]) != NULL, "usage lacks %s:\n%s", want[i], buf);
 	free(buf);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ TLS */
+
+/* Off by default; from flags or the environment; cert and key go together. */
+START_TEST(test_tls_settings)
+{
+	struct cfg c;
+	char err[256];
+	char *none[] = {NULL};
+	char *both[] = {"--tls-cert", "/etc/c.pem", "--tls-key=/etc/k.pem", NULL};
+
+	ck_assert_int_eq(load(&c, none, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.tls_cert, "");
+	ck_assert_str_eq(c.tls_key, "");
+	ck_assert_int_eq(cfg_check(&c, err, sizeof(err)), 0);
+	cfg_free(&c);
+
+	ck_assert_int_eq(load(&c, both, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.tls_cert, "/etc/c.pem");
+	ck_assert_str_eq(c.tls_key, "/etc/k.pem");
+	ck_assert_int_eq(cfg_check(&c, err, sizeof(err)), 0);
+	cfg_free(&c);
+
+	setenv("CMDB_TLS_CERT", "/env/c.pem", 1);
+	setenv("CMDB_TLS_KEY", "/env/k.pem", 1);
+	ck_assert_int_eq(load(&c, none, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.tls_cert, "/env/c.pem");
+	ck_assert_str_eq(c.tls_key, "/env/k.pem");
+	ck_assert_int_eq(cfg_check(&c, err, sizeof(err)), 0);
+	cfg_free(&c);
+
+	/* a flag beats the environment */
+	ck_assert_int_eq(load(&c, both, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.tls_cert, "/etc/c.pem");
+	cfg_free(&c);
+}
+END_TEST
+
+static const struct {
+	const char *args[3];
+	const char *env_cert, *env_key;
+	const char *missing; /* NULL: accepted */
+} tls_pairs[] = {
+    {{"--tls-cert=/c", NULL}, NULL, NULL, "--tls-key is missing"},
+    {{"--tls-key=/k", NULL}, NULL, NULL, "--tls-cert is missing"},
+    {{NULL}, "/c", NULL, "--tls-key is missing"},
+    {{NULL}, NULL, "/k", "--tls-cert is missing"},
+    {{"--tls-key=/k", NULL}, "/c", NULL, NULL},			  /* one from each source */
+    {{"--tls-cert=", NULL}, "/c", "/k", "--tls-cert is missing"}, /* emptied by a flag */
+    {{"--tls-cert=", "--tls-key=", NULL}, "/c", "/k", NULL},	  /* both off */
+};
+
+START_TEST(test_tls_pair_table)
+{
+	struct cfg c;
+	char err[256];
+	int rc;
+
+	if (tls_pairs[_i].env_cert != NULL)
+		setenv("CMDB_TLS_CERT", tls_pairs[_i].env_cert, 1);
+	if (tls_pairs[_i].env_key != NULL)
+		setenv("CMDB_TLS_KEY", tls_pairs[_i].env_key, 1);
+	ck_assert_int_eq(load(&c, (char **)tls_pairs[_i].args, err, sizeof(err)), 0);
+	rc = cfg_check(&c, err, sizeof(err));
+	if (tls_pairs[_i].missing == NULL) {
+		ck_assert_msg(rc == 0, "case %d rejected: %s", _i, err);
+	} else {
+		ck_assert_msg(rc == -1, "case %d accepted", _i);
+		ck_assert_msg(strstr(err, tls_pairs[_i].missing) != NULL, "case %d: %s", _i, err);
+		ck_assert_msg(strstr(err, "go together") != NULL, "case %d: %s", _i, err);
+	}
+	cfg_free(&c);
 }
 END_TEST
 
@@ -449,6 +549,8 @@ suite_config(void)
 	tcase_add_test(tc, test_small_err_buffer);
 	tcase_add_test(tc, test_free);
 	tcase_add_test(tc, test_usage);
+	tcase_add_test(tc, test_tls_settings);
+	tcase_add_loop_test(tc, test_tls_pair_table, 0, N(tls_pairs));
 	tcase_add_loop_test(tc, test_listen_table, 0, N(listens));
 	tcase_add_test(tc, test_listen_ipv6);
 	tcase_add_loop_test(tc, test_duration_table, 0, N(durations));

@@ -219,7 +219,8 @@ class Server:
     """One cmdbd process on its own fresh database. Use as a context manager, or call
     stop(); processes still running at exit are killed."""
 
-    def __init__(self, name, extra_env=None, args=(), admin=None):
+    def __init__(self, name, extra_env=None, args=(), admin=None, tls_ca=None):
+        self.tls_ca = tls_ca  # CA file: the server speaks HTTPS (args carry --tls-*)
         self.name = re.sub(r"[^a-z0-9_]", "_", (name or "srv").lower())[:24]
         self.admin_url = admin or admin_url()
         self.dbname = "e2e_%s_%d_%d" % (self.name, os.getpid(), next(_counter))
@@ -237,13 +238,14 @@ class Server:
     # -- lifecycle
 
     @classmethod
-    def start(cls, name=None, extra_env=None, args=(), admin=None):
+    def start(cls, name=None, extra_env=None, args=(), admin=None, tls_ca=None):
         """Create the database, migrate, make tokens, serve, wait for /readyz.
-        admin overrides CMDB_TEST_ADMIN_URL (e.g. a private cluster)."""
+        admin overrides CMDB_TEST_ADMIN_URL (e.g. a private cluster). tls_ca: the
+        server serves HTTPS (args give --tls-cert/--tls-key) under this CA file."""
         if admin is None:
             admin_url()
         require_binaries((CMDBD_BIN, "CMDBD_BIN"))
-        srv = cls(name, extra_env, args, admin)
+        srv = cls(name, extra_env, args, admin, tls_ca)
         psql(srv.admin_url, 'CREATE DATABASE "%s"' % srv.dbname)
         p = srv.cmdbd("migrate")
         if p.returncode != 0:
@@ -263,7 +265,7 @@ class Server:
 
     def _spawn(self, port):
         self.port = port
-        self.url = "http://127.0.0.1:%d" % port
+        self.url = "%s://127.0.0.1:%d" % ("https" if self.tls_ca else "http", port)
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [CMDBD_BIN, "serve", "--listen", "127.0.0.1:%d" % port] + list(self.args),
@@ -296,7 +298,7 @@ class Server:
     def peer(self, name):
         """A second cmdbd on this server's database (same CMDB_DATABASE_URL, same
         tokens, same arguments), serving on another port; stop it with stop()."""
-        p = Server(name, self.extra_env, self.args, self.admin_url)
+        p = Server(name, self.extra_env, self.args, self.admin_url, self.tls_ca)
         p.dbname, p.db_url = self.dbname, self.db_url
         p._tokens = dict(self._tokens)
         p._spawn(free_port())
@@ -428,7 +430,13 @@ class Server:
             hdrs["Authorization"] = "Bearer " + self._tokens.get(token, token)
         if headers:
             hdrs.update(headers)
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.tls_ca:
+            import ssl
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=timeout,
+                context=ssl.create_default_context(cafile=self.tls_ca))
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             try:
                 conn.request(method, path, body=data, headers=hdrs)
@@ -479,6 +487,8 @@ class Server:
         require_binaries((CMDB_BIN, "CMDB_BIN"))
         e = dict(os.environ)
         e["CMDB_URL"] = self.url
+        if self.tls_ca:
+            e["CMDB_CACERT"] = self.tls_ca
         e.pop("CMDB_TOKEN", None)
         if token is not None:
             e["CMDB_TOKEN"] = self._tokens.get(token, token)

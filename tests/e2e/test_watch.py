@@ -313,6 +313,7 @@ class WatchTest(ServerTestCase):
         path = node_path(a) + "/dependents"
         _, idx, _ = self.answer(path)
         base = metric(self.srv, "cmdb_watchers")
+        conns0 = metric(self.srv, "cmdb_http_connections_open")
         ps = [Parked(self.srv, "%s?index=%d&wait=60" % (path, idx)) for _ in range(20)]
         deadline = time.monotonic() + 5
         while metric(self.srv, "cmdb_watchers") < base + 20 and time.monotonic() < deadline:
@@ -325,6 +326,14 @@ class WatchTest(ServerTestCase):
             time.sleep(0.05)
         self.assertEqual(metric(self.srv, "cmdb_watchers"), base,
                          "watchers whose client went away must be freed")
+        # ... and their connections with them: the connection guard (which owns
+        # evhttp's close callback) counted every one of them closed.
+        deadline = time.monotonic() + 5
+        while (metric(self.srv, "cmdb_http_connections_open") > conns0
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        self.assertLessEqual(metric(self.srv, "cmdb_http_connections_open"), conns0,
+                             "connections of freed watchers must be released")
 
     def test_parked_watchers_cost_no_cpu(self):
         hub = "service/cpu-hub"
