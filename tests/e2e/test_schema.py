@@ -397,7 +397,9 @@ class TestServerAgrees(ServerTestCase):
     server_name = "schema_agrees"
 
     def dry_run(self, doc):
-        return self.srv.post("/v1/manifests?dry_run=true", doc)
+        # The largest case (10,000 nodes) is a few seconds on a quiet machine; a
+        # generous timeout keeps a loaded one from failing it for slowness alone.
+        return self.srv.post("/v1/manifests?dry_run=true", doc, timeout=120)
 
     def test_examples_accepted(self):
         for path in sorted(glob.glob(os.path.join(ROOT, "examples", "manifests", "*.json"))):
