@@ -30,18 +30,27 @@ static const struct arg_spec global_options[] = {
 };
 
 static const struct arg_spec opts_none[] = {{NULL, ARG_FLAG}};
+static const struct arg_spec opts_as_of[] = {{"as-of", ARG_VALUE}, {NULL, ARG_FLAG}};
+static const struct arg_spec opts_diff[] = {
+    {"root", ARG_VALUE},
+    {"direction", ARG_VALUE},
+    {"depth", ARG_VALUE},
+    {NULL, ARG_FLAG},
+};
 static const struct arg_spec opts_ls[] = {
     {"kind", ARG_VALUE},   {"label", ARG_VALUE},  {"owner", ARG_VALUE}, {"orphan", ARG_FLAG},
     {"health", ARG_VALUE}, {"prefix", ARG_VALUE}, {"limit", ARG_VALUE}, {"cursor", ARG_VALUE},
     {"all", ARG_FLAG},	   {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_walk[] = {
-    {"depth", ARG_VALUE},
-    {"types", ARG_VALUE},
-    {"limit", ARG_VALUE},
+    {"depth", ARG_VALUE}, {"types", ARG_VALUE}, {"limit", ARG_VALUE},
+    {"as-of", ARG_VALUE}, {NULL, ARG_FLAG},
+};
+static const struct arg_spec opts_rootcause[] = {
+    {"max-depth", ARG_VALUE},
+    {"as-of", ARG_VALUE},
     {NULL, ARG_FLAG},
 };
-static const struct arg_spec opts_rootcause[] = {{"max-depth", ARG_VALUE}, {NULL, ARG_FLAG}};
 static const struct arg_spec opts_push[] = {
     {"dry-run", ARG_FLAG},
     {"idempotency-key", ARG_VALUE},
@@ -49,10 +58,8 @@ static const struct arg_spec opts_push[] = {
 };
 static const struct arg_spec opts_health[] = {{"reason", ARG_VALUE}, {NULL, ARG_FLAG}};
 static const struct arg_spec opts_graph[] = {
-    {"depth", ARG_VALUE},
-    {"direction", ARG_VALUE},
-    {"format", ARG_VALUE},
-    {NULL, ARG_FLAG},
+    {"depth", ARG_VALUE}, {"direction", ARG_VALUE}, {"format", ARG_VALUE},
+    {"as-of", ARG_VALUE}, {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_changes[] = {
     {"since", ARG_VALUE}, {"limit", ARG_VALUE}, {"follow", ARG_FLAG},
@@ -68,6 +75,7 @@ static const struct arg_spec opts_link[] = {{"attr", ARG_VALUE}, {NULL, ARG_FLAG
 static const struct arg_spec opts_edges[] = {
     {"direction", ARG_VALUE},
     {"type", ARG_VALUE},
+    {"as-of", ARG_VALUE},
     {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_deployments[] = {
@@ -76,7 +84,7 @@ static const struct arg_spec opts_deployments[] = {
 };
 
 static const struct command commands[] = {
-    {"get", cmd_get, 1, 1, opts_none, "get REF",
+    {"get", cmd_get, 1, 1, opts_as_of, "get REF [--as-of SEQ|TIME]",
      "show one node: attributes, labels, health, owners, edge counts", NULL},
     {"ls", cmd_ls, 0, 0, opts_ls,
      "ls [--kind K] [--label k=v]... [--owner REF] [--orphan] [--health S] [--prefix P] "
@@ -86,18 +94,20 @@ static const struct command commands[] = {
      "  --owner REF     nodes owned by this team/person\n"
      "  --prefix P      names starting with P\n"
      "  --all           follow next_cursor to the end (else one page)\n"},
-    {"owners", cmd_owners, 1, 1, opts_none, "owners REF",
+    {"owners", cmd_owners, 1, 1, opts_as_of, "owners REF [--as-of SEQ|TIME]",
      "who owns REF, with contacts, the rule that found them and the chain", NULL},
     {"dependents", cmd_dependents, 1, 1, opts_walk,
-     "dependents REF [--depth N] [--types T,...] [--limit N]",
+     "dependents REF [--depth N] [--types T,...] [--limit N] [--as-of SEQ|TIME]",
      "everything impacted if REF fails (transitively)",
-     "  --types T,...   impact types to follow: depends_on,runs_on,connects_to,part_of\n"},
+     "  --types T,...   impact types to follow: depends_on,runs_on,connects_to,part_of\n"
+     "  --as-of X       the answer as of seq X, or time X (RFC 3339), from history\n"},
     {"dependencies", cmd_dependencies, 1, 1, opts_walk,
-     "dependencies REF [--depth N] [--types T,...] [--limit N]",
+     "dependencies REF [--depth N] [--types T,...] [--limit N] [--as-of SEQ|TIME]",
      "everything REF needs (transitively)", NULL},
-    {"path", cmd_path, 2, 2, opts_none, "path FROM TO", "shortest chain of needs from FROM to TO",
-     NULL},
-    {"rootcause", cmd_rootcause, 1, -1, opts_rootcause, "rootcause REF... [--max-depth N]",
+    {"path", cmd_path, 2, 2, opts_as_of, "path FROM TO [--as-of SEQ|TIME]",
+     "shortest chain of needs from FROM to TO", NULL},
+    {"rootcause", cmd_rootcause, 1, -1, opts_rootcause,
+     "rootcause REF... [--max-depth N] [--as-of SEQ|TIME]",
      "rank the likely causes of a set of failing nodes", NULL},
     {"push", cmd_push, 1, 1, opts_push, "push FILE|- [--dry-run] [--idempotency-key K]",
      "apply a manifest (from FILE, or stdin with -)",
@@ -105,7 +115,8 @@ static const struct command commands[] = {
     {"health", cmd_health, 2, 2, opts_health, "health REF STATE [--reason TEXT]",
      "set a node's health: ok, degraded, down or unknown", NULL},
     {"graph", cmd_graph, 1, 1, opts_graph,
-     "graph REF [--depth N] [--direction dependents|dependencies|both] [--format dot|json]",
+     "graph REF [--depth N] [--direction dependents|dependencies|both] [--format dot|json] "
+     "[--as-of SEQ|TIME]",
      "the subgraph around REF (dot by default: cmdb graph X | dot -Tsvg > map.svg)", NULL},
     {"changes", cmd_changes, 0, 0, opts_changes, "changes [--since N] [--limit N] [--follow]",
      "the change feed, one line per change: seq at actor op ref",
@@ -119,11 +130,17 @@ static const struct command commands[] = {
     {"link", cmd_link, 3, 3, opts_link, "link FROM TYPE TO [--attr k=v | --attr k:=JSON]...",
      "create or update an edge (TYPE: depends_on runs_on connects_to part_of owned_by)", NULL},
     {"unlink", cmd_unlink, 3, 3, opts_none, "unlink FROM TYPE TO", "delete an edge", NULL},
-    {"edges", cmd_edges, 1, 1, opts_edges, "edges REF [--direction in|out|both] [--type T]",
-     "the edges of one node", NULL},
+    {"edges", cmd_edges, 1, 1, opts_edges,
+     "edges REF [--direction in|out|both] [--type T] [--as-of SEQ|TIME]", "the edges of one node",
+     NULL},
     {"deployments", cmd_deployments, 0, 0, opts_deployments,
      "deployments [--node REF] [--limit N] [--cursor C] [--all]",
      "recorded deployments, newest first", NULL},
+    {"diff", cmd_diff, 1, 2, opts_diff,
+     "diff FROM [TO] [--root REF] [--direction dependents|dependencies] [--depth N]",
+     "what changed between two points (seq, RFC 3339 time or deployment:ID; TO: now)",
+     "  --root REF      also: the nodes that entered (+) or left (-) REF's reach\n"
+     "  --direction D   which reach: dependents (default) or dependencies\n"},
     {"help", cmd_help, 0, 1, opts_none, "help [COMMAND]", "show help", NULL},
     {"version", cmd_version, 0, 0, opts_none, "version", "print the client version", NULL},
 };

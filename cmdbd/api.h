@@ -45,6 +45,15 @@ void api_path(struct http_req *r);
 void api_rootcause(struct http_req *r);
 void api_graph(struct http_req *r);
 
+/* api_history.c — SPEC §5: diffs, and node GET / edges as of a seq (the handlers
+ * of api_nodes.c pass those on with the as-of graph, history.h). */
+struct graph;
+void api_diff(struct http_req *r);
+void api_deployment_diff(struct http_req *r);
+void api_history_node_get(struct http_req *r, struct graph *g, const char *ref);
+void api_history_node_edges(struct http_req *r, struct graph *g, const char *ref, const char *dir,
+			    const char *type);
+
 /* api_common.c — shared plumbing for handlers. */
 
 /*

@@ -3,13 +3,15 @@
  * rootcause and subgraph (json or Graphviz dot).
  *
  * All of them are answered from the in-memory graph (graph.h) on the loop, with
- * no database work on the request path.
+ * no database work on the request path. With as_of (SPEC §5) they answer from the
+ * graph of that moment (history.h): the handler is run again once it is there.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "history.h"
 #include "jv.h"
 #include "model.h"
 #include "server.h"
@@ -21,7 +23,7 @@
 
 /* Resolves a ref to a live graph node, or replies 400/404 and returns -1. */
 static long
-resolve(struct http_req *r, const char *ref, const char *field)
+resolve(struct http_req *r, graph *g, const char *ref, const char *field)
 {
 	const char *why;
 	long idx;
@@ -37,7 +39,7 @@ resolve(struct http_req *r, const char *ref, const char *field)
 		http_reply_bad(r, field, "%s", why);
 		return -1;
 	}
-	idx = graph_find(server_graph(), ref);
+	idx = graph_find(g, ref);
 	if (idx < 0)
 		http_reply_error(r, 404, "not_found", json_pack("{s:s}", "ref", ref),
 				 "node %s not found", ref);
@@ -46,30 +48,26 @@ resolve(struct http_req *r, const char *ref, const char *field)
 
 /* The {kind}/{name} of the path as a graph node, or replies and returns -1. */
 static long
-path_node(struct http_req *r)
+path_node(struct http_req *r, graph *g)
 {
 	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], ref[MODEL_REF_MAX + 2];
 
 	if (!api_path_ref(r, kind, name, ref))
 		return -1;
-	return resolve(r, ref, "ref");
+	return resolve(r, g, ref, "ref");
 }
 
 static void
 reply_result(struct http_req *r, json_t *result)
 {
-	if (result == NULL) {
-		http_reply_error(r, 500, "internal", NULL, "graph query failed: %s",
-				 strerror(errno));
-		return;
-	}
-	http_reply_json(r, 200, result);
+	history_reply_json(r, result); /* 500 when NULL; "as_of" added when as of */
 }
 
 static void
 walk(struct http_req *r, bool dependents)
 {
-	static const char *const allowed[] = {"depth", "types", "limit", NULL};
+	static const char *const allowed[] = {"depth", "types", "limit", "as_of", NULL};
+	graph *g;
 	long idx, depth, limit;
 	unsigned mask;
 	char *text;
@@ -87,19 +85,19 @@ walk(struct http_req *r, bool dependents)
 				 "connects_to, part_of");
 		return;
 	}
-	if ((idx = path_node(r)) < 0)
+	if ((g = history_graph(r, dependents ? api_dependents : api_dependencies)) == NULL ||
+	    (idx = path_node(r, g)) < 0)
 		return;
 	/* Serialised straight from the walk: the same bytes as the jansson value
 	 * graph_dependents() builds, without building thousands of objects. */
-	text = graph_walk_text(server_graph(), idx,
-			       dependents ? GRAPH_DIR_DEPENDENTS : GRAPH_DIR_DEPENDENCIES,
+	text = graph_walk_text(g, idx, dependents ? GRAPH_DIR_DEPENDENTS : GRAPH_DIR_DEPENDENCIES,
 			       (int)depth, mask, (size_t)limit, &len);
 	if (text == NULL) {
 		http_reply_error(r, 500, "internal", NULL, "graph query failed: %s",
 				 strerror(errno));
 		return;
 	}
-	http_reply_raw(r, 200, text, len);
+	history_reply_raw(r, text, len);
 	free(text);
 }
 
@@ -118,26 +116,36 @@ api_dependencies(struct http_req *r)
 void
 api_owners(struct http_req *r)
 {
-	static const char *const no_params[] = {NULL};
+	static const char *const allowed[] = {"as_of", NULL};
+	graph *g;
 	long idx;
 
-	if (!api_query_only(r, no_params, NULL) || (idx = path_node(r)) < 0)
+	if (!api_query_only(r, allowed, NULL) || (g = history_graph(r, api_owners)) == NULL ||
+	    (idx = path_node(r, g)) < 0)
 		return;
-	reply_result(r, graph_owners(server_graph(), idx));
+	reply_result(r, graph_owners(g, idx));
 }
 
 void
 api_path(struct http_req *r)
 {
-	static const char *const allowed[] = {"from", "to", NULL};
+	static const char *const allowed[] = {"from", "to", "as_of", NULL};
 	const char *from = http_query(r, "from"), *to = http_query(r, "to");
+	graph *g;
 	long a, b;
 	json_t *result;
 
-	if (!api_query_only(r, allowed, NULL) || (a = resolve(r, from, "from")) < 0 ||
-	    (b = resolve(r, to, "to")) < 0)
+	if (!api_query_only(r, allowed, NULL))
 		return;
-	result = graph_path(server_graph(), a, b);
+	/* Syntax first (400 before any history work), then the graph of the moment. */
+	if (from == NULL || to == NULL || model_ref_parse(from, NULL, NULL) != NULL ||
+	    model_ref_parse(to, NULL, NULL) != NULL)
+		g = server_graph(); /* resolve() replies 400 */
+	else if ((g = history_graph(r, api_path)) == NULL)
+		return;
+	if ((a = resolve(r, g, from, "from")) < 0 || (b = resolve(r, g, to, "to")) < 0)
+		return;
+	result = graph_path(g, a, b);
 	if (result == NULL && errno == ENOENT) {
 		http_reply_error(r, 404, "no_path", json_pack("{s:s,s:s}", "from", from, "to", to),
 				 "%s does not need %s (no path)", from, to);
@@ -149,6 +157,7 @@ api_path(struct http_req *r)
 static const struct jv_field rootcause_fields[] = {
     {"failing", JV_ARRAY, true},
     {"max_depth", JV_INTEGER, false},
+    {"as_of", JV_ANY, false},
     {NULL, JV_ANY, false},
 };
 
@@ -157,6 +166,7 @@ api_rootcause(struct http_req *r)
 {
 	static const char *const no_params[] = {NULL};
 	json_t *failing, *missing, *item, *md;
+	graph *g;
 	long *idx = NULL;
 	long max_depth = 16;
 	size_t i, n;
@@ -180,6 +190,8 @@ api_rootcause(struct http_req *r)
 		http_reply_bad(r, "failing", "must list 1 to %d refs", ROOTCAUSE_FAILING_MAX);
 		return;
 	}
+	if ((g = history_graph(r, api_rootcause)) == NULL)
+		return;
 	idx = malloc(n * sizeof(*idx));
 	missing = json_array();
 	if (idx == NULL || missing == NULL) {
@@ -201,7 +213,7 @@ api_rootcause(struct http_req *r)
 			http_reply_bad(r, path, "%s", why);
 			return;
 		}
-		idx[i] = graph_find(server_graph(), ref);
+		idx[i] = graph_find(g, ref);
 		if (idx[i] < 0)
 			json_array_append_new(missing, json_string(ref));
 	}
@@ -214,15 +226,17 @@ api_rootcause(struct http_req *r)
 		return;
 	}
 	json_decref(missing);
-	reply_result(r, graph_rootcause(server_graph(), idx, n, (int)max_depth));
+	reply_result(r, graph_rootcause(g, idx, n, (int)max_depth));
 	free(idx);
 }
 
 void
 api_graph(struct http_req *r)
 {
-	static const char *const allowed[] = {"root", "depth", "direction", "format", NULL};
+	static const char *const allowed[] = {"root",	"depth", "direction",
+					      "format", "as_of", NULL};
 	const char *dir = http_query(r, "direction"), *format = http_query(r, "format");
+	graph *g;
 	long root, depth;
 	int direction;
 
@@ -238,18 +252,22 @@ api_graph(struct http_req *r)
 		http_reply_bad(r, "format", "must be json or dot");
 		return;
 	}
-	if ((root = resolve(r, http_query(r, "root"), "root")) < 0)
+	if (http_query(r, "root") == NULL)
+		g = server_graph(); /* resolve() replies 400 */
+	else if ((g = history_graph(r, api_graph)) == NULL)
+		return;
+	if ((root = resolve(r, g, http_query(r, "root"), "root")) < 0)
 		return;
 	if (format != NULL && strcmp(format, "dot") == 0) {
-		char *dot = graph_subgraph_dot(server_graph(), root, (int)depth, direction);
+		char *dot = graph_subgraph_dot(g, root, (int)depth, direction);
 
 		if (dot == NULL) {
 			http_reply_error(r, 500, "internal", NULL, "graph query failed");
 			return;
 		}
-		http_reply_text(r, 200, "text/vnd.graphviz; charset=utf-8", dot, strlen(dot));
+		history_reply_dot(r, dot);
 		free(dot);
 		return;
 	}
-	reply_result(r, graph_subgraph(server_graph(), root, (int)depth, direction));
+	reply_result(r, graph_subgraph(g, root, (int)depth, direction));
 }

@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "db.h"
 #include "http.h"
+#include "history.h"
 #include "log.h"
 #include "sql.h"
 #include "tailer.h"
@@ -265,6 +266,7 @@ out:
 	db_free(srv.db);
 	http_server_free(srv.http);
 	tailer_free(srv.tailer);
+	history_free_all(); /* as-of graphs (history.h) */
 	auth_free(srv.auth);
 	if (srv.sigterm != NULL)
 		event_free(srv.sigterm);

@@ -61,4 +61,36 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 			    " $8::bigint, $9::jsonb, $10::jsonb)",
 			    10, true},
     [SQL_DEPLOYMENTS] = {"deployments", "SELECT cmdb_deployments($1, $2::int, $3)", 3, false},
+    /* History (SPEC §5, migrations/0008_history.sql, cmdbd/history.c). */
+    [SQL_HISTORY_POINT] = {"history_point",
+			   "SELECT seq, at FROM cmdb_history_point($1::bigint, $2::timestamptz,"
+			   " $3::bigint)",
+			   3, false},
+    /* Rows (lo, hi] forward with their after images: replayed onto an empty graph. */
+    [SQL_HISTORY_REDO] = {"history_redo",
+			  "SELECT seq, op,"
+			  " coalesce(after, before)->>'ref',"
+			  " coalesce(after, before)->>'from',"
+			  " coalesce(after, before)->>'type',"
+			  " coalesce(after, before)->>'to',"
+			  " after->>'health', after->'attributes', after IS NULL"
+			  " FROM changes WHERE seq > $1::bigint AND seq <= $2::bigint"
+			  " ORDER BY seq LIMIT 20000",
+			  2, false},
+    /* Rows (lo, hi] backward with their before images: undone on a copy of the map. */
+    [SQL_HISTORY_UNDO] = {"history_undo",
+			  "SELECT seq, op,"
+			  " coalesce(before, after)->>'ref',"
+			  " coalesce(before, after)->>'from',"
+			  " coalesce(before, after)->>'type',"
+			  " coalesce(before, after)->>'to',"
+			  " before->>'health', before->'attributes', before IS NULL"
+			  " FROM changes WHERE seq > $1::bigint AND seq <= $2::bigint"
+			  " ORDER BY seq DESC LIMIT 20000",
+			  2, false},
+    [SQL_HISTORY_IMAGES] = {"history_images",
+			    "SELECT cmdb_history_images(ARRAY(SELECT jsonb_array_elements_text("
+			    "$1::jsonb)), $2::boolean, $3::bigint)",
+			    3, false},
+    [SQL_DIFF] = {"diff", "SELECT cmdb_diff($1, $2, $3::bigint)", 3, false},
 };
