@@ -33,6 +33,7 @@ struct entry {
 	graph *g;
 	bool ready;
 	unsigned long used; /* LRU clock of the last use */
+	size_t bytes;	    /* graph_bytes() once built */
 	/* Building: the rows still to read are (lo, hi]; undo reads them newest first. */
 	bool undo;
 	long long lo, hi;
@@ -79,22 +80,24 @@ entry_fire(struct entry *e, graph *g, const char *why)
 	}
 }
 
-/* Drops least recently used built graphs beyond HISTORY_CACHE. */
+/* Drops least recently used built graphs beyond HISTORY_CACHE graphs or
+ * HISTORY_CACHE_BYTES in all (the most recently used one always stays). */
 static void
 evict(void)
 {
 	for (;;) {
 		struct entry *lru = NULL;
-		size_t n = 0;
+		size_t n = 0, bytes = 0;
 
 		for (struct entry *e = entries; e; e = e->next) {
 			if (!e->ready)
 				continue;
 			n++;
+			bytes += e->bytes;
 			if (lru == NULL || e->used < lru->used)
 				lru = e;
 		}
-		if (n <= HISTORY_CACHE || lru == NULL)
+		if (n <= 1 || (n <= HISTORY_CACHE && bytes <= HISTORY_CACHE_BYTES))
 			return;
 		entry_unlink(lru);
 		graph_free(lru->g);
@@ -128,10 +131,11 @@ build_done(struct entry *e)
 	nbuilding--;
 	e->ready = true;
 	e->used = ++lru_clock;
+	e->bytes = graph_bytes(e->g);
 	log_info("event=as_of_built seq=%lld how=%s rows=%lld nodes=%zu edges=%zu bytes=%zu "
 		 "ms=%.1f",
 		 e->seq, e->undo ? "undo" : "replay", e->rows, graph_node_count(e->g),
-		 graph_edge_count(e->g), graph_bytes(e->g), ms_since(&e->t0));
+		 graph_edge_count(e->g), e->bytes, ms_since(&e->t0));
 	entry_fire(e, e->g, NULL);
 	evict();
 }

@@ -13,9 +13,10 @@
  * the edges of a node as of a seq read the images of that moment from the change
  * log (cmdb_history_images, migrations/0008).
  *
- * Built graphs are kept in a small LRU cache (HISTORY_CACHE graphs, each about
- * the size of the live graph's structure): an investigation asks many questions
- * of one moment. At most HISTORY_BUILDS builds run at once; more → 503.
+ * Built graphs are kept in a small LRU cache (at most HISTORY_CACHE graphs and
+ * HISTORY_CACHE_BYTES of them, by graph_bytes(); the last one used always
+ * stays): an investigation asks many questions of one moment. At most
+ * HISTORY_BUILDS builds run at once; more → 503.
  *
  * The seq equal to what the tailer has applied is answered by the live graph.
  * Single-threaded like the graph; state is module-global (one per process).
@@ -27,6 +28,7 @@
 #include "http.h"
 
 #define HISTORY_CACHE 4
+#define HISTORY_CACHE_BYTES ((size_t)192 << 20)
 #define HISTORY_BUILDS 2
 
 /* A resolved point of history: what a reply's "as_of" says. */
