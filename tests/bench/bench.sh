@@ -294,10 +294,10 @@ catalog() {
 # back (one moment, as an investigation asks them) beside the same questions now, and
 # a new moment every request (each one a build).
 history() {
-    local n=50000 seq have t lo url=http://127.0.0.1:$port # restart() moved the port
-    [ "$size" = l ] && n=500000
-    say "history: ~$n more change rows (history.sql), at spread over 30 days"
-    seq=$(psql_q "$db" -v n="$n" -f "$here/history.sql" | tail -n 1)
+    local n=25000 seq have t lo url=http://127.0.0.1:$port # restart() moved the port
+    [ "$size" = l ] && n=250000
+    say "history: $n pairs of synthetic change rows (history.sql), at spread over 30 days"
+    seq=$(psql_q "$db" -v pairs="$n" -f "$here/history.sql" | tail -n 1)
     note change_rows "$seq"
     for _ in $(seq 600); do # the tailer applies the new rows
         have=$($PY -c 'import json, sys, urllib.request
