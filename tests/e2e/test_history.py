@@ -439,6 +439,26 @@ class History(ServerTestCase):
         r = s.cmdb("get", "service/hd-auth", "--as-of", str(base))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("as of seq %d" % base, r.stdout)
+        for args, text in ((("rootcause", "service/hd-auth"), "service/hd-auth"),
+                           (("graph", "service/hd-api"), "// as_of seq=%d" % base),
+                           (("path", "service/hd-web", "service/hd-auth"),
+                            "service/hd-web --depends_on--> service/hd-api --depends_on--> "
+                            "service/hd-auth"),
+                           (("owners", "service/hd-api"), "no owners"),
+                           (("edges", "service/hd-auth"), "service/hd-api")):
+            r = s.cmdb(*args, "--as-of", str(base))
+            self.assertEqual(r.returncode, 0, "%s: %s" % (args, r.stderr))
+            self.assertIn(text, r.stdout, args)
+            if args[0] != "graph":
+                self.assertIn("as of seq %d" % base, r.stdout, args)
+        r = s.cmdb("rootcause", "service/hd-auth", "--as-of", feed.at_of(base), "--json")
+        self.assertEqual((r.returncode, json.loads(r.stdout)["as_of"]["seq"]),
+                         (0, feed.seq_at(feed.at_of(base))), r.stderr)
+        r = s.cmdb("path", "service/hd-web", "service/hd-auth")
+        self.assertEqual(r.returncode, 1, "no such node now: " + r.stdout)
+        r = s.cmdb("get", "service/hd-api", "--as-of", "yesterday")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("as_of", r.stderr)
         r = s.cmdb("diff", "deployment:" + dep, "deployment:" + dep, "--root", "database/hd-db",
                    "--direction", "dependents")
         self.assertEqual(r.returncode, 0, r.stderr)
