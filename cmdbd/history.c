@@ -32,8 +32,9 @@ struct entry {
 	long long seq;
 	graph *g;
 	bool ready;
-	unsigned long used; /* LRU clock of the last use */
-	size_t bytes;	    /* graph_bytes() once built */
+	unsigned long used;	     /* LRU clock of the last use */
+	char at[GRAPH_TIME_LEN + 1]; /* the seq's at when known, for points */
+	size_t bytes;		     /* graph_bytes() once built */
 	/* Building: the rows still to read are (lo, hi]; undo reads them newest first. */
 	bool undo;
 	long long lo, hi;
@@ -46,6 +47,20 @@ struct entry {
 static struct entry *entries;
 static unsigned long lru_clock;
 static int nbuilding;
+
+/* Resolved points (see "points" below). */
+#define TIME_POINTS 32
+#define TIME_KEY_MAX 64
+
+struct time_point {
+	char key[TIME_KEY_MAX];	    /* the TIME as asked ("" = free slot) */
+	char t[GRAPH_TIME_LEN + 1]; /* it in the one fixed format, for comparisons */
+	struct history_point pt;
+	unsigned long used;
+};
+
+static struct time_point times[TIME_POINTS];
+static struct history_point last_applied; /* seq 0 = not known yet */
 
 /* The request being re-run for as_of (history_graph), its graph and point. */
 static struct http_req *cur_req;
@@ -249,8 +264,9 @@ build_start(long long seq, long long applied)
 	return e;
 }
 
-void
-history_graph_at(long long seq, history_cb cb, void *arg)
+/* history_graph_at() that also remembers the seq's at (NULL: unknown) with its graph. */
+static void
+graph_at(long long seq, const char *at, history_cb cb, void *arg)
 {
 	struct tailer *t = server_tailer();
 	long long applied = t ? tailer_applied(t) : 0;
@@ -264,6 +280,8 @@ history_graph_at(long long seq, history_cb cb, void *arg)
 	for (e = entries; e; e = e->next)
 		if (e->seq == seq)
 			break;
+	if (e != NULL && at != NULL && strlen(at) == GRAPH_TIME_LEN)
+		memcpy(e->at, at, GRAPH_TIME_LEN + 1);
 	if (e != NULL && e->ready) {
 		e->used = ++lru_clock;
 		cb(arg, e->g, NULL);
@@ -290,6 +308,8 @@ history_graph_at(long long seq, history_cb cb, void *arg)
 			cb(arg, NULL, "out of memory");
 			return;
 		}
+		if (at != NULL && strlen(at) == GRAPH_TIME_LEN)
+			memcpy(e->at, at, GRAPH_TIME_LEN + 1);
 		if (e->ready) {
 			free(w);
 			e->used = ++lru_clock;
@@ -299,6 +319,12 @@ history_graph_at(long long seq, history_cb cb, void *arg)
 	}
 	w->next = e->waiters;
 	e->waiters = w;
+}
+
+void
+history_graph_at(long long seq, history_cb cb, void *arg)
+{
+	graph_at(seq, NULL, cb, arg);
 }
 
 size_t
@@ -314,6 +340,8 @@ history_cached(void)
 void
 history_free_all(void)
 {
+	memset(times, 0, sizeof(times));
+	memset(&last_applied, 0, sizeof(last_applied));
 	while (entries != NULL) {
 		struct entry *e = entries;
 
@@ -327,10 +355,80 @@ history_free_all(void)
 
 /* ------------------------------------------------------------- as_of */
 
+/* ------------------------------------------------------------ points */
+
+/*
+ * Points already resolved, so that most as_of requests need no database work:
+ * the at of the latest applied row (from the tailer), the at of every cached
+ * graph's seq, and TIME answers. A TIME answer (the greatest seq whose at <= T)
+ * stays right until a row with at <= T is applied later — a transaction that
+ * started before T and committed since; the tailer reports every row
+ * (history_note_applied) and such a row becomes the entry's answer.
+ */
+
+void
+history_note_applied(long long seq, const char *at)
+{
+	if (at == NULL || strlen(at) != GRAPH_TIME_LEN)
+		return;
+	last_applied.seq = seq;
+	memcpy(last_applied.at, at, GRAPH_TIME_LEN + 1);
+	for (int i = 0; i < TIME_POINTS; i++)
+		if (times[i].key[0] && strcmp(at, times[i].t) <= 0 && seq > times[i].pt.seq)
+			times[i].pt = last_applied;
+}
+
+static struct time_point *
+time_find(const char *key)
+{
+	for (int i = 0; i < TIME_POINTS; i++)
+		if (times[i].key[0] && strcmp(times[i].key, key) == 0)
+			return &times[i];
+	return NULL;
+}
+
+static void
+time_store(const char *key, const char *t, const struct history_point *pt)
+{
+	struct time_point *slot = &times[0];
+
+	if (strlen(key) >= TIME_KEY_MAX || strlen(t) != GRAPH_TIME_LEN)
+		return;
+	for (int i = 0; i < TIME_POINTS; i++)
+		if (!times[i].key[0] || times[i].used < slot->used)
+			slot = &times[i];
+	snprintf(slot->key, sizeof(slot->key), "%s", key);
+	memcpy(slot->t, t, GRAPH_TIME_LEN + 1);
+	slot->pt = *pt;
+	slot->used = ++lru_clock;
+}
+
+/* The at of seq when it is known here without asking the database. */
+static bool
+seq_at_known(long long seq, char at[GRAPH_TIME_LEN + 1])
+{
+	if (seq == 0) {
+		at[0] = '\0';
+		return true;
+	}
+	if (seq == last_applied.seq) {
+		memcpy(at, last_applied.at, GRAPH_TIME_LEN + 1);
+		return true;
+	}
+	for (struct entry *e = entries; e; e = e->next)
+		if (e->seq == seq && e->at[0]) {
+			memcpy(at, e->at, GRAPH_TIME_LEN + 1);
+			return true;
+		}
+	return false;
+}
+
 struct asof_req {
 	struct http_req *r;
 	void (*handler)(struct http_req *);
 	struct history_point pt;
+	long long applied; /* what the resolution was asked against */
+	char key[TIME_KEY_MAX];
 };
 
 static void
@@ -367,7 +465,11 @@ asof_point(void *arg, const struct db_result *res)
 	}
 	a->pt.seq = strtoll(PQgetvalue(res->res, 0, 0), NULL, 10);
 	snprintf(a->pt.at, sizeof(a->pt.at), "%s", PQgetvalue(res->res, 0, 1));
-	history_graph_at(a->pt.seq, asof_graph, a);
+	/* Kept for the next request about this TIME — unless rows were applied while we
+	 * asked: one of them might be a late row at or before it. */
+	if (a->key[0] && tailer_applied(server_tailer()) == a->applied)
+		time_store(a->key, PQgetvalue(res->res, 0, 2), &a->pt);
+	graph_at(a->pt.seq, a->pt.at, asof_graph, a);
 }
 
 graph *
@@ -418,7 +520,27 @@ history_graph(struct http_req *r, void (*handler)(struct http_req *))
 	}
 	a->r = r;
 	a->handler = handler;
-	snprintf(applied, sizeof(applied), "%lld", tailer_applied(server_tailer()));
+	a->applied = tailer_applied(server_tailer());
+	if (params[0] != NULL) { /* a SEQ: its at is often known here */
+		a->pt.seq = strtoll(s, NULL, 10);
+		if (a->pt.seq > a->applied)
+			a->pt.seq = a->applied;
+		if (seq_at_known(a->pt.seq, a->pt.at)) {
+			graph_at(a->pt.seq, a->pt.at, asof_graph, a);
+			return NULL;
+		}
+	} else {
+		struct time_point *tp = time_find(s);
+
+		if (tp != NULL) {
+			tp->used = ++lru_clock;
+			a->pt = tp->pt;
+			graph_at(a->pt.seq, a->pt.at, asof_graph, a);
+			return NULL;
+		}
+		snprintf(a->key, sizeof(a->key), "%s", strlen(s) < TIME_KEY_MAX ? s : "");
+	}
+	snprintf(applied, sizeof(applied), "%lld", a->applied);
 	if (db_query(server_db(), SQL_HISTORY_POINT, params, asof_point, a) != 0) {
 		free(a);
 		http_reply_error(r, 503, "unavailable", NULL, "out of memory");

@@ -69,6 +69,13 @@ void history_reply_raw(struct http_req *r, const char *text, size_t len);
 /* A Graphviz reply, with a "// as_of seq=N at=T" first line when as of. */
 void history_reply_dot(struct http_req *r, const char *dot);
 
+/*
+ * The tailer reports every change row it applies (seq order) with its at
+ * (GRAPH_TIME_LEN format): the at of the latest seq is then known, and a
+ * remembered TIME answer that the row changes (its at <= that TIME) is updated.
+ */
+void history_note_applied(long long seq, const char *at);
+
 /* Cache figures (for logs and tests) and the shutdown. */
 size_t history_cached(void);
 void history_free_all(void);

@@ -36,7 +36,9 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 			  " after->>'health',"
 			  " after->'attributes',"
 			  /* the whole node: GET /v1/nodes/{kind}/{name} answers from it */
-			  " CASE WHEN op LIKE 'node.%' THEN after::text END"
+			  " CASE WHEN op LIKE 'node.%' THEN after::text END,"
+			  /* its time: as-of points (history.h) */
+			  " cmdb_ts(at)"
 			  " FROM changes WHERE seq > $1::bigint ORDER BY seq LIMIT 20000",
 			  1, false},
     /* The tailer's poll of manifest sightings (no-op re-posts log no change):
@@ -63,8 +65,8 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
     [SQL_DEPLOYMENTS] = {"deployments", "SELECT cmdb_deployments($1, $2::int, $3)", 3, false},
     /* History (SPEC §5, migrations/0008_history.sql, cmdbd/history.c). */
     [SQL_HISTORY_POINT] = {"history_point",
-			   "SELECT seq, at FROM cmdb_history_point($1::bigint, $2::timestamptz,"
-			   " $3::bigint)",
+			   "SELECT seq, at, cmdb_ts($2::timestamptz)"
+			   " FROM cmdb_history_point($1::bigint, $2::timestamptz, $3::bigint)",
 			   3, false},
     /* Rows (lo, hi] forward with their after images: replayed onto an empty graph. */
     [SQL_HISTORY_REDO] = {"history_redo",

@@ -13,6 +13,7 @@
 
 #include <uuid/uuid.h>
 
+#include "history.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -159,6 +160,7 @@ fetch_done(void *arg, const struct db_result *r)
 			log_error("event=tail_apply_failed seq=%lld op=%s", seq,
 				  PQgetvalue(r->res, i, 1));
 		t->applied = seq;
+		history_note_applied(seq, PQgetvalue(r->res, i, 9));
 	}
 	wake_reached(t);
 	if (rows >= 20000 || t->again) {

@@ -39,7 +39,8 @@ typedef void (*tailer_wait_cb)(void *arg, bool reached);
 
 /*
  * stmt_tail reads the change log (sql.c SQL_CHANGES_TAIL: seq, op, ref, from, type,
- * to, health, attributes, node image); stmt_seen polls sightings (SQL_SOURCES_SEEN;
+ * to, health, attributes, node image, at — each row is reported to history.h);
+ * stmt_seen polls sightings (SQL_SOURCES_SEEN;
  * -1: no poll). NULL on ENOMEM. The graph must outlive the tailer.
  */
 struct tailer *tailer_new(struct event_base *base, struct db *db, int stmt_tail, int stmt_seen,

@@ -4,7 +4,11 @@
 
 -- The image of a node or edge as of a seq: its latest change row at or before it.
 CREATE INDEX changes_ref_seq_idx ON changes (ref, seq);
--- as_of=TIME: the greatest seq whose at <= TIME (cmdb_history_point).
+-- as_of=TIME: the greatest seq whose at <= TIME (cmdb_history_point), by index-only
+-- scans from either end: the seq index carries `at` (rebuilt: the same unique
+-- constraint, wider) and a new at index carries seq.
+ALTER TABLE changes DROP CONSTRAINT changes_seq_key,
+    ADD CONSTRAINT changes_seq_key UNIQUE (seq) INCLUDE (at);
 CREATE INDEX changes_at_idx ON changes (at) INCLUDE (seq);
 
 -- The seq a point of history names, as the reply's {"seq","at"}: p_seq (clamped to
@@ -12,23 +16,35 @@ CREATE INDEX changes_at_idx ON changes (at) INCLUDE (seq);
 -- whose at <= p_time. 0 (at NULL) when there is no such change: the empty map.
 --
 -- `at` is a transaction's start time and seq its commit order, so at is not monotonic
--- in seq. The exact answer is found by whichever index is cheaper for this p_time: a
--- backward walk of the seq index from p_applied (recent times: stops at the first row
--- old enough) or the at index (old times: few rows qualify). Custom plans only: a
--- generic plan would pick one of the two for every time.
+-- in seq and no index answers "the greatest seq whose at <= T" directly: the rows after
+-- it must be seen to have at > T. So the cheaper side is read, index-only: for a recent
+-- T, the seq index backwards from p_applied down to the first row old enough; for an
+-- old T, every row with at <= T by the at index. Which side is smaller is judged by the
+-- seq of the row with the greatest at <= T (one probe). Custom plans only: a generic
+-- plan would pick one access path for every time. cmdbd caches the answer per TIME
+-- (history.c), so this runs once per moment asked about.
 CREATE FUNCTION cmdb_history_point(p_seq bigint, p_time timestamptz, p_applied bigint)
 RETURNS TABLE (seq bigint, at text)
 LANGUAGE plpgsql STABLE
 SET plan_cache_mode = force_custom_plan AS $$
 DECLARE
-    s bigint;
+    s  bigint;
+    s0 bigint;
 BEGIN
     IF p_seq IS NOT NULL THEN
         s := least(p_seq, p_applied);
     ELSE
-        SELECT c.seq INTO s FROM changes c
-         WHERE c.at <= p_time AND c.seq <= p_applied
-         ORDER BY c.seq DESC LIMIT 1;
+        SELECT c.seq INTO s0 FROM changes c WHERE c.at <= p_time ORDER BY c.at DESC LIMIT 1;
+        IF s0 IS NULL THEN
+            s := 0;
+        ELSIF p_applied - s0 <= s0 THEN
+            SELECT c.seq INTO s FROM changes c
+             WHERE c.at <= p_time AND c.seq <= p_applied
+             ORDER BY c.seq DESC LIMIT 1;
+        ELSE
+            SELECT max(c.seq + 0) INTO s FROM changes c
+             WHERE c.at <= p_time AND c.seq <= p_applied;
+        END IF;
     END IF;
     s := coalesce(greatest(s, 0), 0);
     RETURN QUERY SELECT s, (SELECT cmdb_ts(c.at) FROM changes c WHERE c.seq = s);

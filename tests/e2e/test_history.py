@@ -341,6 +341,57 @@ class History(ServerTestCase):
                                                "as_of": created[0]})
         self.assertEqual((st, body["as_of"]["seq"]), (200, created[0]), body)
 
+    def test_as_of_time_with_a_late_commit(self):
+        """`at` is a transaction's start and seq its commit order: a transaction that
+        started before TIME and commits later moves "the greatest seq whose at <= TIME"
+        — also when the answer for that TIME was asked (and kept) before."""
+        import subprocess
+        from lib import PSQL
+        s = self.srv
+        self.assertStatus(s.put_node("service/late-a"), (200, 201))
+        late = subprocess.Popen([PSQL, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                                 "-d", s.db_url], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            late.stdin.write("BEGIN;\nSELECT cmdb_ts(now());\n")
+            late.stdin.flush()
+            t_late = late.stdout.readline().strip()  # the late transaction's at
+            time.sleep(0.05)
+            st, _, body = s.get("/v1/changes?since=0&limit=1")
+            self.assertStatus(s.put_node("service/late-b"), (200, 201))
+            feed = self.feed()
+            t_mid = feed.changes[-1]["at"]  # after t_late: service/late-b's
+            self.assertLess(t_late, t_mid)
+            want_before = feed.seq_at(t_mid)
+            self.assertEqual(want_before, feed.latest)
+            p = node_path("service/late-a") + "/dependents?" + qs(as_of=t_mid)
+            st, _, body = s.get(p)
+            self.assertEqual((st, body["as_of"]["seq"]), (200, want_before), body)
+            # Now the late transaction writes and commits: its row has the greatest seq
+            # and an at before t_mid, so it is part of the map "as of t_mid".
+            late.stdin.write("SELECT cmdb_node_put('service', 'late-c', NULL, NULL, NULL, "
+                             "'late', 'api:late');\nCOMMIT;\n\\echo done\n")
+            late.stdin.flush()
+            while late.stdout.readline().strip() != "done":
+                pass
+        finally:
+            late.stdin.close()
+            late.wait(timeout=30)
+            late.stdout.close()
+        feed = self.feed()
+        c = feed.changes[-1]
+        self.assertEqual((c["ref"], c["at"] <= t_mid), ("service/late-c", True), c)
+        self.assertEqual(feed.seq_at(t_mid), c["seq"])
+        deadline = time.monotonic() + 5
+        while True:  # the server applies the late row (NOTIFY), then answers with it
+            st, _, body = s.get(p)
+            if body["as_of"]["seq"] == c["seq"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(body["as_of"], {"seq": c["seq"], "at": c["at"]})
+        st, _, body = s.get(node_path("service/late-c") + "?" + qs(as_of=t_mid))
+        self.assertEqual(st, 200, body)
+
     # -- diff
 
     def manifest(self, source, edges, nodes=(), gen=None):
