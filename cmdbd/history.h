@@ -18,6 +18,11 @@
  * stays): an investigation asks many questions of one moment. At most
  * HISTORY_BUILDS builds run at once; more → 503.
  *
+ * Points: as_of=TIME answers (the greatest seq whose at <= TIME, from
+ * cmdb_history_point) are kept for 32 TIMEs and moved by the tailer's rows
+ * (history_note_applied); the at of the latest applied seq and of cached graphs
+ * are kept too. So a question about a moment already asked needs no query.
+ *
  * The seq equal to what the tailer has applied is answered by the live graph.
  * Single-threaded like the graph; state is module-global (one per process).
  */
