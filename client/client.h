@@ -141,5 +141,13 @@ int cmd_deployments(struct cmdb *c);
 int cmd_changes(struct cmdb *c);
 int cmd_sources(struct cmdb *c);
 int cmd_drift(struct cmdb *c);
+int cmd_diff(struct cmdb *c);
+
+/* cmd_history.c: --as-of (SPEC §5) on the query commands. Adds as_of=V to the
+ * query when --as-of V is given; prints "as of seq N (AT)" above a table when
+ * the reply carries "as_of" (not with --json). */
+struct buf;
+void cmdb_as_of_param(const struct cmdb *c, struct buf *t);
+void cmdb_as_of_note(const struct cmdb *c, const json_t *reply);
 
 #endif

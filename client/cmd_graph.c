@@ -150,6 +150,7 @@ show_owners(struct cmdb *c, const struct cmdb_reply *r, const void *arg)
 		cmdb_print_json(r->json);
 		return 0;
 	}
+	cmdb_as_of_note(c, r->json);
 	const json_t *owners = json_object_get(r->json, "owners");
 	if (!json_is_array(owners))
 		return cmdb_bad_reply(r, "no \"owners\" array");
@@ -182,6 +183,7 @@ cmd_owners(struct cmdb *c)
 	int rc = cmdb_ref_path(c, &path, ref);
 	if (rc == 0) {
 		cl_buf_puts(&path, "/owners");
+		cmdb_as_of_param(c, &path);
 		rc = query(c, cl_buf_str(&path), false, show_owners, ref);
 	}
 	cl_buf_free(&path);
@@ -200,6 +202,8 @@ show_walk(struct cmdb *c, const struct cmdb_reply *r, const void *arg)
 	static const char *const head[] = {"REF", "DEPTH", "VIA"};
 	const struct walk_ctx *w = arg;
 	const json_t *nodes = json_object_get(r->json, "nodes");
+	if (!c->json)
+		cmdb_as_of_note(c, r->json);
 	if (c->json) {
 		cmdb_print_json(r->json);
 	} else if (!json_is_array(nodes)) {
@@ -249,6 +253,7 @@ walk(struct cmdb *c, const char *what)
 	const char *types = cl_args_get(c->args, "types");
 	if (types)
 		cl_query_add(&path, "types", types);
+	cmdb_as_of_param(c, &path);
 	rc = query(c, cl_buf_str(&path), false, show_walk, &w);
 out:
 	cl_buf_free(&path);
@@ -321,12 +326,14 @@ cmd_path(struct cmdb *c)
 	cl_buf_puts(&t, "/v1/path");
 	cl_query_add(&t, "from", c->args->pos[0]);
 	cl_query_add(&t, "to", c->args->pos[1]);
+	cmdb_as_of_param(c, &t);
 	int rc = get_json(c, cl_buf_str(&t), &r);
 	cl_buf_free(&t);
 	if (rc != 0)
 		return rc;
 	const json_t *hops = json_object_get(r.json, "hops");
 	if (!c->json) {
+		cmdb_as_of_note(c, r.json);
 		if (!json_is_array(hops))
 			rc = cmdb_bad_reply(&r, "no \"hops\" array");
 		else
@@ -379,6 +386,14 @@ cmd_rootcause(struct cmdb *c)
 	}
 	if (has)
 		json_object_set_new(body, "max_depth", json_integer(max_depth));
+	const char *as_of = cl_args_get(c->args, "as-of");
+	if (as_of != NULL) {
+		/* a seq is a JSON integer, a time a string */
+		char *end;
+		long long seq = strtoll(as_of, &end, 10);
+		bool num = as_of[0] >= '0' && as_of[0] <= '9' && *end == '\0';
+		json_object_set_new(body, "as_of", num ? json_integer(seq) : json_string(as_of));
+	}
 	text = cmdb_dump(body);
 	struct cmdb_reply r;
 	rc = cmdb_request(c,
@@ -395,6 +410,7 @@ cmd_rootcause(struct cmdb *c)
 	} else if (!json_is_array(cands)) {
 		rc = cmdb_bad_reply(&r, "no \"candidates\" array");
 	} else {
+		cmdb_as_of_note(c, r.json);
 		struct table *t = cl_table_new(5, head);
 		size_t i;
 		json_t *cand;
@@ -470,6 +486,7 @@ cmd_graph(struct cmdb *c)
 	if (dir)
 		cl_query_add(&t, "direction", dir);
 	cl_query_add(&t, "format", format);
+	cmdb_as_of_param(c, &t);
 	bool dot = strcmp(format, "dot") == 0;
 	rc = query(c, cl_buf_str(&t), dot, show_graph, &dot);
 out:

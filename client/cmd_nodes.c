@@ -119,6 +119,7 @@ cmd_get(struct cmdb *c)
 	int rc = cmdb_ref_path(c, &path, c->args->pos[0]);
 	if (rc != 0)
 		goto out;
+	cmdb_as_of_param(c, &path);
 	rc = cmdb_request(c, &(struct cmdb_call){.method = "GET", .target = cl_buf_str(&path)}, &r);
 	if (rc != 0)
 		goto out;
@@ -128,6 +129,7 @@ cmd_get(struct cmdb *c)
 	} else if (!json_is_object(node) || cl_jstr(node, "ref") == NULL) {
 		rc = cmdb_bad_reply(&r, "expected a node object with a \"ref\"");
 	} else {
+		cmdb_as_of_note(c, node);
 		print_json_field("ref:", node, "ref");
 		print_json_field("id:", node, "id");
 		print_json_field("kind:", node, "kind");
@@ -525,6 +527,7 @@ cmd_edges(struct cmdb *c)
 	const char *type = cl_args_get(c->args, "type");
 	if (type)
 		cl_query_add(&path, "type", type);
+	cmdb_as_of_param(c, &path);
 	rc = cmdb_request(c, &(struct cmdb_call){.method = "GET", .target = cl_buf_str(&path)}, &r);
 	if (rc != 0)
 		goto out;
@@ -534,6 +537,7 @@ cmd_edges(struct cmdb *c)
 	} else if (!json_is_array(edges)) {
 		rc = cmdb_bad_reply(&r, "no \"edges\" array");
 	} else {
+		cmdb_as_of_note(c, r.json);
 		struct table *t = cl_table_new(5, head);
 		size_t i;
 		json_t *e;

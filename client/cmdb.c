@@ -30,6 +30,13 @@ static const struct arg_spec global_options[] = {
 };
 
 static const struct arg_spec opts_none[] = {{NULL, ARG_FLAG}};
+static const struct arg_spec opts_as_of[] = {{"as-of", ARG_VALUE}, {NULL, ARG_FLAG}};
+static const struct arg_spec opts_diff[] = {
+    {"root", ARG_VALUE},
+    {"direction", ARG_VALUE},
+    {"depth", ARG_VALUE},
+    {NULL, ARG_FLAG},
+};
 static const struct arg_spec opts_ls[] = {
     {"kind", ARG_VALUE},   {"label", ARG_VALUE},  {"owner", ARG_VALUE}, {"orphan", ARG_FLAG},
     {"health", ARG_VALUE}, {"prefix", ARG_VALUE}, {"limit", ARG_VALUE}, {"cursor", ARG_VALUE},
@@ -37,10 +44,18 @@ static const struct arg_spec opts_ls[] = {
 };
 static const struct arg_spec opts_walk[] = {
     {"depth", ARG_VALUE}, {"types", ARG_VALUE}, {"limit", ARG_VALUE},
-    {"watch", ARG_FLAG},  {NULL, ARG_FLAG},
+    {"watch", ARG_FLAG},  {"as-of", ARG_VALUE}, {NULL, ARG_FLAG},
 };
-static const struct arg_spec opts_owners[] = {{"watch", ARG_FLAG}, {NULL, ARG_FLAG}};
-static const struct arg_spec opts_rootcause[] = {{"max-depth", ARG_VALUE}, {NULL, ARG_FLAG}};
+static const struct arg_spec opts_owners[] = {
+    {"watch", ARG_FLAG},
+    {"as-of", ARG_VALUE},
+    {NULL, ARG_FLAG},
+};
+static const struct arg_spec opts_rootcause[] = {
+    {"max-depth", ARG_VALUE},
+    {"as-of", ARG_VALUE},
+    {NULL, ARG_FLAG},
+};
 static const struct arg_spec opts_push[] = {
     {"dry-run", ARG_FLAG},
     {"idempotency-key", ARG_VALUE},
@@ -49,7 +64,7 @@ static const struct arg_spec opts_push[] = {
 static const struct arg_spec opts_health[] = {{"reason", ARG_VALUE}, {NULL, ARG_FLAG}};
 static const struct arg_spec opts_graph[] = {
     {"depth", ARG_VALUE}, {"direction", ARG_VALUE}, {"format", ARG_VALUE},
-    {"watch", ARG_FLAG},  {NULL, ARG_FLAG},
+    {"watch", ARG_FLAG},  {"as-of", ARG_VALUE},	    {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_changes[] = {
     {"since", ARG_VALUE}, {"limit", ARG_VALUE}, {"follow", ARG_FLAG},
@@ -65,6 +80,7 @@ static const struct arg_spec opts_link[] = {{"attr", ARG_VALUE}, {NULL, ARG_FLAG
 static const struct arg_spec opts_edges[] = {
     {"direction", ARG_VALUE},
     {"type", ARG_VALUE},
+    {"as-of", ARG_VALUE},
     {NULL, ARG_FLAG},
 };
 static const struct arg_spec opts_deployments[] = {
@@ -85,9 +101,10 @@ static const struct arg_spec opts_drift[] = {
 };
 #define WATCH_HELP                                                                                 \
 	"  --watch         print the answer again each time it changes, until interrupted\n"
+#define AS_OF_HELP "  --as-of X       the answer as of seq X, or time X (RFC 3339), from history\n"
 
 static const struct command commands[] = {
-    {"get", cmd_get, 1, 1, opts_none, "get REF",
+    {"get", cmd_get, 1, 1, opts_as_of, "get REF [--as-of SEQ|TIME]",
      "show one node: attributes, labels, health, owners, edge counts", NULL},
     {"ls", cmd_ls, 0, 0, opts_ls,
      "ls [--kind K] [--label k=v]... [--owner REF] [--orphan] [--health S] [--prefix P] "
@@ -97,20 +114,22 @@ static const struct command commands[] = {
      "  --owner REF     nodes owned by this team/person\n"
      "  --prefix P      names starting with P\n"
      "  --all           follow next_cursor to the end (else one page)\n"},
-    {"owners", cmd_owners, 1, 1, opts_owners, "owners REF [--watch]",
-     "who owns REF, with contacts, the rule that found them and the chain", WATCH_HELP},
+    {"owners", cmd_owners, 1, 1, opts_owners, "owners REF [--watch] [--as-of SEQ|TIME]",
+     "who owns REF, with contacts, the rule that found them and the chain", WATCH_HELP AS_OF_HELP},
     {"dependents", cmd_dependents, 1, 1, opts_walk,
-     "dependents REF [--depth N] [--types T,...] [--limit N] [--watch]",
+     "dependents REF [--depth N] [--types T,...] [--limit N] [--watch] [--as-of SEQ|TIME]",
      "everything impacted if REF fails (transitively)",
-     "  --types T,...   impact types to follow: " MODEL_IMPACT_TYPES(MODEL_X_STR,
-								     ",") "\n" WATCH_HELP},
+     "  --types T,...   impact types to follow: " MODEL_IMPACT_TYPES(
+	 MODEL_X_STR, ",") "\n" WATCH_HELP AS_OF_HELP},
     {"dependencies", cmd_dependencies, 1, 1, opts_walk,
-     "dependencies REF [--depth N] [--types T,...] [--limit N] [--watch]",
-     "everything REF needs (transitively)", WATCH_HELP},
-    {"path", cmd_path, 2, 2, opts_none, "path FROM TO", "shortest chain of needs from FROM to TO",
-     NULL},
-    {"rootcause", cmd_rootcause, 0, -1, opts_rootcause, "rootcause [REF...] [--max-depth N]",
-     "rank the likely causes of a set of failing nodes (none: all now down or degraded)", NULL},
+     "dependencies REF [--depth N] [--types T,...] [--limit N] [--watch] [--as-of SEQ|TIME]",
+     "everything REF needs (transitively)", WATCH_HELP AS_OF_HELP},
+    {"path", cmd_path, 2, 2, opts_as_of, "path FROM TO [--as-of SEQ|TIME]",
+     "shortest chain of needs from FROM to TO", AS_OF_HELP},
+    {"rootcause", cmd_rootcause, 0, -1, opts_rootcause,
+     "rootcause [REF...] [--max-depth N] [--as-of SEQ|TIME]",
+     "rank the likely causes of a set of failing nodes (none: all then down or degraded)",
+     AS_OF_HELP},
     {"push", cmd_push, 1, 1, opts_push, "push FILE|- [--dry-run] [--idempotency-key K]",
      "apply a manifest (from FILE, or stdin with -)",
      "  --dry-run       report what would change; write nothing\n"},
@@ -118,8 +137,9 @@ static const struct command commands[] = {
      "set a node's health: " MODEL_HEALTH_LIST, NULL},
     {"graph", cmd_graph, 1, 1, opts_graph,
      "graph REF [--depth N] [--direction dependents|dependencies|both] [--format dot|json] "
-     "[--watch]",
-     "the subgraph around REF (dot by default: cmdb graph X | dot -Tsvg > map.svg)", WATCH_HELP},
+     "[--watch] [--as-of SEQ|TIME]",
+     "the subgraph around REF (dot by default: cmdb graph X | dot -Tsvg > map.svg)",
+     WATCH_HELP AS_OF_HELP},
     {"changes", cmd_changes, 0, 0, opts_changes, "changes [--since N] [--limit N] [--follow]",
      "the change feed, one line per change: seq at actor op ref",
      "  --since N       changes after seq N (default 0: from the start)\n"
@@ -132,8 +152,9 @@ static const struct command commands[] = {
     {"link", cmd_link, 3, 3, opts_link, "link FROM TYPE TO [--attr k=v | --attr k:=JSON]...",
      "create or update an edge (TYPE: " MODEL_EDGE_TYPES(MODEL_X_STR, " ") ")", NULL},
     {"unlink", cmd_unlink, 3, 3, opts_none, "unlink FROM TYPE TO", "delete an edge", NULL},
-    {"edges", cmd_edges, 1, 1, opts_edges, "edges REF [--direction in|out|both] [--type T]",
-     "the edges of one node", NULL},
+    {"edges", cmd_edges, 1, 1, opts_edges,
+     "edges REF [--direction in|out|both] [--type T] [--as-of SEQ|TIME]", "the edges of one node",
+     NULL},
     {"deployments", cmd_deployments, 0, 0, opts_deployments,
      "deployments [--node REF] [--limit N] [--cursor C] [--all]",
      "recorded deployments, newest first", NULL},
@@ -143,6 +164,11 @@ static const struct command commands[] = {
      "edges observed but declared by no source, and declared edges no observer saw",
      "  --observer S    one observed source (default: every observed: source)\n"
      "  --types T,...   edge types checked for unobserved (default depends_on,connects_to)\n"},
+    {"diff", cmd_diff, 1, 2, opts_diff,
+     "diff FROM [TO] [--root REF] [--direction dependents|dependencies] [--depth N]",
+     "what changed between two points (seq, RFC 3339 time or deployment:ID; TO: now)",
+     "  --root REF      also: the nodes that entered (+) or left (-) REF's reach\n"
+     "  --direction D   which reach: dependents (default) or dependencies\n"},
     {"help", cmd_help, 0, 1, opts_none, "help [COMMAND]", "show help", NULL},
     {"version", cmd_version, 0, 0, opts_none, "version", "print the client version", NULL},
 };

@@ -64,6 +64,15 @@ void api_alertmanager(struct http_req *r);
 /* api_admin.c */
 void api_admin_verify(struct http_req *r); /* GET /v1/admin/verify[?limit=&repair=] */
 
+/* api_history.c — SPEC §5: diffs, and node GET / edges as of a seq (the handlers
+ * of api_nodes.c pass those on with the as-of graph, history.h). */
+struct graph;
+void api_diff(struct http_req *r);
+void api_deployment_diff(struct http_req *r);
+void api_history_node_get(struct http_req *r, struct graph *g, const char *ref);
+void api_history_node_edges(struct http_req *r, struct graph *g, const char *ref, const char *dir,
+			    const char *type);
+
 /* api_common.c — shared plumbing for handlers. */
 
 /*

@@ -12,12 +12,14 @@
 #include <sys/queue.h>
 
 #include "api.h"
+#include "history.h"
 #include "jv.h"
 #include "model.h"
 #include "app.h"
 #include "sql.h"
 
 static const char *const no_params[] = {NULL};
+static const char *const as_of_param[] = {"as_of", NULL};
 
 /* Does the If-None-Match header list etag (weak or strong)? */
 static bool
@@ -134,9 +136,14 @@ api_node_get(struct http_req *r)
 	long idx;
 	int rc;
 
-	if (!api_query_only(r, no_params, NULL) || !api_path_ref(r, kind, name, ref) ||
+	if (!api_query_only(r, as_of_param, NULL) || !api_path_ref(r, kind, name, ref) ||
 	    !api_require_map(r))
 		return;
+	if (http_query(r, "as_of") != NULL) { /* SPEC §5: the node of a past moment */
+		if ((g = history_graph(r, api_node_get)) != NULL)
+			api_history_node_get(r, g, ref);
+		return;
+	}
 	idx = graph_find(g, ref);
 	if (idx < 0) {
 		/* As cmdb_node_not_found() words it. */
@@ -391,11 +398,12 @@ api_node_list(struct http_req *r)
 void
 api_node_edges(struct http_req *r)
 {
-	static const char *const allowed[] = {"direction", "type", NULL};
-	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1];
+	static const char *const allowed[] = {"direction", "type", "as_of", NULL};
+	char kind[MODEL_KIND_MAX + 1], name[MODEL_NAME_MAX + 1], ref[MODEL_REF_MAX + 2];
+	graph *g;
 	const char *dir = http_query(r, "direction"), *type = http_query(r, "type");
 
-	if (!api_query_only(r, allowed, NULL) || !api_path_ref(r, kind, name, NULL))
+	if (!api_query_only(r, allowed, NULL) || !api_path_ref(r, kind, name, ref))
 		return;
 	if (dir == NULL)
 		dir = "both";
@@ -406,6 +414,11 @@ api_node_edges(struct http_req *r)
 	if (type != NULL && model_edge_type_index(type) < 0) {
 		api_reply_not_allowed(r, "type", model_edge_types, MODEL_EDGE_TYPE_COUNT,
 				      "must be one of " MODEL_EDGE_TYPES_LIST);
+		return;
+	}
+	if (http_query(r, "as_of") != NULL) { /* SPEC §5: from the as-of graph and log */
+		if ((g = history_graph(r, api_node_edges)) != NULL)
+			api_history_node_edges(r, g, ref, dir, type);
 		return;
 	}
 	{

@@ -34,6 +34,7 @@
 #ifndef CMDBD_GRAPH_H
 #define CMDBD_GRAPH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -154,6 +155,21 @@ void graph_degree(const graph *g, long node, size_t *in, size_t *out);
  * health; NULL / -1 for an index that is not live. */
 const char *graph_node_ref(const graph *g, long node);
 int graph_node_health(const graph *g, long node);
+
+/* ---- History (graph_history.c) -------------------------------------------
+ *
+ * graph_copy(): a new graph with the same nodes (ref, health, attributes) and
+ * edges as `g`, without node images or source sightings (an as-of graph: see
+ * history.h), or NULL with ENOMEM. O(nodes + edges); `g` is not changed.
+ * graph_bytes(): the heap memory the graph's structure holds, roughly.
+ * graph_node_edge_refs(): the stored edges of a live node as a NEW jansson array
+ * of change-log refs "FROM TYPE TO" — its outgoing ones when `out`, incoming
+ * when `in`, of one type (enum graph_edge_type) or any (type < 0). NULL with
+ * errno EINVAL (not a live node) or ENOMEM.
+ */
+graph *graph_copy(const graph *g);
+size_t graph_bytes(const graph *g);
+json_t *graph_node_edge_refs(const graph *g, long node, bool out, bool in, int type);
 
 /* ---- Node images and last_seen_at ---------------------------------------
  *

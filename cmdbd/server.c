@@ -30,6 +30,7 @@
 #include "db.h"
 #include "http.h"
 #include "loader.h"
+#include "history.h"
 #include "log.h"
 #include "sql.h"
 #include "sweeper.h"
@@ -441,6 +442,7 @@ server_run(const struct cfg *cfg)
 	if (srv.app.db == NULL)
 		goto out;
 	srv.app.auth = auth_new(srv.app.base, srv.app.db, SQL_TOKENS_ALL, SQL_TOKEN_ONE);
+	history_bind(&srv.app);
 	if (srv.app.auth == NULL)
 		goto out;
 	srv.http = http_server_new(srv.app.base, cfg, srv.app.auth, &srv.app, on_drained, NULL);
@@ -481,6 +483,7 @@ out:
 	http_server_free(srv.http);
 	watch_free(srv.app.watch);
 	tailer_free(srv.app.tailer);
+	history_free_all(); /* as-of graphs (history.h) */
 	sweeper_free(srv.sweeper);
 	auth_free(srv.app.auth);
 	if (srv.sigterm != NULL)

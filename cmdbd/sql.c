@@ -41,7 +41,9 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 			  " after->>'health',"
 			  " after->'attributes',"
 			  /* the whole node: GET /v1/nodes/{kind}/{name} answers from it */
-			  " CASE WHEN op LIKE 'node.%' THEN after::text END"
+			  " CASE WHEN op LIKE 'node.%' THEN after::text END,"
+			  /* its time: as-of points (history.h) */
+			  " cmdb_ts(at)"
 			  " FROM changes WHERE seq > $1::bigint ORDER BY seq LIMIT 20000",
 			  1, false},
     /* The tailer's poll of manifest sightings (no-op re-posts log no change):
@@ -119,4 +121,36 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
     [SQL_ALERTMANAGER] = {"alertmanager",
 			  "SELECT cmdb_alertmanager_apply($1::jsonb, $2::jsonb, $3::int, $4, $5)",
 			  5, true},
+    /* History (SPEC §5, migrations/0008_history.sql, cmdbd/history.c). */
+    [SQL_HISTORY_POINT] = {"history_point",
+			   "SELECT seq, at, cmdb_ts($2::timestamptz)"
+			   " FROM cmdb_history_point($1::bigint, $2::timestamptz, $3::bigint)",
+			   3, false},
+    /* Rows (lo, hi] forward with their after images: replayed onto an empty graph. */
+    [SQL_HISTORY_REDO] = {"history_redo",
+			  "SELECT seq, op,"
+			  " coalesce(after, before)->>'ref',"
+			  " coalesce(after, before)->>'from',"
+			  " coalesce(after, before)->>'type',"
+			  " coalesce(after, before)->>'to',"
+			  " after->>'health', after->'attributes', after IS NULL"
+			  " FROM changes WHERE seq > $1::bigint AND seq <= $2::bigint"
+			  " ORDER BY seq LIMIT 20000",
+			  2, false},
+    /* Rows (lo, hi] backward with their before images: undone on a copy of the map. */
+    [SQL_HISTORY_UNDO] = {"history_undo",
+			  "SELECT seq, op,"
+			  " coalesce(before, after)->>'ref',"
+			  " coalesce(before, after)->>'from',"
+			  " coalesce(before, after)->>'type',"
+			  " coalesce(before, after)->>'to',"
+			  " before->>'health', before->'attributes', before IS NULL"
+			  " FROM changes WHERE seq > $1::bigint AND seq <= $2::bigint"
+			  " ORDER BY seq DESC LIMIT 20000",
+			  2, false},
+    [SQL_HISTORY_IMAGES] = {"history_images",
+			    "SELECT cmdb_history_images(ARRAY(SELECT jsonb_array_elements_text("
+			    "$1::jsonb)), $2::boolean, $3::bigint)",
+			    3, false},
+    [SQL_DIFF] = {"diff", "SELECT cmdb_diff($1, $2, $3::bigint)", 3, false},
 };

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "history.h"
 #include "log.h"
 
 struct waiter {
@@ -144,6 +145,7 @@ tailer_row_decode(const PGresult *res, int i, struct tailer_row *row)
 	row->attributes = cell(res, i, 7);
 	row->image = cell(res, i, 8);
 	row->image_len = row->image != NULL ? (size_t)PQgetlength(res, i, 8) : 0;
+	row->at = PQnfields(res) > 9 ? cell(res, i, 9) : NULL;
 	return 0;
 }
 
@@ -367,6 +369,7 @@ fetch_done(void *arg, const struct db_result *r)
 		}
 		touch_row(t, &row); /* after: a created one */
 		t->applied = row.seq;
+		history_note_applied(row.seq, row.at);
 	}
 	touch_report(t);
 	if (!t->stopped && !t->held && rows < TAILER_BATCH)

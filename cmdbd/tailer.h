@@ -63,7 +63,8 @@ typedef void (*tailer_failed_cb)(void *arg, long long seq, const char *reason);
 
 /*
  * stmt_tail reads the change log (sql.c SQL_CHANGES_TAIL: seq, op, ref, from, type,
- * to, health, attributes, node image); stmt_seen polls sightings (SQL_SOURCES_SEEN;
+ * to, health, attributes, node image, at — each applied row is reported to
+ * history.h); stmt_seen polls sightings (SQL_SOURCES_SEEN;
  * -1: no poll). on_failed may be NULL (the tailer then just stays stopped). NULL on
  * ENOMEM. The graph must outlive the tailer (or be replaced by tailer_reset()).
  * The tailer does not read until poked.
@@ -164,6 +165,7 @@ struct tailer_row {
 	const char *attributes; /* node rows: after's attributes as JSON text */
 	const char *image;	/* node rows: the whole after image as JSON text */
 	size_t image_len;
+	const char *at; /* the change's time (cmdb_ts), for history.h's as-of points */
 };
 
 /* Row i of a SQL_CHANGES_TAIL result. -1 when its seq is not a number. */

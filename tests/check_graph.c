@@ -1156,6 +1156,60 @@ START_TEST(test_edge_put_idx)
 }
 END_TEST
 
+/* ---- History (graph_history.c) ------------------------------------------ */
+
+/* A copy answers as the original, and the two are independent afterwards. */
+START_TEST(test_copy)
+{
+	load("N team/pay ok {\"email\": \"p@x\"}\nN service/a down\nN service/gone ok\n"
+	     "E service/a depends_on database/b\nE service/a part_of system/s\n"
+	     "E system/s owned_by team/pay\nE service/gone depends_on database/b\n");
+	ck_assert_int_eq(graph_node_remove(g, "service/gone"), 0); /* a free slot to copy */
+	graph *c = graph_copy(g);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_uint_eq(graph_node_count(c), graph_node_count(g));
+	ck_assert_uint_eq(graph_edge_count(c), graph_edge_count(g));
+	ck_assert_uint_gt(graph_bytes(c), 0);
+	size_t la, lb;
+	char *a = graph_walk_text(g, id("database/b"), GRAPH_DIR_DEPENDENTS, UNL, ALL, 100, &la);
+	char *b = graph_walk_text(c, graph_find(c, "database/b"), GRAPH_DIR_DEPENDENTS, UNL, ALL,
+				  100, &lb);
+	ck_assert_str_eq(a, b);
+	free(a);
+	free(b);
+	json_t *oa = graph_owners(g, id("service/a"));
+	json_t *ob = graph_owners(c, graph_find(c, "service/a"));
+	ck_assert(json_equal(oa, ob));
+	json_decref(oa);
+	json_decref(ob);
+	ck_assert_int_eq(graph_node_health(c, graph_find(c, "service/a")), GRAPH_DOWN);
+	/* Independent: a change to the copy (reusing the free slot) leaves g alone. */
+	ck_assert_int_eq(graph_edge_put(c, "service/new", GRAPH_DEPENDS_ON, "database/b"), 0);
+	ck_assert_int_eq(graph_node_remove(c, "service/a"), 0);
+	ck_assert_int_ge(graph_find(g, "service/a"), 0);
+	ck_assert_int_lt(graph_find(g, "service/new"), 0);
+	ck_assert_uint_eq(graph_edge_count(g), 3);
+	json_t *refs = graph_node_edge_refs(g, id("service/a"), true, true, -1);
+	/* in adjacency order (part_of first); cmdb_history_images sorts */
+	expect_json(refs, "['service/a part_of system/s','service/a depends_on database/b']");
+	refs = graph_node_edge_refs(g, id("database/b"), false, true, GRAPH_DEPENDS_ON);
+	expect_json(refs, "['service/a depends_on database/b']");
+	refs = graph_node_edge_refs(g, id("database/b"), true, false, -1);
+	expect_json(refs, "[]");
+	errno = 0;
+	ck_assert_ptr_null(graph_node_edge_refs(g, 4242, true, true, -1));
+	ck_assert_int_eq(errno, EINVAL);
+	graph_free(c);
+	/* An empty graph copies too. */
+	graph *e = graph_new(), *ec = graph_copy(e);
+	ck_assert_ptr_nonnull(ec);
+	ck_assert_uint_eq(graph_node_count(ec), 0);
+	ck_assert_int_eq(graph_node_put(ec, "service/x", GRAPH_OK, NULL), 0);
+	graph_free(ec);
+	graph_free(e);
+}
+END_TEST
+
 /* ---- Randomized consistency --------------------------------------------- */
 
 enum { RN = 24 };
@@ -1506,6 +1560,7 @@ suite_graph(void)
 	    {"node_refresh_survives_older_image", test_node_refresh_survives_older_image},
 	    {"edge_put_idx", test_edge_put_idx},
 	    {"read_sets", test_read_sets},
+	    {"copy", test_copy},
 	};
 	for (size_t i = 0; i < sizeof basic / sizeof basic[0]; i++) {
 		TCase *tc = tcase_create(basic[i].name);

@@ -65,7 +65,7 @@ static const struct {
 	const char *name;
 	enum auth_scope scope;
 	bool json;
-	int params; /* parameter count (kind and name: segments 2 and 3) */
+	int params; /* parameter count (kind and name: segments 2 and 3; one: segment 2) */
 } ok_routes[] = {
     {GET, "/healthz", "healthz", AUTH_NONE, false, 0},
     {GET, "/readyz", "readyz", AUTH_NONE, false, 0},
@@ -92,6 +92,9 @@ static const struct {
     {GET, "/v1/admin/verify", "admin.verify", AUTH_ADMIN, false, 0},
     {GET, "/v1/sources", "sources.list", AUTH_READ, false, 0}, /* SPEC §5 */
     {GET, "/v1/drift", "drift", AUTH_READ, false, 0},
+    {GET, "/v1/diff", "diff", AUTH_READ, false, 0},
+    {GET, "/v1/deployments/0b8e6a0e-8a34-4f8e-9d57-1c2f3a4b5c6d/diff", "deployment.diff", AUTH_READ,
+     false, 1},
     {HEAD, "/healthz", "healthz", AUTH_NONE, false, 0},
     /* A decoded name may look like a keyword; it is still a parameter. */
     {GET, "/v1/nodes/nodes/edges", "node.get", AUTH_READ, false, 2},
@@ -112,6 +115,8 @@ START_TEST(test_ok_table)
 	if (ok_routes[_i].params == 2) {
 		ck_assert_int_eq(router_param_segment(rt, 0), 2);
 		ck_assert_int_eq(router_param_segment(rt, 1), 3);
+	} else if (ok_routes[_i].params == 1) {
+		ck_assert_int_eq(router_param_segment(rt, 0), 2);
 	} else {
 		ck_assert_int_eq(router_param_segment(rt, 0), -1);
 	}

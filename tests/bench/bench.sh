@@ -15,7 +15,8 @@
 #      as WITH RECURSIVE in PostgreSQL (pgbench, one client);
 #   5. pgbench -S and -N, and fdatasync/s, on the same cluster;
 #   6. cmdbd restarted on the loaded map: exec to /readyz 200; RSS;
-#   7. the Backstage-like catalog fed per deploy into a fresh database, beside the same
+#   7. as_of one day back on ~1M change rows at SIZE=l (history.sql, synthetic);
+#   8. the Backstage-like catalog fed per deploy into a fresh database, beside the same
 #      catalog as one bulk manifest into another fresh database.
 # Prints the table and writes $CMDB_BUILD_DIR/results-SIZE.md and .json (report.py),
 # plus pgss-SIZE.txt (the top statements of pg_stat_statements during ingest).
@@ -289,6 +290,40 @@ catalog() {
     server_pid=""
 }
 
+# as_of (issue 9): synthetic history (history.sql), then the same graph questions one day
+# back (one moment, as an investigation asks them) beside the same questions now, and
+# a new moment every request (each one a build).
+history() {
+    local n=25000 seq have t lo url=http://127.0.0.1:$port # restart() moved the port
+    [ "$size" = l ] && n=250000
+    say "history: $n pairs of synthetic change rows (history.sql), at spread over 30 days"
+    seq=$(psql_q "$db" -v pairs="$n" -f "$here/history.sql" | tail -n 1)
+    note change_rows "$seq"
+    for _ in $(seq 600); do # the tailer applies the new rows
+        have=$($PY -c 'import json, sys, urllib.request
+print(json.load(urllib.request.urlopen(sys.argv[1] + "/readyz")).get("seq", 0))' "$url")
+        [ "$have" -ge "$seq" ] && break
+        sleep 1
+    done
+    t=$(date -u -d '1 day ago' +%Y-%m-%dT%H:%M:%SZ)
+    { head -n 100 "$tmp/estate/dependents.paths"; head -n 100 "$tmp/estate/get-owners.paths"
+      head -n 100 "$tmp/estate/get-nodes.paths"; } >"$tmp/now.paths"
+    sed "s|\$|?as_of=$t|" "$tmp/now.paths" >"$tmp/as_of.paths"
+    say "as_of one day back ($t): dependents of the hubs, owners, node GET (1 client)"
+    load as_of_now get -u "$url" -t "$token" -c 1 -n 600 "$tmp/now.paths"
+    load as_of_day_back get -u "$url" -t "$token" -c 1 -n 600 "$tmp/as_of.paths"
+    grep -o 'event=as_of_built.*' "$tmp/cmdbd.log" | tail -n 1 |
+        sed 's/.*how=\([a-z]*\) rows=\([0-9]*\).* bytes=\([0-9]*\) ms=\([0-9.]*\).*/{"how":"\1","rows":\2,"bytes":\3,"ms":\4}/' |
+        { read -r v && note as_of_build "$v"; }
+    # A new moment each request: 12 seqs within the last day, each a build.
+    lo=$(psql_q "$db" -c "SELECT min(seq) FROM changes WHERE at > now() - interval '1 day'")
+    head -n 1 "$tmp/estate/dependents.paths" | while read -r p; do
+        for i in $(seq 12); do echo "$p?as_of=$((lo + (seq - lo) * i / 13))"; done
+    done >"$tmp/as_of_new.paths"
+    load as_of_new_moment get -u "$url" -t "$token" -c 1 -n 12 "$tmp/as_of_new.paths"
+    note rss_after_as_of_kb "$(rss_kb "$server_pid")"
+}
+
 machine() {
     local commit dirty
     commit=${CMDB_BENCH_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
@@ -315,6 +350,7 @@ gets
 sql_walks
 pg_baselines
 restart
+history
 catalog
 note bench_seconds "$(($(date +%s) - t_start))"
 note loadavg_at_end "$($PY "$here/report.py" loadavg)"

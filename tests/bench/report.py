@@ -132,6 +132,23 @@ def rows(R):
                     "WITH RECURSIVE in PostgreSQL: " + lat(s) if s else "—",
                     ratio(r["p99_ms"], s["p99_ms"] if s else None) + " (p99)",
                     "p99 ≤ 3 ms (100k map)", met(r["p99_ms"] <= 3 and r["errors"] == 0)))
+    r, now, b, nm = (R.get("as_of_day_back"), R.get("as_of_now"), v("as_of_build"),
+                     R.get("as_of_new_moment"))
+    if r:
+        out.append(("as_of one day back on %s change rows: dependents of the hubs, owners, "
+                    "node GET, 1 client, one moment (ms; its one build: %s)"
+                    % (fmt(v("change_rows")), "%s of %s rows, %s ms" % (
+                        b["how"], fmt(b["rows"]), fmt(b["ms"])) if b else "—"),
+                    lat(r) + ("" if not r["errors"] else "; %d errors" % r["errors"]),
+                    "the same questions now: " + lat(now) if now else "—",
+                    ratio(r["p99_ms"], now["p99_ms"] if now else None) + " (p99)",
+                    "p99 ≤ 50 ms (100k map, ~1M changes)",
+                    met(r["p99_ms"] <= 50 and r["errors"] == 0)))
+    if nm:
+        out.append(("as_of, a new moment within the last day each request: dependents of "
+                    "the biggest hub (ms; every request builds)",
+                    lat(nm) + ("" if not nm["errors"] else "; %d errors" % nm["errors"]),
+                    "—", "—", "—", "—"))
     if v("start_to_ready_s") is not None:
         gl = v("graph_loaded_ms")
         out.append(("start to ready on the loaded map: exec to /readyz 200 (s)",
@@ -140,7 +157,8 @@ def rows(R):
                     "—", "≤ 2 s", met(v("start_to_ready_s") <= 2)))
     for key, what in (("rss_after_load_kb", "RSS after the ingest phases (MiB)"),
                       ("rss_after_queries_kb", "RSS after the query phases (MiB)"),
-                      ("rss_after_restart_kb", "RSS after a restart on the loaded map (MiB)")):
+                      ("rss_after_restart_kb", "RSS after a restart on the loaded map (MiB)"),
+                      ("rss_after_as_of_kb", "RSS with as-of graphs cached (MiB)")):
         if v(key) is not None:
             mib = v(key) / 1024.0
             out.append((what, fmt(mib, " MiB"), "—", "—", "≤ 256 MiB", met(mib <= 256)))
