@@ -61,6 +61,9 @@ static const struct route routes[] = {
     {GET, "admin.verify", {"v1", "admin", "verify"}, api_admin_verify, AUTH_ADMIN, false},
     {GET, "sources.list", {"v1", "sources"}, api_sources, AUTH_READ, false},
     {GET, "drift", {"v1", "drift"}, api_drift, AUTH_READ, false},
+    /* The web application (api_ui.c): its files need no token, its API calls do. */
+    {GET, "ui.index", {"ui"}, api_ui_index, AUTH_NONE, false},
+    {GET, "ui.asset", {"ui", "*", "*"}, api_ui_asset, AUTH_NONE, false},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))
