@@ -50,7 +50,7 @@ function table(caption, head, rows, empty) {
   return h('div', { class: 'scroll' }, h('table', {},
     caption ? h('caption', { class: 'sr-only' }, caption) : null,
     h('thead', {}, h('tr', {}, head.map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c)))))));
+    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c, i) => h('td', { 'data-label': head[i] }, c)))))));
 }
 
 function json(v) {
@@ -411,6 +411,20 @@ document.addEventListener('keydown', (ev) => {
     document.getElementById('q').focus();
   }
 });
-window.addEventListener('hashchange', () => { render(); main.focus({ preventScroll: true }); });
+// A new view takes the focus (a screen reader starts reading it); a filter change
+// (same view, same node) leaves it on the control that changed it.
+let shown = '';
+window.addEventListener('hashchange', () => {
+  const r = parseHash();
+  const key = r.view + ' ' + r.arg;
+  render();
+  if (key !== shown) main.focus({ preventScroll: true });
+  shown = key;
+});
+document.getElementById('skip').addEventListener('click', (ev) => {
+  ev.preventDefault(); // its #main would be taken for a route
+  main.focus();
+});
 initSearch(document.getElementById('q'), document.getElementById('q-list'), { api, query, nodeHref });
+shown = parseHash().view + ' ' + parseHash().arg;
 render();

@@ -174,9 +174,16 @@ export function drawGraph(host, { root, nodes, edges, health }) {
     ctx.fillStyle = '#1f2328';
     ctx.font = `${Math.max(14, 14 / view.k)}px system-ui, sans-serif`;
     ctx.fillText(r0.ref, r0.x - R, r0.y - R - 8 / view.k);
-    if (view.k * 12 >= 7) {
+    if (view.k * 12 >= 7) { // legible: labels, on a white halo so edges do not cross them
       ctx.font = '12px system-ui, sans-serif';
-      for (const p of scene) if (p !== r0 && inView(p)) ctx.fillText(label(p.ref), p.x + R + 4, p.y + 4);
+      ctx.lineWidth = 3;
+      ctx.strokeStyle = '#fff';
+      ctx.lineJoin = 'round';
+      for (const p of scene) {
+        if (p === r0 || !inView(p)) continue;
+        ctx.strokeText(label(p.ref), p.x + R + 4, p.y + 4);
+        ctx.fillText(label(p.ref), p.x + R + 4, p.y + 4);
+      }
     }
     canvas.setAttribute('data-painted', String(painted));
   };
