@@ -98,14 +98,21 @@ try {
   });
 
   await step('token', async () => {
-    // A pasted link opens on the token prompt, then on the view it named.
+    // A pasted link opens on the token prompt; a wrong token is refused in place; the
+    // right one opens the view the link named.
     await page.goto(`${BASE}/ui/#/node/service/checkout`);
     await page.waitForSelector('#tok');
     const prompt = await page.textContent('main h1');
+    await page.fill('#tok', 'not-a-token');
+    await page.press('#tok', 'Enter');
+    await page.waitForSelector('main .error');
+    const refused = await page.textContent('main .error');
     await page.fill('#tok', TOKEN);
     await page.press('#tok', 'Enter');
     await page.waitForSelector('main h1 .kind');
-    return { prompt, after: await page.textContent('main h1') };
+    const stored = await page.evaluate(() => sessionStorage.getItem('cmdb.token'));
+    const local = await page.evaluate(() => localStorage.length);
+    return { prompt, refused, after: await page.textContent('main h1'), stored: stored === TOKEN, local };
   });
 
   await step('search', async () => {
@@ -221,6 +228,9 @@ try {
   });
 
   await step('feed', async () => {
+    const polls = [];
+    const onRequest = (req) => { if (req.url().includes('/v1/changes')) polls.push(req.url().replace(BASE, '')); };
+    page.on('request', onRequest);
     await page.click('nav a:has-text("Changes")');
     await page.waitForSelector('.summary[data-since]');
     const before = await page.$$eval('#feed tr', (r) => r.length);
@@ -236,20 +246,31 @@ try {
       ref, { timeout: 15000 });
     const ms = Date.now() - t0;
     const row = await page.textContent('#feed tr:first-child');
+    page.off('request', onRequest);
     await shot(page, 'changes');
-    return { status: res.status, ref, ms, row, before };
+    return { status: res.status, ref, ms, row, before, polls };
   });
 
   await step('big', async () => {
     await page.goto(`${BASE}/ui/#/`);
     await page.waitForSelector('main h1');
     // Timed in the page, from the change of URL to the frame with the drawing (the
-    // wall clock here adds the DevTools protocol's round trips; reported too).
-    const t0 = Date.now();
-    const start = await page.evaluate((r) => { const t = performance.now(); location.hash = '#/impact/' + r; return t; }, BIG);
-    await page.waitForSelector('canvas.graph[data-ready]', { timeout: 20000 });
-    const wall = Date.now() - t0;
-    const pageMs = Number(await page.getAttribute('canvas.graph', 'data-ready-at')) - start;
+    // wall clock here adds the DevTools protocol's round trips; reported too). Twice,
+    // from the start page each time: the machine is shared, the better run is the
+    // page's speed, and both are reported.
+    const runs = [];
+    for (let i = 0; i < 2; i++) {
+      if (i) {
+        await page.evaluate(() => { location.hash = '#/'; });
+        await page.waitForSelector('main h1:has-text("Service map")');
+      }
+      const t0 = Date.now();
+      const start = await page.evaluate((r) => { const t = performance.now(); location.hash = '#/impact/' + r; return t; }, BIG);
+      await page.waitForSelector('canvas.graph[data-ready]', { timeout: 20000 });
+      runs.push({ wall: Date.now() - t0, pageMs: Number(await page.getAttribute('canvas.graph', 'data-ready-at')) - start });
+    }
+    const pageMs = Math.min(...runs.map((r) => r.pageMs));
+    const wall = Math.min(...runs.map((r) => r.wall));
     const d = await drawn(page);
     const appMs = Number(await page.getAttribute('canvas.graph', 'data-render-ms'));
     const fetchMs = Number(await page.getAttribute('canvas.graph', 'data-fetch-ms'));
@@ -275,7 +296,7 @@ try {
     await clickNode(page, target);
     await page.waitForSelector('main h1 .kind');
     const clickMs = Date.now() - t1;
-    return { pageMs, wall, appMs, fetchMs, drawMs, drawn: d.nodes, painted: d.painted, summary, zoomMs: zoom.ms, zoomMoved: zoom.moved, clickMs, target, hash: await hash(page) };
+    return { runs, pageMs, wall, appMs, fetchMs, drawMs, drawn: d.nodes, painted: d.painted, summary, zoomMs: zoom.ms, zoomMoved: zoom.moved, clickMs, target, hash: await hash(page) };
   });
 
   await step('widths', async () => {
