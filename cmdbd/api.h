@@ -73,6 +73,10 @@ void api_history_node_get(struct http_req *r, struct graph *g, const char *ref);
 void api_history_node_edges(struct http_req *r, struct graph *g, const char *ref, const char *dir,
 			    const char *type);
 
+/* api_ui.c — the web application's files (SPEC §8): /ui/ and /ui/{build}/{file}. */
+void api_ui_index(struct http_req *r);
+void api_ui_asset(struct http_req *r);
+
 /* api_common.c — shared plumbing for handlers. */
 
 /*
@@ -142,6 +146,9 @@ void api_actor_source(const struct http_req *r, char out[80]);
  * 412 and returns false when the header can never match (not a version tag).
  */
 bool api_if_match(struct http_req *r, char out[32], const char **param);
+
+/* Does an If-None-Match header value list etag ("\"7\""), weak or strong, or is it "*"? */
+bool api_etag_listed(const char *header, const char *etag);
 
 /* Replies 503 (Retry-After; code "starting" or "reloading") and returns false while
  * the map is being loaded or reloaded. */

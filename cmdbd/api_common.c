@@ -369,6 +369,28 @@ api_hand_source(struct http_req *r, char out[80])
 }
 
 bool
+api_etag_listed(const char *header, const char *etag)
+{
+	const char *p = header;
+	size_t elen = strlen(etag);
+
+	if (strcmp(header, "*") == 0)
+		return true;
+	while (*p) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		if (strncmp(p, "W/", 2) == 0)
+			p += 2;
+		if (strncmp(p, etag, elen) == 0 &&
+		    (p[elen] == '\0' || p[elen] == ',' || p[elen] == ' '))
+			return true;
+		while (*p && *p != ',')
+			p++;
+	}
+	return false;
+}
+
+bool
 api_if_match(struct http_req *r, char out[32], const char **param)
 {
 	const char *h = http_header(r, "If-Match");

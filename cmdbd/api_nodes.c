@@ -21,29 +21,6 @@
 static const char *const no_params[] = {NULL};
 static const char *const as_of_param[] = {"as_of", NULL};
 
-/* Does the If-None-Match header list etag (weak or strong)? */
-static bool
-none_match_hit(const char *header, const char *etag)
-{
-	const char *p = header;
-	size_t elen = strlen(etag);
-
-	if (strcmp(header, "*") == 0)
-		return true;
-	while (*p) {
-		while (*p == ' ' || *p == ',')
-			p++;
-		if (strncmp(p, "W/", 2) == 0)
-			p += 2;
-		if (strncmp(p, etag, elen) == 0 &&
-		    (p[elen] == '\0' || p[elen] == ',' || p[elen] == ' '))
-			return true;
-		while (*p && *p != ',')
-			p++;
-	}
-	return false;
-}
-
 /* Adds "owners" and "edges":{"in","out"} from the graph; 304 on If-None-Match. */
 static json_t *
 decorate_node(struct http_req *r, json_t *body, int *status)
@@ -58,7 +35,7 @@ decorate_node(struct http_req *r, json_t *body, int *status)
 	char etag[40];
 
 	snprintf(etag, sizeof(etag), "\"%lld\"", (long long)version);
-	if (inm != NULL && none_match_hit(inm, etag)) {
+	if (inm != NULL && api_etag_listed(inm, etag)) {
 		*status = 304;
 		json_decref(body);
 		return NULL;
@@ -162,7 +139,7 @@ api_node_get(struct http_req *r)
 	}
 	snprintf(etag, sizeof(etag), "\"%lld\"", v.version);
 	http_set_header(r, "ETag", etag);
-	if (inm != NULL && none_match_hit(inm, etag)) {
+	if (inm != NULL && api_etag_listed(inm, etag)) {
 		http_reply_empty(r, 304);
 		return;
 	}

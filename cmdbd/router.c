@@ -75,6 +75,9 @@ static const struct route routes[] = {
      api_alertmanager,
      AUTH_WRITE,
      true},
+    /* The web application (api_ui.c): its files need no token, its API calls do. */
+    {GET, "ui.index", {"ui"}, api_ui_index, AUTH_NONE, false},
+    {GET, "ui.asset", {"ui", "*", "*"}, api_ui_asset, AUTH_NONE, false},
 };
 
 #define NROUTES (sizeof(routes) / sizeof(routes[0]))

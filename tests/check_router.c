@@ -96,6 +96,10 @@ static const struct {
     {GET, "/v1/deployments/0b8e6a0e-8a34-4f8e-9d57-1c2f3a4b5c6d/diff", "deployment.diff", AUTH_READ,
      false, 1},
     {HEAD, "/healthz", "healthz", AUTH_NONE, false, 0},
+    /* SPEC §8: the web application's files need no token. (The server splits /ui/
+     * as /ui: a trailing slash adds no segment; api_ui.c redirects /ui to /ui/.) */
+    {GET, "/ui", "ui.index", AUTH_NONE, false, 0},
+    {HEAD, "/ui", "ui.index", AUTH_NONE, false, 0},
     /* A decoded name may look like a keyword; it is still a parameter. */
     {GET, "/v1/nodes/nodes/edges", "node.get", AUTH_READ, false, 2},
     {GET, "/v1/nodes/service/owners/owners", "node.owners", AUTH_READ, false, 2},
@@ -139,6 +143,8 @@ static const struct {
     {GET, "/v1/edges", "PUT, DELETE"},
     {POST, "/v1/edges", "PUT, DELETE"},
     {GET, "/v1/manifests", "POST"},
+    {POST, "/ui", "GET, HEAD"},
+    {PUT, "/ui/0123456789abcdef/app.js", "GET, HEAD"},
     {PUT, "/v1/manifests", "POST"},
     {GET, "/v1/rootcause", "POST"},
     {POST, "/v1/nodes", "GET, HEAD"},
@@ -179,6 +185,8 @@ static const char *const not_found[] = {
     "/nodes",
     "/v1/a/b/c/d/e/f/g/h/i/j/k",
     "/x/x/x/x/x/x/x/x",
+    "/ui/app.js", /* assets live under the build id */
+    "/ui/a/b/c",
 };
 
 START_TEST(test_not_found_table)
@@ -247,6 +255,21 @@ START_TEST(test_split_path_table)
 }
 END_TEST
 
+/* /ui/{build}/{file}: no token, and its two parameters are segments 1 and 2. */
+START_TEST(test_ui_asset)
+{
+	const struct route *rt;
+
+	ck_assert_int_eq(match(GET, "/ui/0123456789abcdef/app.js", &rt), ROUTER_OK);
+	ck_assert_str_eq(router_route_name(rt), "ui.asset");
+	ck_assert_int_eq(router_scope(rt), AUTH_NONE);
+	ck_assert(!router_takes_json(rt));
+	ck_assert_int_eq(router_param_segment(rt, 0), 1);
+	ck_assert_int_eq(router_param_segment(rt, 1), 2);
+	ck_assert_int_eq(router_param_segment(rt, 2), -1);
+}
+END_TEST
+
 /* Names are unique and stable for /metrics; every route has a handler. */
 START_TEST(test_names)
 {
@@ -286,6 +309,7 @@ suite_router(void)
 	tcase_add_test(tc, test_allowed_small_buffer);
 	tcase_add_test(tc, test_names);
 	tcase_add_loop_test(tc, test_split_path_table, 0, N(splits));
+	tcase_add_test(tc, test_ui_asset);
 #undef N
 	suite_add_tcase(s, tc);
 	return s;

@@ -3,7 +3,8 @@
 #
 #   build  what `make` needs (compiler, headers, Check)
 #   run    build + the PostgreSQL 15 server (`make run`)            [default]
-#   test   run + what the end-to-end tests drive (`make test`)
+#   test   run + what the end-to-end tests drive (`make test`), Debian's Chromium and
+#          Node.js with npm for the web application's browser test included
 #   fuzz   build + clang, its sanitizer and libFuzzer runtimes (libclang-rt-14-dev ships
 #          libclang_rt.fuzzer) and llvm-symbolizer (llvm-14) for readable traces (`make fuzz`)
 #
@@ -17,7 +18,7 @@ what=${1:-run}
 build_pkgs="build-essential pkg-config libevent-dev libjansson-dev uuid-dev libpq-dev check libcurl4-openssl-dev libssl-dev"
 run_pkgs="postgresql-15 postgresql-client-15"
 fuzz_pkgs="clang libclang-rt-14-dev llvm-14"
-test_pkgs="python3 python3-jsonschema python3-networkx python3-yaml fabric ruby capistrano graphviz curl openssl procps git nagios4-core man-db groff-base mandoc systemd strace prometheus prometheus-alertmanager"
+test_pkgs="python3 python3-jsonschema python3-networkx python3-yaml fabric ruby capistrano graphviz curl openssl procps git nagios4-core man-db groff-base mandoc systemd strace prometheus prometheus-alertmanager chromium"
 
 case $what in
 build) pkgs=$build_pkgs ;;
@@ -39,6 +40,12 @@ for p in $pkgs; do
         missing="$missing $p"
     fi
 done
+# Node.js and npm count as present when the commands are there, whichever package brought
+# them (Debian's nodejs and npm, or a nodejs that bundles npm); else Debian's are missing.
+if [ "$what" = test ] && ! { command -v node && command -v npm; } >/dev/null 2>&1; then
+    command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+    command -v npm >/dev/null 2>&1 || missing="$missing npm"
+fi
 missing=${missing# }
 [ -z "$missing" ] && exit 0
 

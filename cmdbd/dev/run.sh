@@ -74,6 +74,7 @@ fi
 cat <<BANNER
 
   cmdbd serving on http://$listen
+  web UI:       http://$listen/ui/    (paste the admin token when it asks)
   admin token:  $token_file    (export CMDB_TOKEN=\$(cat $token_file))
   CLI:          $repo/build/cmdb    (CMDB_URL=http://$listen)
   database:     $CMDB_DATABASE_URL
