@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "api.h"
 #include "log.h"
@@ -25,17 +26,64 @@ api_healthz(struct http_req *r)
 	http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/*
+ * /readyz answers for reads, /readyz?for=write for writes (SPEC §7, README
+ * "Running several instances"). Reads need the map loaded and caught up, and
+ * the read database (the primary without --read-database) answering with the
+ * current schema — or, with --ready-grace, reached that recently: the map then
+ * answers from memory while the database is away (a failover). Writes need the
+ * primary: answering, current, and not in recovery.
+ */
+struct ready_check {
+	struct http_req *r;
+	bool write;
+};
+
+static json_t *
+ready_body(bool write, int schema)
+{
+	return json_pack("{s:s,s:s,s:i,s:I}", "status", "ready", "for", write ? "write" : "read",
+			 "schema", schema, "seq", (json_int_t)applied_seq());
+}
+
+/* Reads while the read database does not answer: within the grace, from memory. */
+static bool
+read_grace(struct http_req *r, const char *reason)
+{
+	long long grace_ms = server_cfg()->ready_grace * 1000LL, at, now_ms;
+	struct timespec now;
+	json_t *body;
+
+	if (grace_ms <= 0 || server_tailer() == NULL ||
+	    (at = tailer_read_ok_at(server_tailer())) == 0)
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	if (now_ms - at > grace_ms)
+		return false;
+	body = ready_body(false, migrate_latest_version());
+	json_object_set_new(body, "database", json_string(reason));
+	json_object_set_new(body, "database_seen_ms_ago", json_integer(now_ms - at));
+	http_reply_json(r, 200, body);
+	return true;
+}
+
 static void
 ready_done(void *arg, const struct db_result *res)
 {
-	struct http_req *r = arg;
+	struct ready_check *c = arg;
+	struct http_req *r = c->r;
+	bool write = c->write;
 	int have, want = migrate_latest_version();
 
+	free(c);
 	if (res->status != DB_OK) {
 		char q[300];
 
-		log_debug("event=readyz_db_unavailable id=%s reason=%s", r->id,
-			  log_q(res->message, q, sizeof(q)));
+		log_debug("event=readyz_db_unavailable id=%s for=%s reason=%s", r->id,
+			  write ? "write" : "read", log_q(res->message, q, sizeof(q)));
+		if (!write && read_grace(r, "unavailable"))
+			return;
 		http_reply_error(r, 503, "unavailable", NULL, "database unavailable");
 		return;
 	}
@@ -47,26 +95,53 @@ ready_done(void *arg, const struct db_result *res)
 				 want);
 		return;
 	}
-	http_reply_json(r, 200,
-			json_pack("{s:s,s:i,s:I}", "status", "ready", "schema", have, "seq",
-				  (json_int_t)applied_seq()));
+	if (write && strcmp(PQgetvalue(res->res, 0, 1), "t") == 0) {
+		/* A standby: CMDB_DATABASE_URL should list hosts with
+		 * target_session_attrs=read-write; the pool finds the primary on its
+		 * next connect. */
+		http_reply_error(r, 503, "read_only", NULL,
+				 "the write database is a standby (in recovery); writes wait for "
+				 "a primary");
+		return;
+	}
+	http_reply_json(r, 200, ready_body(write, have));
 }
 
 void
 api_readyz(struct http_req *r)
 {
-	const char *code, *detail;
+	static const char *const allowed[] = {"for", NULL};
+	const char *code, *detail, *what = http_query(r, "for");
+	struct ready_check *c;
+	bool write;
 
+	if (!api_query_only(r, allowed, NULL))
+		return;
+	if (what != NULL && strcmp(what, "read") != 0 && strcmp(what, "write") != 0) {
+		http_reply_bad(r, "for", "must be read or write (got \"%.20s\")", what);
+		return;
+	}
+	write = what != NULL && strcmp(what, "write") == 0;
 	if (server_shutting_down()) {
 		http_reply_error(r, 503, "shutting_down", NULL, "server is shutting down");
 		return;
 	}
-	if ((code = server_map_unready(&detail)) != NULL) {
+	/* Writes do not need the map (the load, or the log after it, has them). */
+	if (!write && (code = server_map_unready(&detail)) != NULL) {
 		http_reply_error(r, 503, code, NULL, "%s", detail);
 		return;
 	}
-	if (db_query(server_db(), SQL_READY, NULL, ready_done, r) != 0)
+	c = malloc(sizeof(*c));
+	if (c == NULL) {
 		http_reply_nomem(r);
+		return;
+	}
+	c->r = r;
+	c->write = write;
+	if (db_query(write ? server_db() : server_read_db(), SQL_READY, NULL, ready_done, c) != 0) {
+		free(c);
+		http_reply_nomem(r);
+	}
 }
 
 void

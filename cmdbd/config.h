@@ -16,6 +16,7 @@
 
 struct cfg {
 	char *database_url;	 /* libpq conninfo; CMDB_DATABASE_URL */
+	char *read_database_url; /* CMDB_READ_DATABASE_URL: map, log, lists; "" = database_url */
 	char *listen;		 /* host:port; CMDB_LISTEN */
 	long max_body_bytes;	 /* JSON 413 above this */
 	long max_header_bytes;	 /* 431/400 above this (evhttp) */
@@ -34,6 +35,7 @@ struct cfg {
 	char *log_level;	 /* debug|info|warn|error */
 	long source_ttl;	 /* seconds; 0 = off (SPEC §5 staleness) */
 	long orphan_purge_after; /* seconds; 0 = off */
+	long ready_grace; /* seconds /readyz stays 200 with the read database away; 0 = off */
 };
 
 /* Fills c with defaults. Strings are static or owned by c (see cfg_free). */

@@ -42,10 +42,19 @@
 /* Refs a periodic verification logs when something differs. */
 #define PERIODIC_VERIFY_REFS 20
 
+/*
+ * Following a read database (a hot standby, which NOTIFY does not reach): the
+ * tailer polls it, TAIL_POLL_MIN_MS after news (a NOTIFY from the primary, rows,
+ * a reader waiting for a seq), backing off to TAIL_POLL_MAX_MS when idle.
+ */
+#define TAIL_POLL_MIN_MS 10
+#define TAIL_POLL_MAX_MS 500
+
 struct server {
 	const struct cfg *cfg;
 	struct event_base *base;
 	struct db *db;
+	struct db *rdb; /* the read database's pool; == db without --read-database */
 	struct auth *auth;
 	graph *g;	       /* the map served: empty until the first load */
 	struct tailer *tailer; /* NULL until the first load */
@@ -80,6 +89,16 @@ struct db *
 server_db(void)
 {
 	return srv.db;
+}
+struct db *
+server_read_db(void)
+{
+	return srv.rdb;
+}
+const char *
+server_read_url(void)
+{
+	return srv.cfg->read_database_url[0] ? srv.cfg->read_database_url : srv.cfg->database_url;
 }
 graph *
 server_graph(void)
@@ -161,6 +180,8 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 	watch_release_all(srv.watch);
 	if (srv.tailer != NULL)
 		tailer_release_all(srv.tailer);
+	if (srv.rdb != srv.db)
+		db_close(srv.rdb);
 	db_close(srv.db);
 	event_base_loopexit(srv.base, &flush);
 }
@@ -210,8 +231,13 @@ install(graph *g, long long seq)
 	struct timespec now;
 
 	if (srv.tailer == NULL) {
-		srv.tailer = tailer_new(srv.base, srv.db, SQL_CHANGES_TAIL, SQL_SOURCES_SEEN, g,
+		srv.tailer = tailer_new(srv.base, srv.rdb, SQL_CHANGES_TAIL, SQL_SOURCES_SEEN, g,
 					seq, on_tailer_failed, NULL);
+		if (srv.tailer != NULL && srv.rdb != srv.db &&
+		    tailer_set_poll(srv.tailer, TAIL_POLL_MIN_MS, TAIL_POLL_MAX_MS) != 0) {
+			tailer_free(srv.tailer);
+			srv.tailer = NULL;
+		}
 		if (srv.tailer != NULL)
 			srv.watch = watch_new(srv.base, g, srv.tailer, srv.cfg->max_watchers);
 		if (srv.tailer == NULL || srv.watch == NULL) {
@@ -283,7 +309,7 @@ start_load(void)
 	srv.load_attempts++;
 	/* The connect timeout bounds how long an unreachable host holds the attempt;
 	 * a connect_timeout in the operator's conninfo wins. */
-	srv.loader = loader_start(srv.base, srv.cfg->database_url, 5, load_done, NULL);
+	srv.loader = loader_start(srv.base, server_read_url(), 5, load_done, NULL);
 	if (srv.loader == NULL) {
 		log_error("event=map_load_failed reason=\"cannot start the loader: %s\"",
 			  strerror(errno));
@@ -414,7 +440,7 @@ server_verify(size_t max_differ, bool repair, server_verify_cb cb, void *arg)
 	srv.verify_arg = arg;
 	srv.verify_repair = repair;
 	srv.verify =
-	    verify_start(srv.base, srv.db, SQL_VERIFY, srv.tailer, max_differ, verify_done, NULL);
+	    verify_start(srv.base, srv.rdb, SQL_VERIFY, srv.tailer, max_differ, verify_done, NULL);
 	if (srv.verify == NULL) {
 		srv.verify_cb = NULL;
 		errno = ENOMEM;
@@ -471,6 +497,15 @@ server_run(const struct cfg *cfg)
 			SQL_COUNT, &listen);
 	if (srv.db == NULL)
 		goto out;
+	/* SPEC §7: the map, the log and the lists from a standby. It cannot LISTEN
+	 * (NOTIFY does not reach standbys): the primary's LISTEN above pokes the
+	 * tailer, which also polls (install()). */
+	srv.rdb = cfg->read_database_url[0]
+		      ? db_new(srv.base, cfg->read_database_url, (int)cfg->db_pool_size,
+			       sql_statements, SQL_COUNT, NULL)
+		      : srv.db;
+	if (srv.rdb == NULL)
+		goto out;
 	srv.auth = auth_new(srv.base, srv.db, SQL_TOKENS_ALL, SQL_TOKEN_ONE);
 	if (srv.auth == NULL)
 		goto out;
@@ -496,7 +531,8 @@ server_run(const struct cfg *cfg)
 		evtimer_add(srv.verify_timer, &every);
 	}
 	start_load();
-	log_info("event=serving listen=%s verify_interval=%ld", cfg->listen, cfg->verify_interval);
+	log_info("event=serving listen=%s verify_interval=%ld read_database=%s", cfg->listen,
+		 cfg->verify_interval, srv.rdb != srv.db ? "separate" : "primary");
 	event_base_dispatch(srv.base);
 	rc = 0;
 	log_info("event=stopped");
@@ -508,6 +544,8 @@ out:
 	 * and the tailer below). */
 	verify_cancel(srv.verify, "the server is shutting down");
 	/* The pool first: its pending callbacks still reply through http and the tailer. */
+	if (srv.rdb != srv.db)
+		db_free(srv.rdb);
 	db_free(srv.db);
 	http_server_free(srv.http);
 	watch_free(srv.watch);

@@ -26,7 +26,13 @@ struct watch;
 int server_run(const struct cfg *cfg);
 
 struct auth *server_auth(void);
+/* The pool for writes (CMDB_DATABASE_URL: the primary). */
 struct db *server_db(void);
+/* The pool the map follows and lists read (CMDB_READ_DATABASE_URL, SPEC §7);
+ * server_db() when none is set. */
+struct db *server_read_db(void);
+/* The read database's conninfo (the primary's without one). */
+const char *server_read_url(void);
 /* The map served (an empty graph until the first load; replaced by a reload:
  * do not keep it across loop turns). */
 graph *server_graph(void);

@@ -10,7 +10,10 @@
 #define VERIFY_DIGEST(x) "encode(substr(sha256(convert_to(" x ", 'UTF8')), 1, 16), 'hex')"
 
 const struct db_stmt sql_statements[SQL_COUNT] = {
-    [SQL_READY] = {"ready", "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, false},
+    /* /readyz: the schema's version, and whether this is a standby (SPEC §7). */
+    [SQL_READY] = {"ready",
+		   "SELECT coalesce(max(version), 0), pg_is_in_recovery() FROM schema_migrations",
+		   0, false},
     [SQL_TOKENS_ALL] = {"tokens_all",
 			"SELECT name, hash, scope, coalesce(source_glob, ''),"
 			" coalesce(extract(epoch FROM expires_at)::bigint, 0),"
@@ -48,11 +51,16 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
      * sources applied after $1 (NULL = all), and the cursor for the next poll:
      * 30 s behind now(), or the start of the oldest open transaction when that is
      * older, because last_applied_at is a transaction's start time and the
-     * transaction may commit much later. Always one row. */
+     * transaction may commit much later. On a hot standby (SPEC §7) what the
+     * primary committed arrives later still, and its open transactions are not
+     * in the standby's pg_stat_activity: the cursor also stays 30 s behind the
+     * last transaction replayed (pg_last_xact_replay_timestamp(): NULL on a
+     * primary, which least() ignores). Always one row. */
     [SQL_SOURCES_SEEN] = {"sources_seen",
 			  "SELECT s.source, cmdb_ts(s.last_applied_at),"
 			  " cmdb_ts(c.since)"
 			  " FROM (SELECT least(now() - interval '30 seconds',"
+			  " pg_last_xact_replay_timestamp() - interval '30 seconds',"
 			  " (SELECT min(xact_start) FROM pg_stat_activity"
 			  " WHERE datname = current_database())) AS since) c"
 			  " LEFT JOIN source_state s"
@@ -116,3 +124,20 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 		     false},
     [SQL_DRIFT] = {"drift", "SELECT cmdb_drift($1, string_to_array($2, ','))", 2, false},
 };
+
+bool
+sql_reads_only(int stmt)
+{
+	switch (stmt) {
+	case SQL_NODE_GET:
+	case SQL_NODE_LIST:
+	case SQL_NODE_EDGES:
+	case SQL_CHANGES:
+	case SQL_DEPLOYMENTS:
+	case SQL_SOURCES:
+	case SQL_DRIFT:
+		return true;
+	default:
+		return false;
+	}
+}

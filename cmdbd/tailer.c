@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -52,10 +53,24 @@ struct tailer {
 	struct tailer_touch *touch;
 	size_t ntouch, touch_cap;
 	bool touch_lost; /* a touch could not be recorded (ENOMEM) */
+	/* Polling (tailer_set_poll): 0 = off. */
+	int poll_min_ms, poll_max_ms, poll_ms;
+	struct event *poll_timer;
+	long long read_ok_at; /* monotonic ms of the last read that succeeded; 0 = none */
 };
+
+static void
+note_read_ok(struct tailer *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	t->read_ok_at = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
 
 static void fetch(struct tailer *t);
 static void schedule_retry(struct tailer *t);
+static void schedule_poll(struct tailer *t, bool got_rows);
 
 static void
 waiter_unlink(struct tailer *t, struct waiter *w)
@@ -330,6 +345,7 @@ fetch_done(void *arg, const struct db_result *r)
 	}
 	t->retry_ms = 0;
 	t->held = false;
+	note_read_ok(t);
 	rows = PQntuples(r->res);
 	for (int i = 0; i < rows; i++) {
 		const char *reason = "unreadable seq";
@@ -359,6 +375,8 @@ fetch_done(void *arg, const struct db_result *r)
 	if (!t->stopped && !t->held && (rows >= TAILER_BATCH || t->again)) {
 		t->again = false;
 		fetch(t);
+	} else if (!t->stopped && !t->held) {
+		schedule_poll(t, rows > 0);
 	}
 }
 
@@ -396,6 +414,7 @@ seen_done(void *arg, const struct db_result *r)
 		log_debug("event=seen_poll_failed reason=\"%s\"", r->message); /* next tick */
 		return;
 	}
+	note_read_ok(t);
 	rows = PQntuples(r->res);
 	for (int i = 0; i < rows; i++) {
 		if (!PQgetisnull(r->res, i, 0) &&
@@ -420,6 +439,60 @@ seen_tick(evutil_socket_t fd, short what, void *arg)
 	params[0] = t->seen_cursor[0] ? t->seen_cursor : NULL;
 	if (db_query(t->db, t->stmt_seen, params, seen_done, t) == 0)
 		t->seen_fetching = true;
+}
+
+/* ------------------------------------------------------------ polling */
+
+/* Someone waits for a seq the map has not applied: it exists somewhere. */
+static bool
+waiting_beyond(const struct tailer *t)
+{
+	for (const struct waiter *w = t->waiters; w != NULL; w = w->next)
+		if (w->seq > t->applied)
+			return true;
+	return false;
+}
+
+/*
+ * After a read that reached the end of what the read database has: read again
+ * after poll_ms — the minimum after rows came, after a poke, or while a waiter
+ * waits for a seq not applied yet (the database has it or soon will), else
+ * doubling toward the maximum.
+ */
+static void
+schedule_poll(struct tailer *t, bool got_rows)
+{
+	struct timeval tv;
+
+	if (t->poll_max_ms == 0 || t->closing)
+		return;
+	if (got_rows || t->poll_ms < t->poll_min_ms || waiting_beyond(t))
+		t->poll_ms = t->poll_min_ms;
+	else if ((t->poll_ms *= 2) > t->poll_max_ms)
+		t->poll_ms = t->poll_max_ms;
+	tv.tv_sec = t->poll_ms / 1000;
+	tv.tv_usec = (t->poll_ms % 1000) * 1000;
+	evtimer_del(t->poll_timer);
+	evtimer_add(t->poll_timer, &tv);
+}
+
+static void
+poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	fetch(arg);
+}
+
+int
+tailer_set_poll(struct tailer *t, int min_ms, int max_ms)
+{
+	if (t->poll_timer == NULL && (t->poll_timer = evtimer_new(t->base, poll_cb, t)) == NULL)
+		return -1;
+	t->poll_min_ms = min_ms;
+	t->poll_max_ms = max_ms;
+	t->poll_ms = 0;
+	return 0;
 }
 
 static void
@@ -489,6 +562,8 @@ void
 tailer_release_all(struct tailer *t)
 {
 	t->closing = true;
+	if (t->poll_timer != NULL)
+		evtimer_del(t->poll_timer);
 	while (t->waiters != NULL)
 		waiter_fire(t, t->waiters, false);
 }
@@ -502,6 +577,8 @@ tailer_free(struct tailer *t)
 	event_free(t->retry);
 	if (t->seen_timer != NULL)
 		event_free(t->seen_timer);
+	if (t->poll_timer != NULL)
+		event_free(t->poll_timer);
 	free(t->touch);
 	free(t);
 }
@@ -509,7 +586,14 @@ tailer_free(struct tailer *t)
 void
 tailer_poke(struct tailer *t)
 {
+	t->poll_ms = 0; /* news: if this read finds nothing yet, the next comes soon */
 	fetch(t);
+}
+
+long long
+tailer_read_ok_at(const struct tailer *t)
+{
+	return t->read_ok_at;
 }
 
 long long

@@ -76,7 +76,21 @@ void tailer_free(struct tailer *t); /* wakes all waiters with reached=false; NUL
  * Ignored while stopped (a failure, tailer_suspend). */
 void tailer_poke(struct tailer *t);
 
+/*
+ * Follows a read database that NOTIFY does not reach (a hot standby, SPEC §7):
+ * after each read that found the end of the log, reads again after min_ms when
+ * it found rows, after a poke (a NOTIFY from the primary: the standby may not
+ * have replayed the change yet) or while a waiter waits for a seq not applied;
+ * otherwise the interval doubles up to max_ms. Off by default (the tailer then
+ * reads only when poked). -1 on ENOMEM.
+ */
+int tailer_set_poll(struct tailer *t, int min_ms, int max_ms);
+
 long long tailer_applied(const struct tailer *t);
+
+/* When a read of the database last succeeded (the log, or the sightings poll,
+ * which runs every TAILER_SEEN_POLL_MS): CLOCK_MONOTONIC in ms; 0 = never. */
+long long tailer_read_ok_at(const struct tailer *t);
 
 /*
  * True once a read since the last tailer_reset() (or tailer_new()) reached the

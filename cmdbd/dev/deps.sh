@@ -14,7 +14,7 @@ what=${1:-run}
 
 build_pkgs="build-essential pkg-config libevent-dev libjansson-dev uuid-dev libpq-dev check libcurl4-openssl-dev"
 run_pkgs="postgresql-15 postgresql-client-15"
-test_pkgs="python3 python3-jsonschema python3-networkx fabric ruby capistrano graphviz curl procps git nagios4-core"
+test_pkgs="python3 python3-jsonschema python3-networkx fabric ruby capistrano graphviz curl procps git nagios4-core haproxy pgbouncer"
 
 case $what in
 build) pkgs=$build_pkgs ;;
