@@ -123,5 +123,175 @@ class MinSeq(TwoServerTestCase):
         self.assertLess(took, 8)
 
 
+# --------------------------------------------------------------------------- replication
+
+
+class Standby(PrivateCluster):
+    """A hot standby of primary (a PrivateCluster), made with pg_basebackup -R: it
+    streams the primary's WAL through the primary's unix socket."""
+
+    def __init__(self, primary):
+        super().__init__()
+        self.primary = primary
+
+    def init(self):
+        self._run(os.path.join(PG_BIN, "pg_basebackup"), "-D", self.data, "-R", "-X", "stream",
+                  "-c", "fast", "-h", self.primary.dir, "-p", str(self.primary.port),
+                  "-U", self.user or os.environ.get("USER", "postgres"))
+        return self
+
+    def promote(self):
+        self._run(os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-w", "-t", "30", "promote")
+
+    def sql(self, text):
+        return psql(self.conninfo, text)
+
+    def set_apply_delay(self, ms):
+        """recovery_min_apply_delay: the standby replays each commit ms late."""
+        self.sql("ALTER SYSTEM SET recovery_min_apply_delay = '%dms'" % ms)
+        self.sql("SELECT pg_reload_conf()")
+        poll(lambda: self.sql("SHOW recovery_min_apply_delay").strip(),
+             lambda v: v == ("%dms" % ms if ms else "0"), 5, 0.05)
+
+    def wait_replayed(self, primary_sql_conninfo, seconds=10):
+        """Until the standby has replayed everything the primary has written so far."""
+        lsn = psql(primary_sql_conninfo, "SELECT pg_current_wal_lsn()").strip()
+        r = poll(lambda: self.sql("SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % lsn).strip(),
+                 lambda v: v == "t", seconds, 0.05)
+        if r != "t":
+            raise AssertionError("the standby did not replay up to %s within %d s" % (lsn, seconds))
+
+
+def replicated_pair():
+    """A started primary and a started hot standby of it; destroy both when done."""
+    if shutil.which("runuser") is None and os.geteuid() == 0:
+        raise unittest.SkipTest("runuser is needed to run PostgreSQL as postgres")
+    primary = PrivateCluster().init()
+    try:
+        primary.start()
+        standby = Standby(primary).init()
+        standby.start()
+    except BaseException:
+        primary.destroy()
+        raise
+    return primary, standby
+
+
+def serve(name, primary_srv, env):
+    """Another cmdbd on primary_srv's database, tokens included, with env added."""
+    s = Server(name, dict(env), (), primary_srv.admin_url)
+    s.dbname, s.db_url = primary_srv.dbname, primary_srv.db_url
+    s._tokens = dict(primary_srv._tokens)
+    s._spawn(free_port())
+    return s
+
+
+class StandbyReads(unittest.TestCase):
+    """A cmdbd reading from a hot standby (CMDB_READ_DATABASE_URL) beside one on the
+    primary."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.primary, cls.standby = replicated_pair()
+        cls.a = cls.b = None
+        try:
+            cls.a = Server.start("sb_a", admin=cls.primary.conninfo)
+            cls.standby.wait_replayed(cls.primary.conninfo)
+            cls.read_url = with_dbname(cls.standby.conninfo, cls.a.dbname)
+            cls.b = serve("sb_b", cls.a, {"CMDB_READ_DATABASE_URL": cls.read_url})
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            for s in (cls.b, cls.a):
+                if s is not None:
+                    s.stop()
+        finally:
+            for s in (cls.b, cls.a):
+                if s is not None:
+                    s.kill()
+            cls.standby.destroy()
+            cls.primary.destroy()
+        super().tearDownClass()
+
+    def ok(self, resp, status=200, what=""):
+        st, h, body = resp
+        want = status if isinstance(status, tuple) else (status,)
+        self.assertIn(st, want, "%s: got %s %s\nlog of b:\n%s" % (what, st, body, self.b.log_tail(20)))
+        return body
+
+    def test_reads_come_from_the_standby(self):
+        a, b = self.a, self.b
+        # b's connections for the map, the log and the lists are on the standby ...
+        n = int(self.standby.sql("SELECT count(*) FROM pg_stat_activity "
+                                 "WHERE application_name = 'cmdbd' AND datname = '%s'"
+                                 % a.dbname).strip())
+        self.assertGreaterEqual(n, 1, "cmdbd connections on the standby")
+        # ... /readyz speaks for reads, ?for=write for the primary.
+        body = self.ok(b.get("/readyz", token=None))
+        self.assertEqual(body["for"], "read")
+        body = self.ok(b.get("/readyz?for=write", token=None))
+        self.assertEqual(body["for"], "write")
+        self.ok(b.get("/readyz?for=both", token=None), 400)
+
+    def test_follows_writes_made_elsewhere(self):
+        a, b = self.a, self.b
+        m = {"manifest": "cmdb/v1", "source": "e2e:sb-follow", "generation": 1,
+             "nodes": [{"ref": "service/sb-%d" % i} for i in range(20)],
+             "edges": [{"from": "service/sb-%d" % i, "type": "depends_on",
+                        "to": "database/sb-main"} for i in range(20)]}
+        self.ok(a.post("/v1/manifests", m))
+        want = {"service/sb-%d" % i for i in range(20)}
+        t0 = time.monotonic()
+        got = poll(lambda: b.get(node_path("database/sb-main") + "/dependents"),
+                   lambda r: r[0] == 200 and {n["ref"] for n in r[2]["nodes"]} == want, 5, 0.02)
+        lag = time.monotonic() - t0
+        self.assertEqual({n["ref"] for n in self.ok(got)["nodes"]}, want,
+                         "b (reading the standby) follows writes made on the primary")
+        print("standby follow lag (manifest through a, seen through b): %.0f ms" % (lag * 1000))
+        self.assertLess(lag, 2.0)
+        # A list on b (from the standby) has them; a write through b goes to the primary
+        # and b reads it back at once.
+        body = self.ok(b.get("/v1/nodes?kind=service&q=sb-&limit=100"))
+        self.assertEqual({n["ref"] for n in body["items"]}, want)
+        resp = b.put_node("service/sb-via-b", {"x": 1})
+        self.ok(resp, 201, "write through b")
+        self.ok(b.get(node_path("service/sb-via-b")), 200, "b reads its own write at once")
+        self.assertEqual(a.psql("SELECT count(*) FROM nodes WHERE ref = 'service/sb-via-b'").strip(),
+                         "1")
+
+    def test_min_seq_makes_the_difference(self):
+        """With the standby's replay 1 s late, b answers stale without the header and
+        fresh with it, every time."""
+        a, b = self.a, self.b
+        self.standby.set_apply_delay(1000)
+        try:
+            stale = fresh = 0
+            for i in range(4):
+                ref = "service/sb-delay-%d" % i
+                seq = seq_of(a.put_node(ref), "PUT " + ref)
+                without = b.get(node_path(ref))
+                if without[0] == 404:
+                    stale += 1
+                t0 = time.monotonic()
+                got = b.get(node_path(ref), headers={"X-Cmdb-Min-Seq": str(seq)})
+                self.ok(got, 200, "with X-Cmdb-Min-Seq %d" % seq)
+                fresh += 1
+                waited = time.monotonic() - t0
+                self.assertGreater(waited, 0.3, "it waited for the standby")
+            self.assertEqual(stale, 4, "without the header b answered from a map the "
+                             "delayed standby had not brought up to date")
+            # A list with min_seq waits for the map, then reads the standby, which has it.
+            seq = seq_of(a.put_node("service/sb-delay-list"), "PUT")
+            body = self.ok(b.get("/v1/nodes?kind=service&q=sb-delay-&limit=100&min_seq=%d" % seq))
+            self.assertIn("service/sb-delay-list", {n["ref"] for n in body["items"]})
+        finally:
+            self.standby.set_apply_delay(0)
+
+
 if __name__ == "__main__":
     unittest.main()
