@@ -293,5 +293,273 @@ class StandbyReads(unittest.TestCase):
             self.standby.set_apply_delay(0)
 
 
+# --------------------------------------------------------------------------- the cluster
+
+HAPROXY_CFG = """global
+    stats socket {dir}/haproxy.sock mode 600 level admin
+defaults
+    mode http
+    timeout connect 500ms
+    timeout client 30s
+    timeout server 30s
+    timeout check 1s
+    # A request whose connection failed, or whose server closed without answering
+    # (a killed cmdbd), is sent again, to the other instance (redispatch).
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response response-timeout
+    option http-buffer-request
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend cmdbd
+backend cmdbd
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter 200ms fall 2 rise 2
+    server a 127.0.0.1:{pa} check
+    server b 127.0.0.1:{pb} check
+"""
+
+
+def http_call(port, method, path, body=None, token=None, timeout=10):
+    """One request on a fresh connection: (status, headers, parsed body); status 0 when
+    the connection failed."""
+    import http.client
+    hdrs = {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        hdrs["Content-Type"] = "application/json"
+    if token:
+        hdrs["Authorization"] = "Bearer " + token
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=data, headers=hdrs)
+        resp = conn.getresponse()
+        raw = resp.read()
+        h = {k.lower(): v for k, v in resp.getheaders()}
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        return resp.status, h, parsed
+    except (OSError, http.client.HTTPException) as e:
+        return 0, {}, repr(e)
+    finally:
+        conn.close()
+
+
+class HAProxy:
+    def __init__(self, ports):
+        self.dir = os.path.join(os.path.dirname(ports["log"]), "haproxy")
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        cfg = os.path.join(self.dir, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(HAPROXY_CFG.format(dir=self.dir, port=self.port, pa=ports["a"], pb=ports["b"]))
+        self.log = open(os.path.join(self.dir, "haproxy.log"), "ab")
+        self.proc = subprocess.Popen([shutil.which("haproxy"), "-db", "-f", cfg],
+                                     stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+
+    def stats(self):
+        """Per-server counters from the stats socket: {name: {field: value}}."""
+        import socket
+        out = b""
+        with socket.socket(socket.AF_UNIX) as so:
+            so.connect(os.path.join(self.dir, "haproxy.sock"))
+            so.sendall(b"show stat\n")
+            while True:
+                chunk = so.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        lines = out.decode().splitlines()
+        head = lines[0].lstrip("# ").split(",")
+        rows = {}
+        for line in lines[1:]:
+            if line:
+                row = dict(zip(head, line.split(",")))
+                rows[row["pxname"] + "/" + row["svname"]] = row
+        return rows
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Cluster(unittest.TestCase):
+    """Primary + hot standby + two cmdbd + HAProxy health-checking /readyz, on
+    loopback. Client threads run a steady mix of manifests and graph reads through
+    HAProxy while (1) one cmdbd is killed (SIGKILL) and restarted, then (2) the
+    primary is stopped and the standby promoted (pg_ctl promote): writes resume
+    through the multi-host CMDB_DATABASE_URL (target_session_attrs=read-write)
+    without restarting any cmdbd, and reads — served from the maps, whose /readyz
+    speaks for the standby they read — never fail. At the end every acknowledged
+    manifest is in both maps and both answer identically. The failed requests of
+    each phase are counted and printed."""
+
+    def setUp(self):
+        if shutil.which("haproxy") is None:
+            self.skipTest("haproxy is not installed (cmdbd/dev/deps.sh test installs it)")
+        self.cleanups = []
+        self.primary, self.standby = replicated_pair()
+        self.addCleanup(self.primary.destroy)
+        self.addCleanup(self.standby.destroy)
+        setup = Server.start("cl_setup", admin=self.primary.conninfo)
+        setup.stop()
+        self.standby.wait_replayed(self.primary.conninfo)
+        user = self.primary.user or os.environ.get("USER", "postgres")
+        env = {
+            "CMDB_DATABASE_URL": "host=%s,%s port=%d,%d dbname=%s user=%s "
+                                 "target_session_attrs=read-write connect_timeout=2"
+                                 % (self.primary.dir, self.standby.dir, self.primary.port,
+                                    self.standby.port, setup.dbname, user),
+            "CMDB_READ_DATABASE_URL": with_dbname(self.standby.conninfo, setup.dbname),
+        }
+        self.a = serve("cl_a", setup, env)
+        self.addCleanup(self.a.kill)
+        self.b = serve("cl_b", setup, env)
+        self.addCleanup(self.b.kill)
+        self.token = setup.token("write")
+        self.ha = HAProxy({"a": self.a.port, "b": self.b.port, "log": self.a.log_path})
+        self.addCleanup(self.ha.stop)
+        r = poll(lambda: http_call(self.ha.port, "GET", "/readyz"),
+                 lambda r: r[0] == 200, 10, 0.1)
+        self.assertEqual(r[0], 200, "HAProxy answers /readyz: %s" % (r,))
+
+    def test_kill_restart_and_failover(self):
+        port, token = self.ha.port, self.token
+        phase = ["steady"]
+        stop = threading.Event()
+        lock = threading.Lock()
+        results = []     # (phase, kind, status)
+        acked = {}       # ref -> seq of the acknowledging reply
+        http_call(port, "PUT", node_path("database/cl-hub"), {}, token)
+
+        def record(kind, st):
+            with lock:
+                results.append((phase[0], kind, st))
+
+        def writer(w):
+            k = 0
+            while not stop.is_set():
+                ref = "service/cl-w%d-%d" % (w, k)
+                m = {"manifest": "cmdb/v1", "source": "e2e:cl-w%d-%d" % (w, k),
+                     "generation": 1, "nodes": [{"ref": ref}],
+                     "edges": [{"from": ref, "type": "depends_on", "to": "database/cl-hub"}]}
+                while not stop.is_set():
+                    st, h, body = http_call(port, "POST", "/v1/manifests", m, token)
+                    record("write", st)
+                    if st == 200:
+                        with lock:
+                            acked[ref] = int(h.get("x-cmdb-seq", 0))
+                        break
+                    time.sleep(0.1)  # the client's own retry: the same manifest again
+                k += 1
+                time.sleep(0.02)
+
+        def reader(n):
+            paths = [node_path("database/cl-hub") + "/dependents?limit=100000",
+                     "/v1/graph?root=database/cl-hub&depth=1",
+                     node_path("database/cl-hub")]
+            i = n
+            while not stop.is_set():
+                st, _, _ = http_call(port, "GET", paths[i % len(paths)], None, token)
+                record("read", st)
+                i += 1
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(2)]
+        threads += [threading.Thread(target=reader, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        timings = {}
+        try:
+            time.sleep(2)
+            # (1) One cmdbd is killed and, a moment later, started again.
+            phase[0] = "kill"
+            self.a.kill()
+            time.sleep(1.5)
+            t0 = time.monotonic()
+            self.a._spawn(self.a.port)
+            timings["restart to ready"] = time.monotonic() - t0
+            time.sleep(1.5)
+            # (2) Failover: the primary stops, the standby is promoted.
+            phase[0] = "failover"
+            with lock:
+                before = len(acked)
+            t0 = time.monotonic()
+            self.primary.stop("fast")
+            self.standby.promote()
+            timings["promote"] = time.monotonic() - t0
+            while time.monotonic() - t0 < 30:
+                with lock:
+                    if len(acked) > before + 2:
+                        break
+                time.sleep(0.05)
+            timings["writes resumed after"] = time.monotonic() - t0
+            phase[0] = "after"
+            time.sleep(2)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+
+        counts = {}
+        for ph, kind, st in results:
+            c = counts.setdefault((ph, kind), {"ok": 0, "failed": {}})
+            if 200 <= st < 300:
+                c["ok"] += 1
+            else:
+                c["failed"][st] = c["failed"].get(st, 0) + 1
+        stats = self.ha.stats()
+        print("\ncluster test: requests through HAProxy by phase")
+        for (ph, kind), c in sorted(counts.items()):
+            print("  %-9s %-5s ok=%-5d failed=%s" % (ph, kind, c["ok"], c["failed"] or 0))
+        print("  HAProxy retries=%s redispatches=%s (a), %s/%s (b)"
+              % (stats["cmdbd/a"]["wretr"], stats["cmdbd/a"]["wredis"],
+                 stats["cmdbd/b"]["wretr"], stats["cmdbd/b"]["wredis"]))
+        print("  " + ", ".join("%s %.2f s" % kv for kv in timings.items()))
+
+        self.assertLess(timings["writes resumed after"], 30, "writes resumed after the "
+                        "promotion without restarting cmdbd")
+        for (ph, kind), c in counts.items():
+            if kind == "read":
+                self.assertEqual(c["failed"], {}, "reads through HAProxy in phase %s" % ph)
+            elif ph != "failover":
+                self.assertEqual(c["failed"], {}, "writes through HAProxy in phase %s "
+                                 "(HAProxy retries a killed instance's requests)" % ph)
+        for ph in ("steady", "kill", "failover", "after"):
+            self.assertGreater(counts.get((ph, "read"), {"ok": 0})["ok"], 0, ph)
+
+        # Every acknowledged manifest is in both maps, and they answer alike.
+        top = max(acked.values())
+        answers = []
+        for s in (self.a, self.b):
+            st, h, body = s.get(node_path("database/cl-hub") + "/dependents?limit=100000",
+                                headers={"X-Cmdb-Min-Seq": str(top)}, token="write")
+            self.assertEqual(st, 200, body)
+            got = {n["ref"] for n in body["nodes"]}
+            self.assertEqual(set(acked) - got, set(), "acknowledged manifests missing from "
+                             "the map of " + s.name)
+            st, _, graph = s.get("/v1/graph?root=database/cl-hub&depth=2&min_seq=%d" % top,
+                                 token="write")
+            self.assertEqual(st, 200)
+            answers.append((got, graph))
+        self.assertEqual(answers[0], answers[1], "both instances answer identically")
+        stored = set(psql(with_dbname(self.standby.conninfo, self.a.dbname),
+                          "SELECT ref FROM nodes WHERE ref LIKE 'service/cl-w%'").split())
+        self.assertEqual(answers[0][0], stored, "the maps hold what the new primary holds")
+        for s in (self.a, self.b):
+            s.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
