@@ -4,6 +4,9 @@
  */
 #include "sql.h"
 
+/* A change row's time in whole microseconds: what the tailer compares. */
+#define SQL_CHANGE_AT "(extract(epoch FROM at) * 1000000)::bigint"
+
 /* A field of a verification digest: "<bytes>:<value>" (graph.h, "Digests"). */
 #define VERIFY_FIELD(x) "octet_length(" x ")::text || ':' || " x
 /* The digest of a text: the first 16 bytes of its SHA-256, in hex. */
@@ -44,7 +47,9 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 			  " after->>'health',"
 			  " after->'attributes',"
 			  /* the whole node: GET /v1/nodes/{kind}/{name} answers from it */
-			  " CASE WHEN op LIKE 'node.%' THEN after::text END"
+			  " CASE WHEN op LIKE 'node.%' THEN after::text END,"
+			  /* the row's identity across a failover (tailer.h) */
+			  " " SQL_CHANGE_AT
 			  " FROM changes WHERE seq > $1::bigint ORDER BY seq LIMIT 20000",
 			  1, false},
     /* The tailer's poll of manifest sightings (no-op re-posts log no change):
@@ -55,17 +60,21 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
      * primary committed arrives later still, and its open transactions are not
      * in the standby's pg_stat_activity: the cursor also stays 30 s behind the
      * last transaction replayed (pg_last_xact_replay_timestamp(): NULL on a
-     * primary, which least() ignores). Always one row. */
+     * primary, which least() ignores). And the change log's high-water mark and
+     * the time of change $2 (the last the map applied): the tailer checks that
+     * the log has not gone back (tailer.h). Always one row. */
     [SQL_SOURCES_SEEN] = {"sources_seen",
 			  "SELECT s.source, cmdb_ts(s.last_applied_at),"
-			  " cmdb_ts(c.since)"
-			  " FROM (SELECT least(now() - interval '30 seconds',"
+			  " cmdb_ts(c.since), c.last, c.at"
+			  " FROM (SELECT (SELECT last FROM change_seq) AS last,"
+			  " (SELECT " SQL_CHANGE_AT " FROM changes WHERE seq = $2::bigint) AS at,"
+			  " least(now() - interval '30 seconds',"
 			  " pg_last_xact_replay_timestamp() - interval '30 seconds',"
 			  " (SELECT min(xact_start) FROM pg_stat_activity"
 			  " WHERE datname = current_database())) AS since) c"
 			  " LEFT JOIN source_state s"
 			  " ON $1::timestamptz IS NULL OR s.last_applied_at > $1::timestamptz",
-			  1, false},
+			  2, false},
     /* body (text: parsed by PostgreSQL only when it must be applied), source,
      * actor, token, Idempotency-Key, dry_run, fingerprint, generation, deployment,
      * extensions (migrations/0004_ingest.sql), ttl in seconds (0007_sources.sql) */

@@ -27,7 +27,8 @@ struct tailer {
 	int stmt;
 	graph *g;
 	long long applied;
-	long long limit; /* apply no row past this (tailer_set_limit) */
+	long long applied_at; /* the time of change `applied` (SQL_CHANGE_AT); 0 = unknown */
+	long long limit;      /* apply no row past this (tailer_set_limit) */
 	bool fetching;
 	bool again;
 	bool held;	    /* the last read stopped at the limit */
@@ -46,6 +47,8 @@ struct tailer {
 	int stmt_seen;
 	struct event *seen_timer;
 	bool seen_fetching;
+	long long seen_applied, seen_at; /* applied (and its time) when the poll was sent ... */
+	unsigned seen_gen;		 /* ... and gen */
 	char seen_cursor[GRAPH_TIME_LEN + 1]; /* "" = from the start */
 	/* The observer (tailer_set_observer) and the touches of the current batch. */
 	tailer_touch_cb touch_cb;
@@ -158,6 +161,9 @@ tailer_row_decode(const PGresult *res, int i, struct tailer_row *row)
 	row->attributes = cell(res, i, 7);
 	row->image = cell(res, i, 8);
 	row->image_len = row->image != NULL ? (size_t)PQgetlength(res, i, 8) : 0;
+	row->at = PQnfields(res) > 9 && !PQgetisnull(res, i, 9)
+		      ? strtoll(PQgetvalue(res, i, 9), NULL, 10)
+		      : 0;
 	return 0;
 }
 
@@ -367,6 +373,7 @@ fetch_done(void *arg, const struct db_result *r)
 		}
 		touch_row(t, &row); /* after: a created one */
 		t->applied = row.seq;
+		t->applied_at = row.at;
 	}
 	touch_report(t);
 	if (!t->stopped && !t->held && rows < TAILER_BATCH)
@@ -403,6 +410,24 @@ fetch(struct tailer *t)
 
 /* ------------------------------------------------------- sightings poll */
 
+/*
+ * The database's log ends before rows the map applied: they are gone (a
+ * standby promoted without the last commits of an asynchronous primary), and
+ * their seqs will be reused for other changes. The map must be reloaded.
+ */
+static void
+log_went_back(struct tailer *t, long long last)
+{
+	t->stopped = true;
+	t->synced = false;
+	t->gen++;
+	log_error("event=change_log_behind_map last=%lld applied=%lld hint=\"a failover lost "
+		  "commits the map had applied\"",
+		  last, t->seen_applied);
+	if (t->on_failed != NULL)
+		t->on_failed(t->arg, last, "the change log is behind the map");
+}
+
 static void
 seen_done(void *arg, const struct db_result *r)
 {
@@ -416,6 +441,18 @@ seen_done(void *arg, const struct db_result *r)
 	}
 	note_read_ok(t);
 	rows = PQntuples(r->res);
+	/* Its snapshot was taken after every row applied before it was sent: the
+	 * log must reach that row, and hold the same change there. */
+	if (rows > 0 && PQnfields(r->res) > 4 && t->seen_gen == t->gen && !t->stopped) {
+		long long last = strtoll(PQgetvalue(r->res, 0, 3), NULL, 10);
+		long long at =
+		    PQgetisnull(r->res, 0, 4) ? 0 : strtoll(PQgetvalue(r->res, 0, 4), NULL, 10);
+
+		if (last < t->seen_applied || (t->seen_at != 0 && at != 0 && at != t->seen_at)) {
+			log_went_back(t, last);
+			return;
+		}
+	}
 	for (int i = 0; i < rows; i++) {
 		if (!PQgetisnull(r->res, i, 0) &&
 		    graph_source_seen(t->g, PQgetvalue(r->res, i, 0), PQgetvalue(r->res, i, 1)) &&
@@ -430,15 +467,22 @@ static void
 seen_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct tailer *t = arg;
-	const char *params[1];
+	const char *params[2];
+	char applied[24];
 
 	(void)fd;
 	(void)what;
 	if (t->seen_fetching || t->closing)
 		return;
+	snprintf(applied, sizeof(applied), "%lld", t->applied);
 	params[0] = t->seen_cursor[0] ? t->seen_cursor : NULL;
-	if (db_query(t->db, t->stmt_seen, params, seen_done, t) == 0)
+	params[1] = applied;
+	if (db_query(t->db, t->stmt_seen, params, seen_done, t) == 0) {
 		t->seen_fetching = true;
+		t->seen_applied = t->applied;
+		t->seen_at = t->applied_at;
+		t->seen_gen = t->gen;
+	}
 }
 
 /* ------------------------------------------------------------ polling */
@@ -639,6 +683,7 @@ tailer_reset(struct tailer *t, graph *g, long long applied)
 {
 	t->g = g;
 	t->applied = applied;
+	t->applied_at = 0;
 	t->limit = TAILER_NO_LIMIT;
 	t->stopped = t->held = t->synced = false;
 	t->retry_ms = 0;

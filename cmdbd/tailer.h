@@ -28,6 +28,15 @@
  * poll, minus 30 s of slack for transactions that commit well after they started
  * (last_applied_at is their start time), and feeds graph_source_seen(). This
  * process's own manifests feed it at once from their reply ("sighting").
+ *
+ * The same poll checks that the log has not gone back under the map: a standby
+ * promoted without the last commits of an asynchronous primary has a log that
+ * ends before the seq the map applied, and will reuse those seqs for other
+ * changes. When the database's high-water mark is below the applied seq, or its
+ * row at that seq has another time than the row applied (known once the tailer
+ * has applied a row since the load), the tailer logs
+ * event=change_log_behind_map, stops and calls the failure callback, as for a
+ * row it cannot apply: the owner reloads the map.
  */
 #ifndef CMDB_TAILER_H
 #define CMDB_TAILER_H
@@ -173,6 +182,7 @@ struct tailer_row {
 	const char *attributes; /* node rows: after's attributes as JSON text */
 	const char *image;	/* node rows: the whole after image as JSON text */
 	size_t image_len;
+	long long at; /* the change's time in microseconds (0: not read) */
 };
 
 /* Row i of a SQL_CHANGES_TAIL result. -1 when its seq is not a number. */
