@@ -621,5 +621,42 @@ class LossyFailover(unittest.TestCase):
         a.stop()
 
 
+
+class ReadyGrace(unittest.TestCase):
+    """--ready-grace: while the read database does not answer, /readyz stays 200 (the
+    map answers reads from memory) until that long after it was last reached, then
+    503; ?for=write is 503 at once. Without it /readyz is 503 at once."""
+
+    def test_grace_then_unready(self):
+        cluster = PrivateCluster().init()
+        self.addCleanup(cluster.destroy)
+        cluster.start()
+        a = Server.start("grace_a", {"CMDB_READY_GRACE": "4s"}, admin=cluster.conninfo)
+        self.addCleanup(a.kill)
+        b = serve("grace_b", a, {})
+        self.addCleanup(b.kill)
+        m = {"manifest": "cmdb/v1", "source": "e2e:grace",
+             "edges": [{"from": "service/g", "type": "depends_on", "to": "database/g"}]}
+        self.assertEqual(a.post("/v1/manifests", m)[0], 200)
+        time.sleep(1.2)  # a sightings poll has reached the database since
+        cluster.stop("fast")
+        t0 = time.monotonic()
+        r = a.get("/readyz", token=None)
+        self.assertEqual(r[0], 200, r)
+        self.assertEqual(r[2]["database"], "unavailable")
+        self.assertEqual(a.get("/readyz?for=write", token=None)[0], 503)
+        self.assertEqual(b.get("/readyz", token=None)[0], 503, "no grace: 503 at once")
+        deps = a.get(node_path("database/g") + "/dependents")
+        self.assertEqual((deps[0], [n["ref"] for n in deps[2]["nodes"]]),
+                         (200, ["service/g"]), "graph reads from memory")
+        r = poll(lambda: a.get("/readyz", token=None), lambda r: r[0] == 503, 10, 0.1)
+        waited = time.monotonic() - t0
+        self.assertEqual(r[0], 503, "unready once the grace ran out")
+        self.assertGreater(waited, 2.0)
+        self.assertLess(waited, 6.0)
+        a.stop()
+        b.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
