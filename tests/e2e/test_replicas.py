@@ -658,5 +658,92 @@ class ReadyGrace(unittest.TestCase):
         b.stop()
 
 
+
+PGBOUNCER_INI = """[databases]
+* = host={pgdir} port={pgport} user={user}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = any
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 40
+server_reset_query = DISCARD ALL
+logfile = {dir}/pgbouncer.log
+pidfile = {dir}/pgbouncer.pid
+"""
+
+
+class PgBouncer(unittest.TestCase):
+    """Two cmdbd behind pgbouncer (Debian's 1.18) in session mode, the mode that works:
+    cmdbd prepares its statements once per connection and keeps its connections (and
+    the LISTEN one) for their lifetime, which transaction and statement pooling break
+    (1.18 does not carry prepared statements across server connections). Writes,
+    reads, lists, the change log and read-your-writes across the two work as on a
+    direct connection."""
+
+    def test_session_pooling(self):
+        if shutil.which("pgbouncer") is None:
+            self.skipTest("pgbouncer is not installed (cmdbd/dev/deps.sh test installs it)")
+        cluster = PrivateCluster().init()
+        self.addCleanup(cluster.destroy)
+        cluster.start()
+        setup = Server.start("bouncer_setup", admin=cluster.conninfo)
+        setup.stop()
+        d = os.path.join(cluster.dir, "bouncer")
+        os.makedirs(d)
+        port = free_port()
+        user = cluster.user or os.environ.get("USER", "postgres")
+        ini = os.path.join(d, "pgbouncer.ini")
+        with open(ini, "w") as f:
+            f.write(PGBOUNCER_INI.format(pgdir=cluster.dir, pgport=cluster.port, user=user,
+                                         port=port, dir=d))
+        argv = [shutil.which("pgbouncer"), ini]
+        if cluster.user:  # pgbouncer will not run as root
+            shutil.chown(d, cluster.user)
+            argv = ["runuser", "-u", cluster.user, "--"] + argv
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+
+        def stop_bouncer():
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.addCleanup(stop_bouncer)
+        url = "host=127.0.0.1 port=%d dbname=%s user=%s" % (port, setup.dbname, user)
+        console = "host=127.0.0.1 port=%d dbname=pgbouncer user=%s" % (port, user)
+        r = poll(lambda: subprocess.run(["psql", "-X", "-A", "-t", "-d", url, "-c", "SELECT 1"],
+                                        capture_output=True, text=True).stdout.strip(),
+                 lambda v: v == "1", 10, 0.1)
+        self.assertEqual(r, "1", "pgbouncer answers")
+        a = serve("bouncer_a", setup, {"CMDB_DATABASE_URL": url})
+        self.addCleanup(a.kill)
+        b = serve("bouncer_b", setup, {"CMDB_DATABASE_URL": url})
+        self.addCleanup(b.kill)
+        clients = psql(console, "SHOW CLIENTS")
+        self.assertGreaterEqual(clients.count("|%s|" % setup.dbname), 2 * (4 + 1),
+                                "both instances' pools and LISTEN connections come through "
+                                "pgbouncer:\n" + clients)
+        for i in range(30):
+            w, r = (a, b) if i % 2 == 0 else (b, a)
+            m = {"manifest": "cmdb/v1", "source": "e2e:bouncer-%d" % i,
+                 "edges": [{"from": "service/bnc-%d" % i, "type": "depends_on",
+                            "to": "database/bnc"}]}
+            resp = w.post("/v1/manifests", m)
+            self.assertEqual(resp[0], 200, resp)
+            seq = seq_of(resp, "manifest")
+            got = r.get(node_path("database/bnc") + "/dependents?limit=1000&min_seq=%d" % seq)
+            self.assertIn("service/bnc-%d" % i, {n["ref"] for n in got[2]["nodes"]})
+        self.assertEqual(len(b.get("/v1/nodes?kind=service&limit=100")[2]["items"]), 30)
+        self.assertEqual(b.get("/v1/changes?since=0&limit=5")[0], 200)
+        self.assertEqual(a.get("/readyz?for=write", token=None)[0], 200)
+        a.stop()
+        b.stop()
+
+
 if __name__ == "__main__":
     unittest.main()
