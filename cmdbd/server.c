@@ -506,6 +506,8 @@ server_run(const struct cfg *cfg)
 		      : srv.db;
 	if (srv.rdb == NULL)
 		goto out;
+	if (srv.rdb != srv.db)
+		db_set_label(srv.rdb, "read");
 	srv.auth = auth_new(srv.base, srv.db, SQL_TOKENS_ALL, SQL_TOKEN_ONE);
 	if (srv.auth == NULL)
 		goto out;
