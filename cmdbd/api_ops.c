@@ -158,6 +158,27 @@ api_metrics(struct http_req *r)
 	server_map_stats(&ms);
 	rc = metrics_render(&buf, &len);
 	rc |= metrics_render_db(&buf, &len, &st);
+	if (server_read_db() != server_db()) {
+		/* The read database's pool (--read-database), beside the main one's. */
+		db_get_stats(server_read_db(), &st);
+		rc |= metrics_appendf(
+		    &buf, &len,
+		    "# HELP cmdb_db_read_connections Read-database pool connections by state.\n"
+		    "# TYPE cmdb_db_read_connections gauge\n"
+		    "cmdb_db_read_connections{state=\"total\"} %d\n"
+		    "cmdb_db_read_connections{state=\"up\"} %d\n"
+		    "cmdb_db_read_connections{state=\"busy\"} %d\n"
+		    "# HELP cmdb_db_read_queue_depth Statements waiting for a read connection.\n"
+		    "# TYPE cmdb_db_read_queue_depth gauge\ncmdb_db_read_queue_depth %d\n"
+		    "# HELP cmdb_db_read_queries_total Statements completed on the read "
+		    "database.\n"
+		    "# TYPE cmdb_db_read_queries_total counter\ncmdb_db_read_queries_total %lu\n"
+		    "# HELP cmdb_db_read_unavailable_total Read statements refused: no "
+		    "connection.\n"
+		    "# TYPE cmdb_db_read_unavailable_total counter\n"
+		    "cmdb_db_read_unavailable_total %lu\n",
+		    st.total, st.up, st.busy, st.queued, st.queries, st.unavailable);
+	}
 	rc |= metrics_render_graph(&buf, &len, graph_node_count(g), graph_edge_count(g),
 				   applied_seq());
 	rc |= metrics_render_map(

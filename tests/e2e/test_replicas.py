@@ -247,6 +247,12 @@ class StandbyReads(unittest.TestCase):
         body = self.ok(b.get("/readyz?for=write", token=None))
         self.assertEqual(body["for"], "write")
         self.ok(b.get("/readyz?for=both", token=None), 400)
+        # /metrics shows the read pool beside the main one.
+        st, _, text = b.get("/metrics", token=None)
+        self.assertEqual(st, 200)
+        self.assertRegex(text, r'cmdb_db_read_connections\{state="up"\} [1-9]')
+        self.assertRegex(text, r'cmdb_db_read_queries_total [1-9]')
+        self.assertNotIn("cmdb_db_read_", a.get("/metrics", token=None)[2])
 
     def test_follows_writes_made_elsewhere(self):
         a, b = self.a, self.b
