@@ -80,6 +80,15 @@ void api_ui_asset(struct http_req *r);
 /* api_common.c — shared plumbing for handlers. */
 
 /*
+ * Runs the request's handler (http.c calls it once auth has passed). A read
+ * (a route of scope AUTH_READ) with X-Cmdb-Min-Seq: N or min_seq=N (SPEC §7; the
+ * larger when both) first waits until the map has applied change N: at once when
+ * it has, else up to 5 s, then 503 "behind" with Retry-After. min_seq is taken out
+ * of the query parameters the handler sees.
+ */
+void api_dispatch(struct http_req *r);
+
+/*
  * Post-processing of a successful database reply body before it is sent: takes
  * the body reference and returns the one to send; may change *status (304).
  */
@@ -88,7 +97,9 @@ typedef json_t *(*api_decorate_fn)(struct http_req *r, json_t *body, int *status
 /*
  * Runs statement stmt with params and replies from the function's jsonb reply
  * ({"status","body","seq","etag","error"}): errors become JSON errors; with a seq
- * the reply waits until the in-memory graph has applied it (read-your-writes);
+ * the reply carries X-Cmdb-Seq and waits until the in-memory graph has applied it
+ * (read-your-writes); statements that only read (sql_reads_only) go to the read
+ * database (server_read_db);
  * decorate (may be NULL) may replace the body. SQLSTATEs map to HTTP in one place.
  */
 void api_call_db(struct http_req *r, int stmt, const char *const *params, api_decorate_fn decorate);

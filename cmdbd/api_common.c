@@ -15,10 +15,15 @@
 #include "log.h"
 #include "model.h"
 #include "app.h"
+#include "router.h"
+#include "sql.h"
 #include "tailer.h"
 
 /* Read-your-writes: how long a write may wait for the graph to catch up. */
 #define API_RYW_TIMEOUT_MS 5000
+
+/* SPEC §7: how long a read with X-Cmdb-Min-Seq / min_seq waits for that seq. */
+#define API_MIN_SEQ_TIMEOUT_MS 5000
 
 struct pending_reply {
 	struct http_req *r;
@@ -198,6 +203,13 @@ db_reply_with(struct http_req *r, const struct db_result *res, api_decorate_fn d
 	seqv = json_object_get(reply, "seq");
 	seq = json_is_integer(seqv) ? (long long)json_integer_value(seqv) : 0;
 	json_decref(reply);
+	if (seq > 0) {
+		/* SPEC §7: what a read elsewhere passes back as X-Cmdb-Min-Seq. */
+		char num[24];
+
+		snprintf(num, sizeof(num), "%lld", seq);
+		http_set_header(r, "X-Cmdb-Seq", num);
+	}
 	if (body != NULL && decorate != NULL)
 		body = decorate(r, body, &status);
 	if (status == 204) {
@@ -225,9 +237,13 @@ db_reply_with(struct http_req *r, const struct db_result *res, api_decorate_fn d
 void
 api_call_db(struct http_req *r, int stmt, const char *const *params, api_decorate_fn decorate)
 {
+	/* Reads that only look go to the read database (SPEC §7; the primary when
+	 * none is configured): it is at least as far as the map, which follows it. */
+	struct db *db = sql_reads_only(stmt) ? r->app->read_db : r->app->db;
+
 	/* The decorator rides in r->state (no state_free: it is a function pointer). */
 	r->state = (void *)decorate;
-	if (db_query(r->app->db, stmt, params, db_reply, r) != 0) {
+	if (db_query(db, stmt, params, db_reply, r) != 0) {
 		r->state = NULL;
 		http_reply_nomem(r);
 	}
@@ -237,11 +253,107 @@ void
 api_call_db_hooks(struct http_req *r, int stmt, const char *const *params,
 		  const struct api_db_hooks *hooks)
 {
+	struct db *db = sql_reads_only(stmt) ? r->app->read_db : r->app->db;
+
 	r->state = (void *)hooks; /* static const: no state_free */
-	if (db_query(r->app->db, stmt, params, db_reply_hooks, r) != 0) {
+	if (db_query(db, stmt, params, db_reply_hooks, r) != 0) {
 		r->state = NULL;
 		http_reply_nomem(r);
 	}
+}
+
+/* ------------------------------------------------------------ min_seq */
+
+static void
+min_seq_done(void *arg, bool reached)
+{
+	struct http_req *r = arg;
+	long long want = *(long long *)r->state;
+	long long have = r->app->tailer != NULL ? tailer_applied(r->app->tailer) : 0;
+
+	/* The handler owns r->state from here. */
+	free(r->state);
+	r->state = NULL;
+	r->state_free = NULL;
+	if (reached) {
+		router_handler(r->route)(r);
+		return;
+	}
+	http_set_header(r, "Retry-After", "1");
+	if (r->app->stopping) {
+		http_reply_error(r, 503, "shutting_down", NULL, "server is shutting down");
+		return;
+	}
+	log_info("event=min_seq_timeout id=%s min_seq=%lld applied=%lld", r->id, want, have);
+	http_reply_error(
+	    r, 503, "behind",
+	    json_pack("{s:I,s:I}", "min_seq", (json_int_t)want, "applied", (json_int_t)have),
+	    "this instance has applied changes up to %lld, not yet %lld; try again", have, want);
+}
+
+/* A seq in decimal, 0 or more; -1 when it is not one. */
+static long long
+parse_seq(const char *v)
+{
+	char *end;
+	long long n;
+
+	if (v == NULL || *v < '0' || *v > '9')
+		return -1;
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	return errno != 0 || *end != '\0' ? -1 : n;
+}
+
+void
+api_dispatch(struct http_req *r)
+{
+	const char *h = http_header(r, "X-Cmdb-Min-Seq"), *q = http_query(r, "min_seq");
+	long long hv = 0, qv = 0, *want;
+	struct tailer *t = r->app->tailer;
+
+	/* Reads only: a write's answer does not depend on what this map has applied. */
+	if (router_scope(r->route) != AUTH_READ || (h == NULL && q == NULL)) {
+		router_handler(r->route)(r);
+		return;
+	}
+	if (h != NULL && (hv = parse_seq(h)) < 0) {
+		http_reply_bad(r, "X-Cmdb-Min-Seq", "must be a change seq, an integer 0 or more");
+		return;
+	}
+	if (q != NULL) {
+		if ((qv = parse_seq(q)) < 0) {
+			http_reply_bad(r, "min_seq", "must be a change seq, an integer 0 or more");
+			return;
+		}
+		/* The handler's own parameter checks need not know it. */
+		evhttp_remove_header(&r->query, "min_seq");
+		if (http_query(r, "min_seq") != NULL) {
+			http_reply_bad(r, "min_seq", "given more than once");
+			return;
+		}
+	}
+	if (t == NULL) {
+		/* Before the first load the map cannot say what it holds. */
+		http_set_header(r, "Retry-After", "1");
+		http_reply_error(r, 503, "starting", NULL,
+				 "the map is still being loaded from the database; try again "
+				 "shortly");
+		return;
+	}
+	/* The seq waited for rides in r->state until the handler runs. */
+	want = malloc(sizeof(*want));
+	if (want == NULL) {
+		http_reply_nomem(r);
+		return;
+	}
+	*want = hv > qv ? hv : qv;
+	r->state = want;
+	r->state_free = free;
+	if (*want > tailer_applied(t))
+		tailer_poke(t); /* it may not have heard of it yet */
+	if (tailer_wait(t, *want, API_MIN_SEQ_TIMEOUT_MS, min_seq_done, r) != 0)
+		http_reply_nomem(r);
 }
 
 bool

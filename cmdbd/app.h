@@ -30,9 +30,12 @@ struct watch;
 struct app {
 	const struct cfg *cfg;
 	struct event_base *base;
-	struct db *db;	   /* the asynchronous pool (db.h) */
-	struct auth *auth; /* the token cache (auth.h) */
-	graph *g;	   /* the map served: empty until the first load, replaced by a reload */
+	struct db *db;	      /* the pool for writes (CMDB_DATABASE_URL: the primary) */
+	struct db *read_db;   /* the pool the map follows and lists read
+				 (CMDB_READ_DATABASE_URL, SPEC §7); == db when none is set */
+	const char *read_url; /* the read database's conninfo (the primary's without one) */
+	struct auth *auth;    /* the token cache (auth.h) */
+	graph *g;	      /* the map served: empty until the first load, replaced by a reload */
 	struct tailer *tailer; /* NULL until the map has been loaded once; then it stays */
 	struct watch *watch;   /* watchers (watch.h); NULL until the first load */
 	bool stopping;	       /* SIGTERM/SIGINT came: shutting down */

@@ -29,6 +29,9 @@ struct cfg_def {
 static const struct cfg_def defs[] = {
     {"database", "CMDB_DATABASE_URL", CFG_STR, F(database_url), "dbname=cmdb", 0, 0,
      "libpq connection string or URI"},
+    {"read-database", "CMDB_READ_DATABASE_URL", CFG_STR, F(read_database_url), "", 0, 0,
+     "where the map is loaded from and the change log followed, and lists read: typically a "
+     "hot standby (empty: the --database)"},
     {"listen", "CMDB_LISTEN", CFG_STR, F(listen), "127.0.0.1:8080", 0, 0,
      "address to serve HTTP on (host:port)"},
     {"max-body", "CMDB_MAX_BODY", CFG_LONG, F(max_body_bytes), "4194304", 1024, 1L << 30,
@@ -70,6 +73,9 @@ static const struct cfg_def defs[] = {
      "serve HTTPS with this PEM certificate chain (with --tls-key)"},
     {"tls-key", "CMDB_TLS_KEY", CFG_STR, F(tls_key), "", 0, 0,
      "the certificate's PEM private key, not encrypted (with --tls-cert)"},
+    {"ready-grace", "CMDB_READY_GRACE", CFG_DURATION, F(ready_grace), "off", 0, 0,
+     "/readyz stays 200 this long after the read database was last reached, the map answering "
+     "reads from memory"},
 };
 
 #define NDEFS (sizeof(defs) / sizeof(defs[0]))

@@ -16,6 +16,7 @@
 
 struct cfg {
 	char *database_url;	 /* libpq conninfo; CMDB_DATABASE_URL */
+	char *read_database_url; /* CMDB_READ_DATABASE_URL: map, log, lists; "" = database_url */
 	char *listen;		 /* host:port; CMDB_LISTEN */
 	long max_body_bytes;	 /* JSON 413 above this */
 	long max_header_bytes;	 /* 431/400 above this (evhttp) */
@@ -36,6 +37,7 @@ struct cfg {
 	long orphan_purge_after; /* seconds; 0 = off */
 	char *tls_cert;		 /* PEM certificate chain; "" serves plain HTTP */
 	char *tls_key;		 /* PEM private key; set with tls_cert or not at all */
+	long ready_grace; /* seconds /readyz stays 200 with the read database away; 0 = off */
 };
 
 /* Fills c with defaults. Strings are static or owned by c (see cfg_free). */

@@ -52,6 +52,7 @@ struct db_conn {
 struct db {
 	struct event_base *base;
 	char *conninfo;
+	const char *label; /* in log lines: db_set_label() */
 	const struct db_stmt *stmts;
 	int nstmts;
 	struct db_conn *conns;
@@ -235,7 +236,7 @@ retry_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (c->state == CS_CONNECTING) {
 		/* The connect timeout fired: the server accepts but does not answer. */
-		log_warn("event=db_connect_timeout conn=%d", c->id);
+		log_warn("event=db_connect_timeout pool=%s conn=%d", c->db->label, c->id);
 		conn_close(c);
 		c->state = CS_DOWN;
 		if (!c->listener && !any_conn_up(c->db))
@@ -273,8 +274,8 @@ conn_lost(struct db_conn *c, const char *why)
 	if (was_up) {
 		char q[256];
 
-		log_warn("event=db_connection_lost conn=%d listener=%d reason=%s", c->id,
-			 c->listener, log_q(why, q, sizeof(q)));
+		log_warn("event=db_connection_lost pool=%s conn=%d listener=%d reason=%s",
+			 c->db->label, c->id, c->listener, log_q(why, q, sizeof(q)));
 	}
 	c->job = NULL;
 	conn_close(c);
@@ -296,7 +297,8 @@ notice_cb(void *arg, const char *message)
 	char line[512];
 
 	snprintf(line, sizeof(line), "%.*s", (int)n, message);
-	log_info("event=db_notice conn=%d message=%s", c->id, log_q(line, q, sizeof(q)));
+	log_info("event=db_notice pool=%s conn=%d message=%s", c->db->label, c->id,
+		 log_q(line, q, sizeof(q)));
 }
 
 static void
@@ -320,8 +322,8 @@ conn_start(struct db_conn *c)
 		const char *msg = c->pg ? PQerrorMessage(c->pg) : "out of memory";
 
 		log_msg(c->backoff_ms <= DB_BACKOFF_MIN_MS ? LOG_WARN : LOG_DEBUG,
-			"event=db_connect_failed conn=%d reason=\"%.*s\"", c->id,
-			(int)strcspn(msg, "\n"), msg);
+			"event=db_connect_failed pool=%s conn=%d reason=\"%.*s\"", c->db->label,
+			c->id, (int)strcspn(msg, "\n"), msg);
 		conn_close(c);
 		c->state = CS_DOWN;
 		schedule_retry(c);
@@ -373,7 +375,8 @@ connect_poll(struct db_conn *c)
 		break;
 	case PGRES_POLLING_OK:
 		evtimer_del(c->timer);
-		log_info("event=db_connected conn=%d listener=%d", c->id, c->listener);
+		log_info("event=db_connected pool=%s conn=%d listener=%d", c->db->label, c->id,
+			 c->listener);
 		conn_setup(c);
 		break;
 	case PGRES_POLLING_FAILED:
@@ -383,8 +386,8 @@ connect_poll(struct db_conn *c)
 		evtimer_del(c->timer);
 		/* The first failure is news; the retries that follow are noise. */
 		log_msg(c->backoff_ms <= DB_BACKOFF_MIN_MS ? LOG_WARN : LOG_DEBUG,
-			"event=db_connect_failed conn=%d reason=\"%.*s\"", c->id,
-			(int)strcspn(msg, "\n"), msg);
+			"event=db_connect_failed pool=%s conn=%d reason=\"%.*s\"", c->db->label,
+			c->id, (int)strcspn(msg, "\n"), msg);
 		conn_close(c);
 		c->state = CS_DOWN;
 		if (!c->listener && !any_conn_up(c->db))
@@ -473,7 +476,8 @@ conn_command_done(struct db_conn *c)
 	c->result = NULL;
 	if (c->state == CS_SETUP) {
 		if (!ok) {
-			log_error("event=db_setup_failed conn=%d reason=\"%s\"", c->id,
+			log_error("event=db_setup_failed pool=%s conn=%d reason=\"%s\"",
+				  c->db->label, c->id,
 				  res ? PQresultErrorMessage(res) : "no result");
 			PQclear(res);
 			conn_lost(c, "session set-up failed");
@@ -605,6 +609,7 @@ db_new(struct event_base *base, const char *conninfo, int pool_size, const struc
 	if (db == NULL)
 		return NULL;
 	db->base = base;
+	db->label = "main";
 	db->stmts = stmts;
 	db->nstmts = nstmts;
 	db->nconns = pool_size;
@@ -637,6 +642,12 @@ db_new(struct event_base *base, const char *conninfo, int pool_size, const struc
 fail:
 	db_free(db);
 	return NULL;
+}
+
+void
+db_set_label(struct db *db, const char *label)
+{
+	db->label = label;
 }
 
 void

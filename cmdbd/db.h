@@ -75,6 +75,10 @@ CMDB_MUST_USE struct db *db_new(struct event_base *base, const char *conninfo, i
 				const struct db_stmt *stmts, int nstmts,
 				const struct db_listen *listen);
 
+/* Names the pool in its log lines (pool=LABEL; "main" by default). label must
+ * outlive the pool. */
+void db_set_label(struct db *db, const char *label);
+
 /* Closes everything. Pending callbacks are run with DB_UNAVAILABLE first. NULL-safe. */
 void db_free(struct db *db);
 

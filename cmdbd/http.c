@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <uuid/uuid.h>
 
+#include "api.h"
 #include "http_conn.h"
 #include "jv.h"
 #include "log.h"
@@ -520,7 +521,7 @@ http_header(const struct http_req *r, const char *name)
 static void
 run_handler(struct http_req *r)
 {
-	router_handler(r->route)(r);
+	api_dispatch(r); /* the handler, after X-Cmdb-Min-Seq (api.h) */
 }
 
 /*
@@ -875,7 +876,9 @@ guard_new(struct event_base *base, const struct cfg *cfg)
 	struct http_conns *c;
 
 	lim.max_open = http_conns_cap(cfg->max_connections,
-				      HTTP_FD_RESERVE + cfg->db_pool_size + HTTP_CONNS_REFUSING_MAX,
+				      HTTP_FD_RESERVE +
+					  cfg->db_pool_size * (cfg->read_database_url[0] ? 2 : 1) +
+					  HTTP_CONNS_REFUSING_MAX,
 				      err, sizeof(err));
 	if (lim.max_open < 0) {
 		log_error("event=listen_failed reason=\"%s\"", err);

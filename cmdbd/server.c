@@ -46,6 +46,14 @@
 /* Refs a periodic verification logs when something differs. */
 #define PERIODIC_VERIFY_REFS 20
 
+/*
+ * Following a read database (a hot standby, which NOTIFY does not reach): the
+ * tailer polls it, TAIL_POLL_MIN_MS after news (a NOTIFY from the primary, rows,
+ * a reader waiting for a seq), backing off to TAIL_POLL_MAX_MS when idle.
+ */
+#define TAIL_POLL_MIN_MS 10
+#define TAIL_POLL_MAX_MS 500
+
 struct server {
 	struct app app;	       /* what handlers reach (app.h); the rest is the server's own */
 	struct loader *loader; /* a load under way */
@@ -127,6 +135,8 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 	watch_release_all(srv.app.watch);
 	if (srv.app.tailer != NULL)
 		tailer_release_all(srv.app.tailer);
+	if (srv.app.read_db != srv.app.db)
+		db_close(srv.app.read_db);
 	db_close(srv.app.db);
 	event_base_loopexit(srv.app.base, &flush);
 }
@@ -176,8 +186,13 @@ install(graph *g, long long seq)
 	struct timespec now;
 
 	if (srv.app.tailer == NULL) {
-		srv.app.tailer = tailer_new(srv.app.base, srv.app.db, SQL_CHANGES_TAIL,
+		srv.app.tailer = tailer_new(srv.app.base, srv.app.read_db, SQL_CHANGES_TAIL,
 					    SQL_SOURCES_SEEN, g, seq, on_tailer_failed, NULL);
+		if (srv.app.tailer != NULL && srv.app.read_db != srv.app.db &&
+		    tailer_set_poll(srv.app.tailer, TAIL_POLL_MIN_MS, TAIL_POLL_MAX_MS) != 0) {
+			tailer_free(srv.app.tailer);
+			srv.app.tailer = NULL;
+		}
 		if (srv.app.tailer != NULL)
 			srv.app.watch =
 			    watch_new(srv.app.base, g, srv.app.tailer, srv.app.cfg->max_watchers);
@@ -250,7 +265,7 @@ start_load(void)
 	srv.load_attempts++;
 	/* The connect timeout bounds how long an unreachable host holds the attempt;
 	 * a connect_timeout in the operator's conninfo wins. */
-	srv.loader = loader_start(srv.app.base, srv.app.cfg->database_url, 5, load_done, NULL);
+	srv.loader = loader_start(srv.app.base, srv.app.read_url, 5, load_done, NULL);
 	if (srv.loader == NULL) {
 		log_error("event=map_load_failed reason=\"cannot start the loader: %s\"",
 			  strerror(errno));
@@ -383,8 +398,8 @@ app_verify(struct app *a, size_t max_differ, bool repair, app_verify_cb cb, void
 	srv.verify_cb = cb;
 	srv.verify_arg = arg;
 	srv.verify_repair = repair;
-	srv.verify = verify_start(srv.app.base, srv.app.db, SQL_VERIFY, srv.app.tailer, max_differ,
-				  verify_done, NULL);
+	srv.verify = verify_start(srv.app.base, srv.app.read_db, SQL_VERIFY, srv.app.tailer,
+				  max_differ, verify_done, NULL);
 	if (srv.verify == NULL) {
 		srv.verify_cb = NULL;
 		errno = ENOMEM;
@@ -441,6 +456,18 @@ server_run(const struct cfg *cfg)
 			    SQL_COUNT, &listen);
 	if (srv.app.db == NULL)
 		goto out;
+	/* SPEC §7: the map, the log and the lists from a standby. It cannot LISTEN
+	 * (NOTIFY does not reach standbys): the primary's LISTEN above pokes the
+	 * tailer, which also polls (install()). */
+	srv.app.read_db = cfg->read_database_url[0]
+			      ? db_new(srv.app.base, cfg->read_database_url, (int)cfg->db_pool_size,
+				       sql_statements, SQL_COUNT, NULL)
+			      : srv.app.db;
+	if (srv.app.read_db == NULL)
+		goto out;
+	if (srv.app.read_db != srv.app.db)
+		db_set_label(srv.app.read_db, "read");
+	srv.app.read_url = cfg->read_database_url[0] ? cfg->read_database_url : cfg->database_url;
 	srv.app.auth = auth_new(srv.app.base, srv.app.db, SQL_TOKENS_ALL, SQL_TOKEN_ONE);
 	history_bind(&srv.app);
 	if (srv.app.auth == NULL)
@@ -467,7 +494,8 @@ server_run(const struct cfg *cfg)
 		evtimer_add(srv.verify_timer, &every);
 	}
 	start_load();
-	log_info("event=serving listen=%s verify_interval=%ld", cfg->listen, cfg->verify_interval);
+	log_info("event=serving listen=%s verify_interval=%ld read_database=%s", cfg->listen,
+		 cfg->verify_interval, srv.app.read_db != srv.app.db ? "separate" : "primary");
 	event_base_dispatch(srv.app.base);
 	rc = 0;
 	log_info("event=stopped");
@@ -479,6 +507,8 @@ out:
 	 * and the tailer below). */
 	verify_cancel(srv.verify, "the server is shutting down");
 	/* The pool first: its pending callbacks still reply through http and the tailer. */
+	if (srv.app.read_db != srv.app.db)
+		db_free(srv.app.read_db);
 	db_free(srv.app.db);
 	http_server_free(srv.http);
 	watch_free(srv.app.watch);

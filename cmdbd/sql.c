@@ -4,13 +4,19 @@
  */
 #include "sql.h"
 
+/* A change row's time in whole microseconds: what the tailer compares. */
+#define SQL_CHANGE_AT "(extract(epoch FROM at) * 1000000)::bigint"
+
 /* A field of a verification digest: "<bytes>:<value>" (graph.h, "Digests"). */
 #define VERIFY_FIELD(x) "octet_length(" x ")::text || ':' || " x
 /* The digest of a text: the first 16 bytes of its SHA-256, in hex. */
 #define VERIFY_DIGEST(x) "encode(substr(sha256(convert_to(" x ", 'UTF8')), 1, 16), 'hex')"
 
 const struct db_stmt sql_statements[SQL_COUNT] = {
-    [SQL_READY] = {"ready", "SELECT coalesce(max(version), 0) FROM schema_migrations", 0, false},
+    /* /readyz: the schema's version, and whether this is a standby (SPEC §7). */
+    [SQL_READY] = {"ready",
+		   "SELECT coalesce(max(version), 0), pg_is_in_recovery() FROM schema_migrations",
+		   0, false},
     [SQL_TOKENS_ALL] = {"tokens_all",
 			"SELECT name, hash, scope, coalesce(source_glob, ''),"
 			" coalesce(extract(epoch FROM expires_at)::bigint, 0),"
@@ -43,23 +49,34 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 			  /* the whole node: GET /v1/nodes/{kind}/{name} answers from it */
 			  " CASE WHEN op LIKE 'node.%' THEN after::text END,"
 			  /* its time: as-of points (history.h) */
-			  " cmdb_ts(at)"
+			  " cmdb_ts(at),"
+			  /* the row's identity across a failover (tailer.h) */
+			  " " SQL_CHANGE_AT
 			  " FROM changes WHERE seq > $1::bigint ORDER BY seq LIMIT 20000",
 			  1, false},
     /* The tailer's poll of manifest sightings (no-op re-posts log no change):
      * sources applied after $1 (NULL = all), and the cursor for the next poll:
      * 30 s behind now(), or the start of the oldest open transaction when that is
      * older, because last_applied_at is a transaction's start time and the
-     * transaction may commit much later. Always one row. */
+     * transaction may commit much later. On a hot standby (SPEC §7) what the
+     * primary committed arrives later still, and its open transactions are not
+     * in the standby's pg_stat_activity: the cursor also stays 30 s behind the
+     * last transaction replayed (pg_last_xact_replay_timestamp(): NULL on a
+     * primary, which least() ignores). And the change log's high-water mark and
+     * the time of change $2 (the last the map applied): the tailer checks that
+     * the log has not gone back (tailer.h). Always one row. */
     [SQL_SOURCES_SEEN] = {"sources_seen",
 			  "SELECT s.source, cmdb_ts(s.last_applied_at),"
-			  " cmdb_ts(c.since)"
-			  " FROM (SELECT least(now() - interval '30 seconds',"
+			  " cmdb_ts(c.since), c.last, c.at"
+			  " FROM (SELECT (SELECT last FROM change_seq) AS last,"
+			  " (SELECT " SQL_CHANGE_AT " FROM changes WHERE seq = $2::bigint) AS at,"
+			  " least(now() - interval '30 seconds',"
+			  " pg_last_xact_replay_timestamp() - interval '30 seconds',"
 			  " (SELECT min(xact_start) FROM pg_stat_activity"
 			  " WHERE datname = current_database())) AS since) c"
 			  " LEFT JOIN source_state s"
 			  " ON $1::timestamptz IS NULL OR s.last_applied_at > $1::timestamptz",
-			  1, false},
+			  2, false},
     /* body (text: parsed by PostgreSQL only when it must be applied), source,
      * actor, token, Idempotency-Key, dry_run, fingerprint, generation, deployment,
      * extensions (migrations/0004_ingest.sql), ttl in seconds (0007_sources.sql) */
@@ -154,3 +171,20 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 			    3, false},
     [SQL_DIFF] = {"diff", "SELECT cmdb_diff($1, $2, $3::bigint)", 3, false},
 };
+
+bool
+sql_reads_only(int stmt)
+{
+	switch (stmt) {
+	case SQL_NODE_GET:
+	case SQL_NODE_LIST:
+	case SQL_NODE_EDGES:
+	case SQL_CHANGES:
+	case SQL_DEPLOYMENTS:
+	case SQL_SOURCES:
+	case SQL_DRIFT:
+		return true;
+	default:
+		return false;
+	}
+}

@@ -8,6 +8,8 @@
 #ifndef CMDB_SQL_H
 #define CMDB_SQL_H
 
+#include <stdbool.h>
+
 #include "db.h"
 
 enum sql_stmt {
@@ -41,5 +43,12 @@ enum sql_stmt {
 };
 
 extern const struct db_stmt sql_statements[SQL_COUNT];
+
+/*
+ * True for the statements that only read and may run on a hot standby: lists,
+ * node reads, the change feed (SPEC §7, CMDB_READ_DATABASE_URL). Writes, tokens,
+ * the sweep and /readyz?for=write stay on the primary.
+ */
+bool sql_reads_only(int stmt);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "history.h"
 #include "log.h"
@@ -27,8 +28,9 @@ struct tailer {
 	int stmt;
 	graph *g;
 	long long applied;
-	long long limit; /* apply no row past this (tailer_set_limit) */
-	long long heard; /* highest seq a NOTIFY named */
+	long long limit;      /* apply no row past this (tailer_set_limit) */
+	long long heard;      /* highest seq a NOTIFY named */
+	long long applied_at; /* the time of change `applied` (SQL_CHANGE_AT); 0 = unknown */
 	bool fetching;
 	bool again;
 	bool held;	    /* the last read stopped at the limit */
@@ -47,6 +49,8 @@ struct tailer {
 	int stmt_seen;
 	struct event *seen_timer;
 	bool seen_fetching;
+	long long seen_applied, seen_at; /* applied (and its time) when the poll was sent ... */
+	unsigned seen_gen;		 /* ... and gen */
 	char seen_cursor[GRAPH_TIME_LEN + 1]; /* "" = from the start */
 	/* The observer (tailer_set_observer) and the touches of the current batch. */
 	tailer_touch_cb touch_cb;
@@ -54,10 +58,24 @@ struct tailer {
 	struct tailer_touch *touch;
 	size_t ntouch, touch_cap;
 	bool touch_lost; /* a touch could not be recorded (ENOMEM) */
+	/* Polling (tailer_set_poll): 0 = off. */
+	int poll_min_ms, poll_max_ms, poll_ms;
+	struct event *poll_timer;
+	long long read_ok_at; /* monotonic ms of the last read that succeeded; 0 = none */
 };
+
+static void
+note_read_ok(struct tailer *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	t->read_ok_at = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
 
 static void fetch(struct tailer *t);
 static void schedule_retry(struct tailer *t);
+static void schedule_poll(struct tailer *t, bool got_rows);
 
 static void
 waiter_unlink(struct tailer *t, struct waiter *w)
@@ -146,6 +164,9 @@ tailer_row_decode(const PGresult *res, int i, struct tailer_row *row)
 	row->image = cell(res, i, 8);
 	row->image_len = row->image != NULL ? (size_t)PQgetlength(res, i, 8) : 0;
 	row->at = PQnfields(res) > 9 ? cell(res, i, 9) : NULL;
+	row->at_us = PQnfields(res) > 10 && !PQgetisnull(res, i, 10)
+			 ? strtoll(PQgetvalue(res, i, 10), NULL, 10)
+			 : 0;
 	return 0;
 }
 
@@ -348,6 +369,7 @@ fetch_done(void *arg, const struct db_result *r)
 	}
 	t->retry_ms = 0;
 	t->held = false;
+	note_read_ok(t);
 	rows = PQntuples(r->res);
 	for (int i = 0; i < rows; i++) {
 		const char *reason = "unreadable seq";
@@ -370,6 +392,7 @@ fetch_done(void *arg, const struct db_result *r)
 		touch_row(t, &row); /* after: a created one */
 		t->applied = row.seq;
 		history_note_applied(row.seq, row.at);
+		t->applied_at = row.at_us;
 	}
 	touch_report(t);
 	if (!t->stopped && !t->held && rows < TAILER_BATCH)
@@ -378,6 +401,8 @@ fetch_done(void *arg, const struct db_result *r)
 	if (!t->stopped && !t->held && (rows >= TAILER_BATCH || t->again)) {
 		t->again = false;
 		fetch(t);
+	} else if (!t->stopped && !t->held) {
+		schedule_poll(t, rows > 0);
 	}
 }
 
@@ -404,6 +429,24 @@ fetch(struct tailer *t)
 
 /* ------------------------------------------------------- sightings poll */
 
+/*
+ * The database's log ends before rows the map applied: they are gone (a
+ * standby promoted without the last commits of an asynchronous primary), and
+ * their seqs will be reused for other changes. The map must be reloaded.
+ */
+static void
+log_went_back(struct tailer *t, long long last)
+{
+	t->stopped = true;
+	t->synced = false;
+	t->gen++;
+	log_error("event=change_log_behind_map last=%lld applied=%lld hint=\"a failover lost "
+		  "commits the map had applied\"",
+		  last, t->seen_applied);
+	if (t->on_failed != NULL)
+		t->on_failed(t->arg, last, "the change log is behind the map");
+}
+
 static void
 seen_done(void *arg, const struct db_result *r)
 {
@@ -415,7 +458,20 @@ seen_done(void *arg, const struct db_result *r)
 		log_debug("event=seen_poll_failed reason=\"%s\"", r->message); /* next tick */
 		return;
 	}
+	note_read_ok(t);
 	rows = PQntuples(r->res);
+	/* Its snapshot was taken after every row applied before it was sent: the
+	 * log must reach that row, and hold the same change there. */
+	if (rows > 0 && PQnfields(r->res) > 4 && t->seen_gen == t->gen && !t->stopped) {
+		long long last = strtoll(PQgetvalue(r->res, 0, 3), NULL, 10);
+		long long at =
+		    PQgetisnull(r->res, 0, 4) ? 0 : strtoll(PQgetvalue(r->res, 0, 4), NULL, 10);
+
+		if (last < t->seen_applied || (t->seen_at != 0 && at != 0 && at != t->seen_at)) {
+			log_went_back(t, last);
+			return;
+		}
+	}
 	for (int i = 0; i < rows; i++) {
 		if (!PQgetisnull(r->res, i, 0) &&
 		    graph_source_seen(t->g, PQgetvalue(r->res, i, 0), PQgetvalue(r->res, i, 1)) ==
@@ -430,15 +486,76 @@ static void
 seen_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct tailer *t = arg;
-	const char *params[1];
+	const char *params[2];
+	char applied[24];
 
 	(void)fd;
 	(void)what;
 	if (t->seen_fetching || t->closing)
 		return;
+	snprintf(applied, sizeof(applied), "%lld", t->applied);
 	params[0] = t->seen_cursor[0] ? t->seen_cursor : NULL;
-	if (db_query(t->db, t->stmt_seen, params, seen_done, t) == 0)
+	params[1] = applied;
+	if (db_query(t->db, t->stmt_seen, params, seen_done, t) == 0) {
 		t->seen_fetching = true;
+		t->seen_applied = t->applied;
+		t->seen_at = t->applied_at;
+		t->seen_gen = t->gen;
+	}
+}
+
+/* ------------------------------------------------------------ polling */
+
+/* Someone waits for a seq the map has not applied: it exists somewhere. */
+static bool
+waiting_beyond(const struct tailer *t)
+{
+	for (const struct waiter *w = t->waiters; w != NULL; w = w->next)
+		if (w->seq > t->applied)
+			return true;
+	return false;
+}
+
+/*
+ * After a read that reached the end of what the read database has: read again
+ * after poll_ms — the minimum after rows came, after a poke, or while a waiter
+ * waits for a seq not applied yet (the database has it or soon will), else
+ * doubling toward the maximum.
+ */
+static void
+schedule_poll(struct tailer *t, bool got_rows)
+{
+	struct timeval tv;
+
+	if (t->poll_max_ms == 0 || t->closing)
+		return;
+	if (got_rows || t->poll_ms < t->poll_min_ms || waiting_beyond(t))
+		t->poll_ms = t->poll_min_ms;
+	else if ((t->poll_ms *= 2) > t->poll_max_ms)
+		t->poll_ms = t->poll_max_ms;
+	tv.tv_sec = t->poll_ms / 1000;
+	tv.tv_usec = (t->poll_ms % 1000) * 1000;
+	evtimer_del(t->poll_timer);
+	evtimer_add(t->poll_timer, &tv);
+}
+
+static void
+poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	fetch(arg);
+}
+
+int
+tailer_set_poll(struct tailer *t, int min_ms, int max_ms)
+{
+	if (t->poll_timer == NULL && (t->poll_timer = evtimer_new(t->base, poll_cb, t)) == NULL)
+		return -1;
+	t->poll_min_ms = min_ms;
+	t->poll_max_ms = max_ms;
+	t->poll_ms = 0;
+	return 0;
 }
 
 static void
@@ -508,6 +625,8 @@ void
 tailer_release_all(struct tailer *t)
 {
 	t->closing = true;
+	if (t->poll_timer != NULL)
+		evtimer_del(t->poll_timer);
 	while (t->waiters != NULL)
 		waiter_fire(t, t->waiters, false);
 }
@@ -521,6 +640,8 @@ tailer_free(struct tailer *t)
 	event_free(t->retry);
 	if (t->seen_timer != NULL)
 		event_free(t->seen_timer);
+	if (t->poll_timer != NULL)
+		event_free(t->poll_timer);
 	free(t->touch);
 	free(t);
 }
@@ -528,7 +649,14 @@ tailer_free(struct tailer *t)
 void
 tailer_poke(struct tailer *t)
 {
+	t->poll_ms = 0; /* news: if this read finds nothing yet, the next comes soon */
 	fetch(t);
+}
+
+long long
+tailer_read_ok_at(const struct tailer *t)
+{
+	return t->read_ok_at;
 }
 
 long long
@@ -574,6 +702,7 @@ tailer_reset(struct tailer *t, graph *g, long long applied)
 {
 	t->g = g;
 	t->applied = applied;
+	t->applied_at = 0;
 	t->limit = TAILER_NO_LIMIT;
 	t->stopped = t->held = t->synced = false;
 	t->retry_ms = 0;

@@ -28,6 +28,15 @@
  * poll, minus 30 s of slack for transactions that commit well after they started
  * (last_applied_at is their start time), and feeds graph_source_seen(). This
  * process's own manifests feed it at once from their reply ("sighting").
+ *
+ * The same poll checks that the log has not gone back under the map: a standby
+ * promoted without the last commits of an asynchronous primary has a log that
+ * ends before the seq the map applied, and will reuse those seqs for other
+ * changes. When the database's high-water mark is below the applied seq, or its
+ * row at that seq has another time than the row applied (known once the tailer
+ * has applied a row since the load), the tailer logs
+ * event=change_log_behind_map, stops and calls the failure callback, as for a
+ * row it cannot apply: the owner reloads the map.
  */
 #ifndef CMDB_TAILER_H
 #define CMDB_TAILER_H
@@ -77,12 +86,25 @@ void tailer_free(struct tailer *t); /* wakes all waiters with reached=false; NUL
  * Ignored while stopped (a failure, tailer_suspend). */
 void tailer_poke(struct tailer *t);
 
+/*
+ * Follows a read database that NOTIFY does not reach (a hot standby, SPEC §7):
+ * after each read that found the end of the log, reads again after min_ms when
+ * it found rows, after a poke (a NOTIFY from the primary: the standby may not
+ * have replayed the change yet) or while a waiter waits for a seq not applied;
+ * otherwise the interval doubles up to max_ms. Off by default (the tailer then
+ * reads only when poked). -1 on ENOMEM.
+ */
+int tailer_set_poll(struct tailer *t, int min_ms, int max_ms);
+
 long long tailer_applied(const struct tailer *t);
 
 /* A NOTIFY said the change log reached seq. tailer_latest() is the highest seq heard of
  * (never below applied): latest - applied is how far the graph is behind (/metrics). */
 void tailer_heard(struct tailer *t, long long seq);
 long long tailer_latest(const struct tailer *t);
+/* When a read of the database last succeeded (the log, or the sightings poll,
+ * which runs every TAILER_SEEN_POLL_MS): CLOCK_MONOTONIC in ms; 0 = never. */
+long long tailer_read_ok_at(const struct tailer *t);
 
 /*
  * True once a read since the last tailer_reset() (or tailer_new()) reached the
@@ -165,7 +187,8 @@ struct tailer_row {
 	const char *attributes; /* node rows: after's attributes as JSON text */
 	const char *image;	/* node rows: the whole after image as JSON text */
 	size_t image_len;
-	const char *at; /* the change's time (cmdb_ts), for history.h's as-of points */
+	const char *at;	 /* the change's time (cmdb_ts), for history.h's as-of points */
+	long long at_us; /* the change's time in microseconds (SQL_CHANGE_AT; 0: not read) */
 };
 
 /* Row i of a SQL_CHANGES_TAIL result. -1 when its seq is not a number. */

@@ -32,6 +32,8 @@ static const char *const env_names[] = {
     "CMDB_ORPHAN_PURGE_AFTER",
     "CMDB_TLS_CERT",
     "CMDB_TLS_KEY",
+    "CMDB_READ_DATABASE_URL",
+    "CMDB_READY_GRACE",
 };
 
 static void
@@ -77,6 +79,37 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(c.body_timeout, 60);	/* ... the body within 60 s more */
 	ck_assert_int_eq(c.max_connections, 0); /* automatic: from RLIMIT_NOFILE */
 	cfg_free(&c);
+}
+END_TEST
+
+/* SPEC §7: the read database (empty: the --database) and /readyz's grace. */
+START_TEST(test_read_database)
+{
+	struct cfg c;
+	char err[256];
+	char *none[] = {NULL};
+	char *flags[] = {"--read-database", "host=standby dbname=cmdb", "--ready-grace=30s", NULL};
+	char *bad[] = {"--ready-grace", "soon", NULL};
+
+	clear_env();
+	ck_assert_int_eq(load(&c, none, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.read_database_url, "");
+	ck_assert_int_eq(c.ready_grace, 0);
+	cfg_free(&c);
+	setenv("CMDB_READ_DATABASE_URL", "host=replica dbname=cmdb", 1);
+	setenv("CMDB_READY_GRACE", "1m", 1);
+	ck_assert_int_eq(load(&c, none, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.read_database_url, "host=replica dbname=cmdb");
+	ck_assert_int_eq(c.ready_grace, 60);
+	cfg_free(&c);
+	ck_assert_int_eq(load(&c, flags, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.read_database_url, "host=standby dbname=cmdb");
+	ck_assert_int_eq(c.ready_grace, 30);
+	cfg_free(&c);
+	ck_assert_int_eq(load(&c, bad, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "ready-grace") != NULL, "%s", err);
+	cfg_free(&c);
+	clear_env();
 }
 END_TEST
 
@@ -540,6 +573,7 @@ suite_config(void)
 #define N(a) (int)(sizeof(a) / sizeof((a)[0]))
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_env);
+	tcase_add_test(tc, test_read_database);
 	tcase_add_test(tc, test_flags);
 	tcase_add_test(tc, test_precedence);
 	tcase_add_test(tc, test_value_with_equals);

@@ -11,8 +11,9 @@
  * (written into the log as a superuser) stops it before that row, counts it and
  * calls the failure callback once, and tailer_reset() with a reloaded graph goes
  * on from there; the limit holds the graph at a seq; waiters survive a
- * suspension. The loader builds, at one snapshot, the graph and the node images
- * the database's cmdb_node_json() shows, blocking and in the background, and a
+ * suspension; with polling it follows unpoked; a log that went back under the
+ * map (a lossy failover) calls the failure callback. The loader builds, at one snapshot, the graph
+ * and the node images the database's cmdb_node_json() shows, blocking and in the background, and a
  * background load fails or is cancelled cleanly.
  */
 #include <check.h>
@@ -410,6 +411,66 @@ START_TEST(test_waiters_survive_a_reload)
 }
 END_TEST
 
+/* With polling (a read database NOTIFY does not reach), changes arrive unpoked. */
+START_TEST(test_polls_without_pokes)
+{
+	long long seq0, seq;
+	graph *g = load(&seq0);
+	struct tailer *t = tailer_new(m->base, m->db, SQL_CHANGES_TAIL, -1, g, seq0, NULL, NULL);
+	struct at_seq a;
+
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(tailer_set_poll(t, 10, 100), 0);
+	tailer_poke(t);
+	ck_assert(pgtest_run_until(m->base, synced, t, 5000));
+	/* Idle for a while: the interval has backed off to its maximum. */
+	pgtest_run_until(m->base, NULL, NULL, 400);
+	seq = put_node("service", "polled", "{}");
+	a = (struct at_seq){t, seq};
+	ck_assert_msg(pgtest_run_until(m->base, reached, &a, 1000),
+		      "applied %lld without a poke, want %lld", tailer_applied(t), seq);
+	ck_assert_int_ge(graph_find(g, "service/polled"), 0);
+	stop(t);
+	graph_free(g);
+}
+END_TEST
+
+/*
+ * A lossy failover, as the database shows it: the last change the map applied is
+ * gone and its seq is reused by another change. The sightings poll notices and
+ * calls the failure callback (the server reloads the map).
+ */
+START_TEST(test_log_went_back)
+{
+	long long seq0, kept, lost, again;
+	graph *g = load(&seq0);
+	struct failure f = {0};
+	struct tailer *t =
+	    tailer_new(m->base, m->db, SQL_CHANGES_TAIL, SQL_SOURCES_SEEN, g, seq0, on_failed, &f);
+
+	ck_assert_ptr_nonnull(t);
+	kept = put_node("service", "kept", "{}");
+	lost = put_node("service", "lost", "{}");
+	catch_up(t, lost);
+	/* Two polls with the log intact: no alarm. */
+	pgtest_run_until(m->base, NULL, NULL, 2200);
+	ck_assert_int_eq(f.calls, 0);
+	pgtest_exec(m->side, "SET session_replication_role = replica");
+	pgtest_exec(m->side, "DELETE FROM changes WHERE seq > (SELECT last - 1 FROM change_seq)");
+	pgtest_exec(m->side, "UPDATE change_seq SET last = last - 1");
+	pgtest_exec(m->side, "SET session_replication_role = origin");
+	again = put_node("service", "other", "{}");
+	ck_assert_int_eq(again, lost); /* the premise: the seq is reused */
+	ck_assert(pgtest_run_until(m->base, failed, &f, 3000));
+	ck_assert_int_eq(f.calls, 1);
+	ck_assert_str_eq(f.reason, "the change log is behind the map");
+	ck_assert(!tailer_synced(t));
+	ck_assert_int_gt(lost, kept);
+	stop(t);
+	graph_free(g);
+}
+END_TEST
+
 /* ------------------------------------------------------------ loading */
 
 START_TEST(test_load_builds_the_images)
@@ -574,6 +635,8 @@ suite_tailer(void)
 	tcase_add_test(tc, test_failure_stops_and_reset_goes_on);
 	tcase_add_test(tc, test_limit_holds);
 	tcase_add_test(tc, test_waiters_survive_a_reload);
+	tcase_add_test(tc, test_polls_without_pokes);
+	tcase_add_test(tc, test_log_went_back);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("load");
 	tcase_add_checked_fixture(tc, pgtest_map_fixture_setup, pgtest_map_fixture_teardown);

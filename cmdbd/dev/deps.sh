@@ -18,7 +18,7 @@ what=${1:-run}
 build_pkgs="build-essential pkg-config libevent-dev libjansson-dev uuid-dev libpq-dev check libcurl4-openssl-dev libssl-dev"
 run_pkgs="postgresql-15 postgresql-client-15"
 fuzz_pkgs="clang libclang-rt-14-dev llvm-14"
-test_pkgs="python3 python3-jsonschema python3-networkx python3-yaml fabric ruby capistrano graphviz curl openssl procps git nagios4-core man-db groff-base mandoc systemd strace prometheus prometheus-alertmanager chromium"
+test_pkgs="python3 python3-jsonschema python3-networkx python3-yaml fabric ruby capistrano graphviz curl openssl procps git nagios4-core man-db groff-base mandoc systemd strace prometheus prometheus-alertmanager chromium haproxy pgbouncer"
 
 case $what in
 build) pkgs=$build_pkgs ;;

@@ -15,6 +15,8 @@
 #      as WITH RECURSIVE in PostgreSQL (pgbench, one client);
 #   5. pgbench -S and -N, and fdatasync/s, on the same cluster;
 #   6. cmdbd restarted on the loaded map: exec to /readyz 200; RSS;
+#   6b. a hot standby of the cluster and a second cmdbd reading it: its lag behind
+#      writes made through the first (tests/bench/standby_lag.py);
 #   7. as_of one day back on ~1M change rows at SIZE=l (history.sql, synthetic);
 #   8. the Backstage-like catalog fed per deploy into a fresh database, beside the same
 #      catalog as one bulk manifest into another fresh database.
@@ -273,6 +275,15 @@ restart() {
     note graph_loaded_ms "${ms:-null}"
 }
 
+standby() {
+    say "a second cmdbd reading a hot standby (CMDB_READ_DATABASE_URL): lag behind writes"
+    local line
+    line=$($PY "$here/standby_lag.py" "$(sh cmdbd/dev/pgcluster.sh url "$tmp/cluster" postgres | sed 's/ dbname=postgres//')" \
+        cmdb "http://127.0.0.1:$port" "$token" "$CMDBD" "$tmp/standby") || exit 1
+    echo "$line" >>"$raw"
+    say "$line"
+}
+
 catalog() {
     say "Backstage-like catalog fed per deploy into a fresh database, then as one bulk manifest"
     stop_pid "$server_pid"
@@ -351,6 +362,7 @@ sql_walks
 pg_baselines
 restart
 history
+standby
 catalog
 note bench_seconds "$(($(date +%s) - t_start))"
 note loadavg_at_end "$($PY "$here/report.py" loadavg)"

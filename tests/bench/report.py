@@ -155,6 +155,14 @@ def rows(R):
                     fmt(v("start_to_ready_s"), " s"),
                     "graph load alone (server log): %s ms" % fmt(gl) if gl is not None else "—",
                     "—", "≤ 2 s", met(v("start_to_ready_s") <= 2)))
+    r = R.get("standby_lag")
+    if r:
+        out.append(("cmdbd reading a hot standby: a write's reply to its seq applied there, "
+                    "%d writes (ms)" % r["count"],
+                    "p50 %s / p99 %s / max %s ms" % (fmt(r["p50_ms"]), fmt(r["p99_ms"]),
+                                                    fmt(r["max_ms"])),
+                    "start to ready from the standby: %s s" % fmt(r["start_to_ready_s"]),
+                    "—", "—", "—"))
     for key, what in (("rss_after_load_kb", "RSS after the ingest phases (MiB)"),
                       ("rss_after_queries_kb", "RSS after the query phases (MiB)"),
                       ("rss_after_restart_kb", "RSS after a restart on the loaded map (MiB)"),
