@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -211,6 +212,51 @@ def raw_status(resp):
     """The status code of a raw HTTP response, or None."""
     m = re.match(rb"HTTP/1\.[01] (\d{3})", resp)
     return int(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------- recording
+
+# With CMDB_API_RECORD_DIR set (tests/e2e/runner.py sets it for every unit), every
+# response Server.request() receives is appended, one JSON object a line, to
+# DIR/<unit>.<pid>.jsonl: {"unit", "test", "method", "path" (as sent, query included),
+# "status", "headers" (lower-case names), "body" (parsed JSON, or text, or null)}.
+# test_openapi.py checks every record against schema/openapi.yaml.
+RECORD_DIR = os.environ.get("CMDB_API_RECORD_DIR") or None
+RECORD_TEXT_MAX = 64 * 1024
+_record_lock = threading.Lock()
+current_test = None  # "Class.test_x" while NamedResult runs a test
+current_unit = None  # NamedResult's unit ("test_auth.py")
+
+
+def _test_of_caller():
+    """The test making the request: the innermost TestCase method (self) on the stack,
+    else the outermost class method (cls: setUpClass, tearDownClass), else the test
+    NamedResult is running (requests from threads), else "?"."""
+    f, outer = sys._getframe(2), None
+    while f is not None:
+        obj = f.f_locals.get("self")
+        if isinstance(obj, unittest.TestCase):
+            return NamedResult.name_of(obj)
+        cls = f.f_locals.get("cls")
+        if isinstance(cls, type) and issubclass(cls, unittest.TestCase):
+            outer = "%s.%s" % (cls.__name__, f.f_code.co_name)  # the outermost wins
+        f = f.f_back
+    return outer or current_test or "?"
+
+
+def record_response(method, path, status, headers, body):
+    if RECORD_DIR is None:
+        return
+    if isinstance(body, str) and len(body) > RECORD_TEXT_MAX:
+        body = body[:RECORD_TEXT_MAX]
+    unit = current_unit or os.path.basename(getattr(sys.modules["__main__"], "__file__", "?"))
+    line = json.dumps({"unit": unit, "test": _test_of_caller(), "method": method,
+                       "path": path, "status": status, "headers": headers, "body": body})
+    with _record_lock:
+        os.makedirs(RECORD_DIR, exist_ok=True)
+        with open(os.path.join(RECORD_DIR, "%s.%d.jsonl" % (unit, os.getpid())), "a",
+                  encoding="utf-8") as f:
+            f.write(line + "\n")
 
 
 # --------------------------------------------------------------------------- Server
@@ -442,7 +488,9 @@ class Server:
             for k, v in resp.getheaders():
                 k = k.lower()
                 h[k] = h[k] + ", " + v if k in h else v
-            return resp.status, h, _parse_body(payload, h.get("content-type"))
+            parsed = _parse_body(payload, h.get("content-type"))
+            record_response(method, path, resp.status, h, parsed)
+            return resp.status, h, parsed
         finally:
             conn.close()
 
@@ -711,6 +759,8 @@ class NamedResult(unittest.TestResult):
 
     def __init__(self, unit, module_file, stream, outdir=None):
         super().__init__()
+        global current_unit
+        current_unit = unit
         self.buffer = True
         self.unit = unit
         self.module_file = module_file
@@ -742,6 +792,8 @@ class NamedResult(unittest.TestResult):
 
     def startTest(self, test):
         super().startTest(test)
+        global current_test
+        current_test = self.name_of(test)
         self._t0 = time.monotonic()
         self._problems = []
         self._skip = None
