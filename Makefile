@@ -13,6 +13,8 @@
 #   make fuzz [FUZZ_SECONDS=60] [FUZZ_TARGETS="json ..."]   the libFuzzer targets of
 #                     tests/fuzz/ under ASan+UBSan (clang, build in build/fuzz/), each for
 #                     FUZZ_SECONDS; fails on any crash, leak or UB (not part of make test)
+#   make openapi-check   check schema/openapi.yaml itself (no server; the responses of
+#                     the end-to-end tests are checked against it by make test)
 #   make deps | fmt | clean
 #
 # Generated sources live in $(BUILD)/gen: migrations.c (the SQL files, embedded) and
@@ -95,7 +97,7 @@ CHECK := $(BUILD)/check_cmdb
 
 # --- targets -------------------------------------------------------------------------
 
-.PHONY: all run test check valgrind bench fuzz fuzz-build clean deps fmt FORCE
+.PHONY: all run test check valgrind bench fuzz fuzz-build clean deps fmt openapi-check FORCE
 .DEFAULT_GOAL := all
 
 all: $(CMDBD) $(CMDB) $(CHECK)
@@ -162,6 +164,10 @@ test:
 
 check: all
 	CMDB_BUILD_DIR=$(BUILD) CMDB_SANITIZE=$(SANITIZE) bash tests/run.sh --no-db
+
+openapi-check:
+	sh cmdbd/dev/deps.sh test
+	/usr/bin/python3 tests/e2e/openapi_check.py schema/openapi.yaml
 
 valgrind:
 	@command -v valgrind >/dev/null || { echo "valgrind is not installed: apt-get install -y valgrind" >&2; exit 1; }

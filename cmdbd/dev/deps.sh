@@ -17,7 +17,7 @@ what=${1:-run}
 build_pkgs="build-essential pkg-config libevent-dev libjansson-dev uuid-dev libpq-dev check libcurl4-openssl-dev"
 run_pkgs="postgresql-15 postgresql-client-15"
 fuzz_pkgs="clang libclang-rt-14-dev llvm-14"
-test_pkgs="python3 python3-jsonschema python3-networkx fabric ruby capistrano graphviz curl procps git nagios4-core"
+test_pkgs="python3 python3-jsonschema python3-yaml python3-networkx fabric ruby capistrano graphviz curl procps git nagios4-core"
 
 case $what in
 build) pkgs=$build_pkgs ;;

@@ -182,7 +182,31 @@ def raw_http(port, data, timeout=5):
             out += chunk
             if _complete_response(out):
                 break
+    _record_raw(data, out)
     return out
+
+
+def _record_raw(data, resp):
+    """record_response for raw_http: when the request line parses and the response is
+    complete (its Content-Length's worth of body); anything else (garbage sent, a
+    connection closed without an answer) has no operation to check against."""
+    if RECORD_DIR is None:
+        return
+    req = re.match(rb"^([A-Z]+) (/\S*) HTTP/1\.[01]\r\n", data)
+    head, sep, rest = resp.partition(b"\r\n\r\n")
+    status = raw_status(resp)
+    if req is None or not sep or status is None:
+        return
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.decode("latin-1").partition(":")
+        k, v = k.strip().lower(), v.strip()
+        headers[k] = headers[k] + ", " + v if k in headers else v
+    n = headers.get("content-length")
+    if n is None or not n.isdigit() or len(rest) < int(n):
+        return
+    record_response(req.group(1).decode(), req.group(2).decode("latin-1"), status, headers,
+                    _parse_body(rest[:int(n)], headers.get("content-type")))
 
 
 def _complete_response(buf):
