@@ -414,6 +414,7 @@ def supervise(results, jobs):
     # Every unit records the responses it gets (lib.record_response); the units that run
     # last (test_openapi.py) check them.
     os.environ["CMDB_API_RECORD_DIR"] = os.path.join(results, ".api-records")
+    os.makedirs(os.environ["CMDB_API_RECORD_DIR"], exist_ok=True)
     running, took = [], {}
     try:
         while queue or running:

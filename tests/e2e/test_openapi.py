@@ -217,10 +217,13 @@ class Responses(lib.ServerTestCase):
         s.request("POST", "/v1/nodes", {})                            # 405 unrouted
 
     def records(self):
-        """(every record, the tour's)"""
-        recs = oc.read_records(lib.RECORD_DIR)
-        return recs, [r for r in recs if r.get("unit") == "test_openapi.py"
-                      and r.get("test") == "Responses.setUpClass"]
+        """(every record, the tour's), read once (the suite's are some 100 MB)."""
+        cls = type(self)
+        if getattr(cls, "_recs", None) is None:
+            recs = oc.read_records(lib.RECORD_DIR)
+            cls._recs = (recs, [r for r in recs if r.get("unit") == "test_openapi.py"
+                                and r.get("test") == "Responses.setUpClass"])
+        return cls._recs
 
     def test_1_tour_is_recorded(self):
         _, mine = self.records()
