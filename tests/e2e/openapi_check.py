@@ -25,7 +25,8 @@ record_response) and finds what describes it:
   * the operation whose path template matches the request path (segments split at "/"
     before percent-decoding, as cmdbd's router does; a trailing "/" ignored; a template
     parameter matches one non-empty segment) and whose method is the request's (HEAD
-    is checked against GET, without a body);
+    is checked against GET, without a body; a path item with x-cmdb-rest-of-path: its last
+    parameter takes the rest of the path, slashes included: /ui/{asset});
   * for a path no template matches, or a method the path does not serve: the top-level
     extension x-cmdb-unrouted (404, 405, ... as the router answers them);
 then the response for its status (the exact code, else "4XX", else "default") must exist,
@@ -395,10 +396,14 @@ def match(spec, method, path):
     m = "get" if method.upper() == "HEAD" else method.lower()
     for templ, item in (spec.doc.get("paths") or {}).items():
         t = _template_segments(templ)
-        if len(t) != len(segs):
+        s = segs
+        if item.get("x-cmdb-rest-of-path") and t and t[-1] == "*" and len(s) > len(t):
+            # its last parameter is the rest of the path, slashes included
+            s = s[:len(t) - 1] + ["/".join(s[len(t) - 1:])]
+        if len(t) != len(s):
             continue
-        if all((s != "" if ts == "*" else urllib.parse.unquote(s) == ts)
-               for ts, s in zip(t, segs)):
+        if all((x != "" if ts == "*" else urllib.parse.unquote(x) == ts)
+               for ts, x in zip(t, s)):
             return templ, item.get(m) if m in METHODS else None
     return None, None
 
