@@ -16,6 +16,8 @@
 #   make install [PREFIX=/usr/local] [DESTDIR=stage]   programs, man pages, completion
 #                     (make uninstall removes them); see README.md "Installing"
 #   make ui-test-deps   the browser test's npm packages, into build/node (make test does it)
+#   make openapi-check   check schema/openapi.yaml itself (no server; the responses of
+#                     the end-to-end tests are checked against it by make test)
 #   make deps | fmt | clean
 #
 # Generated sources live in $(BUILD)/gen: migrations.c (the SQL files, embedded),
@@ -101,7 +103,7 @@ CHECK := $(BUILD)/check_cmdb
 
 # --- targets -------------------------------------------------------------------------
 
-.PHONY: all run test check valgrind bench fuzz fuzz-build clean deps fmt install uninstall FORCE
+.PHONY: all run test check valgrind bench fuzz fuzz-build clean deps fmt install uninstall openapi-check FORCE
 .DEFAULT_GOAL := all
 
 all: $(CMDBD) $(CMDB) $(CHECK)
@@ -168,11 +170,22 @@ run:
 # Scripts run through their interpreter: no reliance on the executable bit.
 test:
 	sh cmdbd/dev/deps.sh test
+	@$(OPENAPI_NPM)
 	$(MAKE) --no-print-directory all ui-test-deps
 	CMDB_BUILD_DIR=$(BUILD) CMDB_SANITIZE=$(SANITIZE) bash tests/run.sh
 
 check: all
 	CMDB_BUILD_DIR=$(BUILD) CMDB_SANITIZE=$(SANITIZE) bash tests/run.sh --no-db
+
+# The official OpenAPI 3.1 meta-schema comes from npm (tests/openapi/package-lock.json);
+# without npm, or offline, test_openapi.py says it skipped that check.
+OPENAPI_NPM = command -v npm >/dev/null && npm ci --prefix tests/openapi --ignore-scripts \
+	--no-audit --no-fund --silent || echo "note: no npm (or offline): the OpenAPI meta-schema check is skipped"
+
+openapi-check:
+	sh cmdbd/dev/deps.sh test
+	@$(OPENAPI_NPM)
+	/usr/bin/python3 tests/e2e/openapi_check.py schema/openapi.yaml
 
 valgrind:
 	@command -v valgrind >/dev/null || { echo "valgrind is not installed: apt-get install -y valgrind" >&2; exit 1; }

@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -181,7 +182,31 @@ def raw_http(port, data, timeout=5):
             out += chunk
             if _complete_response(out):
                 break
+    _record_raw(data, out)
     return out
+
+
+def _record_raw(data, resp):
+    """record_response for raw_http: when the request line parses and the response is
+    complete (its Content-Length's worth of body); anything else (garbage sent, a
+    connection closed without an answer) has no operation to check against."""
+    if RECORD_DIR is None:
+        return
+    req = re.match(rb"^([A-Z]+) (/\S*) HTTP/1\.[01]\r\n", data)
+    head, sep, rest = resp.partition(b"\r\n\r\n")
+    status = raw_status(resp)
+    if req is None or not sep or status is None:
+        return
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.decode("latin-1").partition(":")
+        k, v = k.strip().lower(), v.strip()
+        headers[k] = headers[k] + ", " + v if k in headers else v
+    n = headers.get("content-length")
+    if n is None or not n.isdigit() or len(rest) < int(n):
+        return
+    record_response(req.group(1).decode(), req.group(2).decode("latin-1"), status, headers,
+                    _parse_body(rest[:int(n)], headers.get("content-type")))
 
 
 def _complete_response(buf):
@@ -211,6 +236,51 @@ def raw_status(resp):
     """The status code of a raw HTTP response, or None."""
     m = re.match(rb"HTTP/1\.[01] (\d{3})", resp)
     return int(m.group(1)) if m else None
+
+
+# --------------------------------------------------------------------------- recording
+
+# With CMDB_API_RECORD_DIR set (tests/e2e/runner.py sets it for every unit), every
+# response Server.request() receives is appended, one JSON object a line, to
+# DIR/<unit>.<pid>.jsonl: {"unit", "test", "method", "path" (as sent, query included),
+# "status", "headers" (lower-case names), "body" (parsed JSON, or text, or null)}.
+# test_openapi.py checks every record against schema/openapi.yaml.
+RECORD_DIR = os.environ.get("CMDB_API_RECORD_DIR") or None
+RECORD_TEXT_MAX = 64 * 1024
+_record_lock = threading.Lock()
+current_test = None  # "Class.test_x" while NamedResult runs a test
+current_unit = None  # NamedResult's unit ("test_auth.py")
+
+
+def _test_of_caller():
+    """The test making the request: the innermost TestCase method (self) on the stack,
+    else the outermost class method (cls: setUpClass, tearDownClass), else the test
+    NamedResult is running (requests from threads), else "?"."""
+    f, outer = sys._getframe(2), None
+    while f is not None:
+        obj = f.f_locals.get("self")
+        if isinstance(obj, unittest.TestCase):
+            return NamedResult.name_of(obj)
+        cls = f.f_locals.get("cls")
+        if isinstance(cls, type) and issubclass(cls, unittest.TestCase):
+            outer = "%s.%s" % (cls.__name__, f.f_code.co_name)  # the outermost wins
+        f = f.f_back
+    return outer or current_test or "?"
+
+
+def record_response(method, path, status, headers, body):
+    if RECORD_DIR is None:
+        return
+    if isinstance(body, str) and len(body) > RECORD_TEXT_MAX:
+        body = body[:RECORD_TEXT_MAX]
+    unit = current_unit or os.path.basename(getattr(sys.modules["__main__"], "__file__", "?"))
+    line = json.dumps({"unit": unit, "test": _test_of_caller(), "method": method,
+                       "path": path, "status": status, "headers": headers, "body": body})
+    with _record_lock:
+        os.makedirs(RECORD_DIR, exist_ok=True)
+        with open(os.path.join(RECORD_DIR, "%s.%d.jsonl" % (unit, os.getpid())), "a",
+                  encoding="utf-8") as f:
+            f.write(line + "\n")
 
 
 # --------------------------------------------------------------------------- Server
@@ -450,7 +520,9 @@ class Server:
             for k, v in resp.getheaders():
                 k = k.lower()
                 h[k] = h[k] + ", " + v if k in h else v
-            return resp.status, h, _parse_body(payload, h.get("content-type"))
+            parsed = _parse_body(payload, h.get("content-type"))
+            record_response(method, path, resp.status, h, parsed)
+            return resp.status, h, parsed
         finally:
             conn.close()
 
@@ -721,6 +793,8 @@ class NamedResult(unittest.TestResult):
 
     def __init__(self, unit, module_file, stream, outdir=None):
         super().__init__()
+        global current_unit
+        current_unit = unit
         self.buffer = True
         self.unit = unit
         self.module_file = module_file
@@ -752,6 +826,8 @@ class NamedResult(unittest.TestResult):
 
     def startTest(self, test):
         super().startTest(test)
+        global current_test
+        current_test = self.name_of(test)
         self._t0 = time.monotonic()
         self._problems = []
         self._skip = None

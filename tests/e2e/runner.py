@@ -15,6 +15,10 @@ and every unit also has a test named "(file)": the unit ran to its end within
 CMDB_E2E_TIMEOUT seconds (600, times CK_TIMEOUT_MULTIPLIER) with no error outside its
 tests (setUpClass, tearDownClass: a server that exited badly, ...).
 
+A file that sets E2E_RUN_LAST = True starts only when every other unit has ended
+(test_openapi.py: it checks the responses the others received, which every unit records
+under DIR/.api-records, CMDB_API_RECORD_DIR: see lib.record_response).
+
   runner.py --list                  print "UNIT<TAB>NAME" for every selected test
   runner.py --results DIR           print the list, close stdout, then run the units,
                                     writing DIR/UNIT/NAME (JSON: lib.write_result) for
@@ -112,6 +116,13 @@ def unit_names(unit):
     if unit == "sql":
         return list(sql_cases())
     return [lib.NamedResult.name_of(t) for t in python_tests(load_module(unit))]
+
+
+def runs_last(unit):
+    """Whether UNIT starts only once every other unit has ended: a test file that sets
+    E2E_RUN_LAST = True (it reads what the others left, e.g. their recorded responses).
+    listing() has imported the files."""
+    return bool(getattr(sys.modules.get(unit[:-3]), "E2E_RUN_LAST", False))
 
 
 def parse_selection():
@@ -399,11 +410,16 @@ def supervise(results, jobs):
     # does not start last. Results are still read in list order.
     times = _load_times()
     queue = sorted((Unit(u, names, results) for u, names in units),
-                   key=lambda u: -times.get(u.name, float("inf")))
+                   key=lambda u: (runs_last(u.name), -times.get(u.name, float("inf"))))
+    # Every unit records the responses it gets (lib.record_response); the units that run
+    # last (test_openapi.py) check them.
+    os.environ["CMDB_API_RECORD_DIR"] = os.path.join(results, ".api-records")
+    os.makedirs(os.environ["CMDB_API_RECORD_DIR"], exist_ok=True)
     running, took = [], {}
     try:
         while queue or running:
-            while queue and len(running) < jobs:
+            while queue and len(running) < jobs and (not runs_last(queue[0].name)
+                                                      or not running):
                 u = queue.pop(0)
                 u.start(results)
                 running.append(u)

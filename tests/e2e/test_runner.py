@@ -4,7 +4,8 @@
 Runs the Check runner (CK_RUN_SUITE=e2e) on fixture units written to a temporary
 directory (CMDB_E2E_DIR, CMDB_SQL_DIR): passing, failing, erroring, skipped tests, a
 failing subtest, a broken setUpClass and tearDownClass, a file that does not import, a
-process that dies in a test, one that hangs, SQL cases that pass and fail; and checks
+process that dies in a test, one that hangs, one that runs last (E2E_RUN_LAST), SQL
+cases that pass and fail; and checks
 the lines by name, the bounded output of failures, Check's failure list near the end
 (located in the fixture files), and the summary line, last, counting every test.
 """
@@ -90,6 +91,24 @@ FIXTURES = {
         class H(unittest.TestCase):
             def test_hangs(self):
                 time.sleep(1000)
+        ''',
+    "e2e/test_rl_first.py": '''
+        import os, time, unittest
+
+        class First(unittest.TestCase):
+            def test_writes_last(self):
+                time.sleep(1.5)
+                open(os.path.join(os.environ["CMDB_API_RECORD_DIR"], "first-done"),
+                     "w").close()
+        ''',
+    "e2e/test_rl_last.py": '''
+        import os, unittest
+        E2E_RUN_LAST = True
+
+        class Last(unittest.TestCase):
+            def test_runs_after_the_others(self):
+                d = os.environ["CMDB_API_RECORD_DIR"]
+                self.assertTrue(os.path.exists(os.path.join(d, "first-done")), d)
         ''',
     "sql/t_1_ok.sql": '''
         SELECT cmdb_test.reset();
@@ -187,6 +206,14 @@ class Runner(unittest.TestCase):
                          ctx)
         self.assertEqual(out.rstrip("\n").splitlines()[-1],
                          "100%: Checks: 2, Failures: 0, Errors: 0", ctx)
+
+    def test_run_last_waits_for_the_others(self):
+        """A unit with E2E_RUN_LAST starts after the others end (two at a time would
+        start both at once), and every unit gets CMDB_API_RECORD_DIR, the same one."""
+        rc, err, out = self.run_check("test_rl_last test_rl_first")
+        ctx = "\n--- stderr:\n%s\n--- stdout:\n%s" % (err, out)
+        self.assertEqual(rc, 0, ctx)
+        self.assertIn("PASS  test_rl_last.py::Last.test_runs_after_the_others", err, ctx)
 
     def test_a_unit_that_hangs_is_stopped(self):
         rc, err, out = self.run_check("test_hang", timeout=2)
