@@ -221,7 +221,7 @@ FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fra
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -O1 -g $(WARNINGS) $(FUZZ_SAN) $(PKG_CFLAGS) $(PG_CFLAGS) \
 	-Icmdbd $(CFLAGS)
 FUZZ_LIB_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(filter-out cmdbd/main.c,$(SERVER_SRCS))) \
-	$(FUZZ_BUILD)/obj/gen/migrations.o
+	$(FUZZ_BUILD)/obj/gen/migrations.o $(FUZZ_BUILD)/obj/gen/ui_assets.o
 FUZZ_BINS := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 
 fuzz:
@@ -235,7 +235,7 @@ $(FUZZ_BUILD)/obj/cmdbd/%.o: cmdbd/%.c
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(DEPFLAGS) -c $< -o $@
 
-$(FUZZ_BUILD)/obj/gen/migrations.o: $(GEN)/migrations.c
+$(FUZZ_BUILD)/obj/gen/%.o: $(GEN)/%.c
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(DEPFLAGS) -c $< -o $@
 
