@@ -16,6 +16,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "app.h"
+#include "clock.h"
 #include "sql.h"
 #include "tailer.h"
 
@@ -141,15 +142,6 @@ build_fail(struct entry *e, const char *why)
 	free(e);
 }
 
-static double
-ms_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
-}
-
 static void
 build_done(struct entry *e)
 {
@@ -160,7 +152,7 @@ build_done(struct entry *e)
 	log_info("event=as_of_built seq=%lld how=%s rows=%lld nodes=%zu edges=%zu bytes=%zu "
 		 "ms=%.1f",
 		 e->seq, e->undo ? "undo" : "replay", e->rows, graph_node_count(e->g),
-		 graph_edge_count(e->g), e->bytes, ms_since(&e->t0));
+		 graph_edge_count(e->g), e->bytes, clock_ms_since(&e->t0));
 	entry_fire(e, e->g, NULL);
 	evict();
 }

@@ -20,6 +20,7 @@
 #include <uuid/uuid.h>
 
 #include "api.h"
+#include "clock.h"
 #include "http_conn.h"
 #include "jv.h"
 #include "log.h"
@@ -182,15 +183,6 @@ http_status_text(int status)
 	}
 }
 
-static double
-elapsed_s(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
 static const char *
 method_name(enum evhttp_cmd_type m)
 {
@@ -222,7 +214,7 @@ static void
 send_and_free(struct http_req *r, int status, struct evbuffer *buf)
 {
 	const char *route = r->route ? router_route_name(r->route) : "none";
-	double dt = elapsed_s(&r->t0);
+	double dt = clock_ms_since(&r->t0) / 1e3;
 	char qpath[300], safe[300];
 	const char *uri = log_redact_uri(evhttp_request_get_uri(r->ev), safe, sizeof(safe));
 

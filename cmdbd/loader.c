@@ -18,6 +18,7 @@
 
 #include <uuid/uuid.h>
 
+#include "clock.h"
 #include "log.h"
 #include "strbuf.h"
 
@@ -467,7 +468,7 @@ loader_load(PGconn *conn, graph *g)
 	struct load l = {.g = g};
 	long long seq = -1;
 	long nodes = -1, edges = -1;
-	struct timespec t0, t1;
+	struct timespec t0;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!exec_ok(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") ||
@@ -489,14 +490,12 @@ loader_load(PGconn *conn, graph *g)
 	}
 	if (!exec_ok(conn, "COMMIT"))
 		goto fail;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	if (l.no_image > 0)
 		log_warn("event=graph_load_images_missing nodes=%ld hint=\"GET of these nodes "
 			 "reads the database\"",
 			 l.no_image);
 	log_info("event=graph_loaded nodes=%ld edges=%zu seq=%lld ms=%.0f", nodes,
-		 graph_edge_count(g), seq,
-		 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
+		 graph_edge_count(g), seq, clock_ms_since(&t0));
 	free(l.ids);
 	strbuf_release(&l.img);
 	return seq;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "graph.h"
 #include "log.h"
 #include "sha256.h"
@@ -92,15 +93,6 @@ verify_cancel(struct verify *v, const char *why)
 {
 	if (v != NULL)
 		fail(v, why);
-}
-
-static double
-ms_since(const struct timespec *t0)
-{
-	struct timespec t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
 static void
@@ -204,8 +196,8 @@ finish(struct verify *v)
 	}
 	ok = v->differ[NODES].count == 0 && v->differ[EDGES].count == 0;
 	report = json_pack("{s:I,s:b,s:I,s:o*,s:o*}", "seq", (json_int_t)v->seq, "ok", ok, "ms",
-			   (json_int_t)(ms_since(&v->t0) + 0.5), "nodes", sides[NODES], "edges",
-			   sides[EDGES]);
+			   (json_int_t)(clock_ms_since(&v->t0) + 0.5), "nodes", sides[NODES],
+			   "edges", sides[EDGES]);
 	free(mem[NODES]);
 	free(mem[EDGES]);
 	if (report == NULL) {
@@ -214,7 +206,7 @@ finish(struct verify *v)
 	}
 	log_msg(ok ? LOG_INFO : LOG_WARN,
 		"event=verify_done seq=%lld ok=%d nodes_differ=%zu edges_differ=%zu ms=%.0f",
-		v->seq, ok, v->differ[NODES].count, v->differ[EDGES].count, ms_since(&v->t0));
+		v->seq, ok, v->differ[NODES].count, v->differ[EDGES].count, clock_ms_since(&v->t0));
 	v->done = true;
 	tailer_set_limit(v->t, TAILER_NO_LIMIT);
 	v->cb(v->arg, report, NULL);
