@@ -53,18 +53,6 @@ decorate_node(struct http_req *r, json_t *body, int *status)
 	return body;
 }
 
-/* The owners array of a node as compact JSON text (malloc'd), "[]" when none. */
-static char *
-owners_text(graph *g, long idx)
-{
-	json_t *o = graph_owners(g, idx);
-	json_t *owners = json_object_get(o, "owners");
-	char *text = owners ? json_dumps(owners, JSON_COMPACT) : strdup("[]");
-
-	json_decref(o);
-	return text;
-}
-
 /*
  * The reply body: the image (which is "{...}" without last_seen_at) with
  * last_seen_at, owners and edges added before its closing brace. The keys are
@@ -144,7 +132,7 @@ api_node_get(struct http_req *r)
 		return;
 	}
 	graph_degree(g, idx, &in, &out);
-	owners = owners_text(g, idx);
+	owners = graph_owners_text(g, idx, true, &len);
 	if (owners != NULL)
 		text = node_reply_text(&v, owners, in, out, &len);
 	if (text == NULL)

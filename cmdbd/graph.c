@@ -183,12 +183,14 @@ graph_free(graph *g)
 	for (uint32_t i = 0; i < g->hi; i++) {
 		free(g->ref[i]);
 		free(g->attrs[i]);
+		free(g->attrs_out[i]);
 		graph_image_free(g->img[i]);
 		free(g->out[i].e);
 		free(g->in[i].e);
 	}
 	free(g->ref);
 	free(g->attrs);
+	free(g->attrs_out);
 	free(g->img);
 	graph_sources_free(g);
 	free(g->health);
@@ -258,6 +260,7 @@ nodes_reserve(graph *g)
 		ncap = GRAPH_MAX_NODES;
 	if (graph_grow(&g->ref, ncap, sizeof *g->ref) ||
 	    graph_grow(&g->attrs, ncap, sizeof *g->attrs) ||
+	    graph_grow(&g->attrs_out, ncap, sizeof *g->attrs_out) ||
 	    graph_grow(&g->img, ncap, sizeof *g->img) ||
 	    graph_grow(&g->health, ncap, sizeof *g->health) ||
 	    graph_grow(&g->out, ncap, sizeof *g->out) || graph_grow(&g->in, ncap, sizeof *g->in) ||
@@ -416,6 +419,7 @@ node_insert(graph *g, const char *ref, int health, const char *attrs, uint32_t *
 	uint32_t i = g->nfree ? g->free_idx[--g->nfree] : g->hi++;
 	g->ref[i] = r;
 	g->attrs[i] = a;
+	g->attrs_out[i] = NULL;
 	g->img[i] = NULL;
 	g->health[i] = (uint8_t)health;
 	g->out[i] = (struct graph_adj){0};
@@ -473,6 +477,8 @@ graph_node_put_image(graph *g, const char *ref, int health, const char *attribut
 	}
 	free(g->attrs[i]);
 	g->attrs[i] = a;
+	free(g->attrs_out[i]);
+	g->attrs_out[i] = NULL;
 	graph_image_carry(g->img[i], im);
 	graph_image_free(g->img[i]);
 	g->img[i] = im;
@@ -525,11 +531,13 @@ node_delete(graph *g, uint32_t u)
 	tab_delete(g, tab_probe(g, g->ref[u], graph_hash_str(g->ref[u])));
 	free(g->ref[u]);
 	free(g->attrs[u]);
+	free(g->attrs_out[u]);
 	graph_image_free(g->img[u]);
 	free(out->e);
 	free(in->e);
 	g->ref[u] = NULL;
 	g->attrs[u] = NULL;
+	g->attrs_out[u] = NULL;
 	g->img[u] = NULL;
 	*out = (struct graph_adj){0};
 	*in = (struct graph_adj){0};

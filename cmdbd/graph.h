@@ -310,8 +310,12 @@ char *graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type
  * ref, each once; when several chains explain one owner the shortest wins,
  * then the smallest element by element. Part_of chains follow the BFS parents
  * (smallest-ref parent at each level). No owner → "owners":[].
+ * As a jansson value (graph_owners) or as the same value's compact text
+ * (graph_owners_text: malloc'd, caller frees, its length in *len; with
+ * array_only just the owners array, as GET of a node embeds it).
  */
 json_t *graph_owners(graph *g, long node);
+char *graph_owners_text(graph *g, long node, bool array_only, size_t *len);
 
 /*
  * {"from","to","hops":[{"from","type","to"}]} — a shortest chain of "needs"

@@ -33,6 +33,7 @@ graph_copy(const graph *src)
 		return NULL;
 	if (cap > 0 && ((g->ref = calloc(cap, sizeof *g->ref)) == NULL ||
 			(g->attrs = calloc(cap, sizeof *g->attrs)) == NULL ||
+			(g->attrs_out = calloc(cap, sizeof *g->attrs_out)) == NULL ||
 			(g->img = calloc(cap, sizeof *g->img)) == NULL ||
 			(g->health = malloc(cap * sizeof *g->health)) == NULL ||
 			(g->out = calloc(cap, sizeof *g->out)) == NULL ||
@@ -78,7 +79,7 @@ graph_bytes(const graph *g)
 {
 	size_t b = sizeof *g +
 		   (size_t)g->cap *
-		       (sizeof *g->ref + sizeof *g->attrs + sizeof *g->img + sizeof *g->health +
+		       (sizeof *g->ref + 2 * sizeof *g->attrs + sizeof *g->img + sizeof *g->health +
 			2 * sizeof *g->out + sizeof *g->mark + sizeof *g->free_idx) +
 		   (size_t)g->tab_cap * sizeof *g->tab;
 

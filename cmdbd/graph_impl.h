@@ -82,6 +82,8 @@ struct graph {
 	 * list (ref == NULL). */
 	char **ref;		  /* owned "kind/name"; NULL = free slot */
 	char **attrs;		  /* owned JSON text or NULL for {} */
+	char **attrs_out;	  /* owned: attrs as an owners reply writes them (jansson's
+				   * compact form), made on first use; NULL = not yet */
 	struct graph_image **img; /* owned, or NULL when the node has no image */
 	uint8_t *health;	  /* enum graph_health */
 	struct graph_adj *out, *in;

@@ -468,58 +468,69 @@ cmp_hit(const void *pa, const void *pb)
 	return 0;
 }
 
-/* The owner's attributes: its stored JSON text parsed, {} when none. */
-static json_t *
-attrs_json(const graph *g, uint32_t i)
+/*
+ * The owner's attributes as the reply writes them: its stored text (as the
+ * database printed it) parsed and written back the way jansson's compact dump
+ * does, made once per node and kept until its attributes change. "{}" when it
+ * has none or its text is not an object; NULL on ENOMEM.
+ */
+static const char *
+owner_attrs_text(graph *g, uint32_t i)
 {
-	json_t *a = g->attrs[i] ? json_loads(g->attrs[i], JSON_REJECT_DUPLICATES, NULL) : NULL;
-	if (a != NULL && !json_is_object(a)) {
+	if (g->attrs[i] == NULL)
+		return "{}";
+	if (g->attrs_out[i] == NULL) {
+		json_t *a = json_loads(g->attrs[i], JSON_REJECT_DUPLICATES, NULL);
+		g->attrs_out[i] = json_is_object(a) ? json_dumps(a, JSON_COMPACT) : strdup("{}");
 		json_decref(a);
-		a = NULL;
 	}
-	return a ? a : json_object();
+	return g->attrs_out[i];
 }
 
-static json_t *
-hit_json(const graph *g, const struct owner_hit *hit)
-{
-	json_t *via = json_array();
-	for (uint32_t k = 0; via != NULL && k < hit->nvia; k++)
-		if (json_array_append_new(via, graph_ref_json(g, hit->via[k]))) {
-			json_decref(via);
-			via = NULL;
-		}
-	return json_pack("{s:s,s:o,s:s,s:o}", "ref", g->ref[hit->owner], "attributes",
-			 attrs_json(g, hit->owner), "rule", hit->rule, "via", via);
-}
-
-/* Sorted, deduplicated owners as a JSON array; NULL on ENOMEM. */
-static json_t *
-hits_json(const graph *g, struct owner_hits *h)
+/* Sorts the hits and writes them as the owners array, each owner once. */
+static void
+hits_text(graph *g, struct owner_hits *h, struct strbuf *t)
 {
 	if (h->n > 0) /* qsort's base must not be NULL, even for no elements */
 		qsort(h->v, h->n, sizeof *h->v, cmp_hit);
-	json_t *arr = json_array();
-	for (size_t i = 0; arr != NULL && i < h->n; i++) {
-		if (i > 0 && h->v[i].owner == h->v[i - 1].owner)
+	strbuf_lit(t, "[");
+	for (size_t i = 0, n = 0; i < h->n; i++) {
+		const struct owner_hit *hit = &h->v[i];
+		const char *attrs;
+
+		if (i > 0 && hit->owner == h->v[i - 1].owner)
 			continue; /* the best chain for this owner came first */
-		if (json_array_append_new(arr, hit_json(g, &h->v[i]))) {
-			json_decref(arr);
-			arr = NULL;
+		if ((attrs = owner_attrs_text(g, hit->owner)) == NULL) {
+			t->failed = true;
+			return;
 		}
+		strbuf_puts(t, n++ > 0 ? ",{\"ref\":" : "{\"ref\":");
+		strbuf_json_str(t, g->ref[hit->owner]);
+		strbuf_lit(t, ",\"attributes\":");
+		strbuf_puts(t, attrs);
+		strbuf_lit(t, ",\"rule\":");
+		strbuf_json_str(t, hit->rule);
+		strbuf_lit(t, ",\"via\":[");
+		for (uint32_t k = 0; k < hit->nvia; k++) {
+			if (k > 0)
+				strbuf_lit(t, ",");
+			strbuf_json_str(t, g->ref[hit->via[k]]);
+		}
+		strbuf_lit(t, "]}");
 	}
-	return arr;
+	strbuf_lit(t, "]");
 }
 
-json_t *
-graph_owners(graph *g, long node)
+char *
+graph_owners_text(graph *g, long node, bool array_only, size_t *len)
 {
 	if (g == NULL || !graph_live(g, node)) {
 		return graph_fail(g, GRAPH_EINVAL);
 	}
 	uint32_t u = (uint32_t)node;
 	struct owner_hits h = {0};
-	json_t *res = NULL;
+	struct strbuf t = STRBUF_INIT;
+	char *res = NULL;
 	long r = owners_direct(g, NULL, 0, &u, 1, "direct", &h);
 	if (r == 0)
 		r = owners_part_of(g, u, NULL, 0, "part_of", &h);
@@ -532,11 +543,37 @@ graph_owners(graph *g, long node)
 				r = owners_direct_or_part_of(g, GRAPH_ENT_NODE(in->e[k]), &u, 1,
 							     "runs_on", "runs_on", &h);
 	}
-	if (r >= 0)
-		res = json_pack("{s:s,s:o}", "node", g->ref[u], "owners", hits_json(g, &h));
+	if (r >= 0) {
+		if (!array_only) {
+			strbuf_lit(&t, "{\"node\":");
+			strbuf_json_str(&t, g->ref[u]);
+			strbuf_lit(&t, ",\"owners\":");
+		}
+		hits_text(g, &h, &t);
+		if (!array_only)
+			strbuf_lit(&t, "}");
+		res = strbuf_detach(&t, len);
+	}
+	strbuf_release(&t);
 	for (size_t i = 0; i < h.n; i++)
 		free(h.v[i].via);
 	free(h.v);
+	if (res == NULL)
+		g->err = GRAPH_ENOMEM;
+	return res;
+}
+
+json_t *
+graph_owners(graph *g, long node)
+{
+	size_t len;
+	char *text = graph_owners_text(g, node, false, &len);
+	json_t *res;
+
+	if (text == NULL)
+		return NULL;
+	res = json_loadb(text, len, 0, NULL);
+	free(text);
 	if (res == NULL)
 		g->err = GRAPH_ENOMEM;
 	return res;

@@ -424,9 +424,25 @@ http_reply_error(struct http_req *r, int status, const char *code, json_t *detai
 static void
 new_request_id(char *id)
 {
+	/*
+	 * Unique per request, in a version 4 UUID's shape: one random base per
+	 * process (libuuid, once), plus a counter in its last 48 bits. A
+	 * getrandom(2) per request was 4% of a node GET's CPU. Called on the
+	 * event loop's thread only.
+	 */
+	static uuid_t base;
+	static uint64_t count;
 	uuid_t u;
+	uint64_t tail = 0;
 
-	uuid_generate_random(u);
+	if (count++ == 0)
+		uuid_generate_random(base);
+	memcpy(u, base, sizeof(u));
+	for (int i = 10; i < 16; i++)
+		tail = tail << 8 | u[i];
+	tail += count;
+	for (int i = 15; i >= 10; i--, tail >>= 8)
+		u[i] = (unsigned char)tail;
 	uuid_unparse_lower(u, id);
 }
 

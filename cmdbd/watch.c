@@ -126,7 +126,7 @@ evaluate(graph *g, const struct watch_query *q, bool want_reads, struct answer *
 		break;
 	}
 	case WATCH_OWNERS:
-		a->text = dumps(graph_owners(g, root), &a->len);
+		a->text = graph_owners_text(g, root, false, &a->len);
 		if (want_reads)
 			rc = graph_reads_owners(g, root, &a->reads, &a->nreads);
 		break;

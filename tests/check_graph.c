@@ -595,6 +595,52 @@ static const char owners_graph[] = "N team/pay ok {\"email\": \"pay@example.com\
 				   "E service/lonely runs_on host/h\n"
 				   "E vm/v runs_on host/h\n";
 
+/*
+ * The owners text is the bytes jansson writes for the same value: attributes
+ * stored as the database prints jsonb (spaces, numeric scale) come out in
+ * jansson's compact form, and a change of attributes is seen at once (the
+ * written form is kept per node until then).
+ */
+START_TEST(test_owners_text)
+{
+	size_t len;
+	char *t, *want;
+	json_t *j;
+
+	load("N service/a ok\nN team/t ok\nE service/a owned_by team/t\n");
+	ck_assert_int_eq(
+	    graph_node_put(g, "team/t", GRAPH_OK,
+			   "{\"n\": 1.50, \"e\": \"x\\u00e9\\n\", \"l\": [1, {\"k\": null}]}"),
+	    0);
+	t = graph_owners_text(g, id("service/a"), false, &len);
+	j = graph_owners(g, id("service/a"));
+	want = json_dumps(j, JSON_COMPACT);
+	ck_assert_str_eq(t, want);
+	ck_assert_uint_eq(len, strlen(want));
+	ck_assert_ptr_nonnull(strstr(t, "\"attributes\":{\"n\":1.5,\"e\":\"x\u00e9\\n\","));
+	free(t);
+	free(want);
+	json_decref(j);
+
+	/* New attributes replace the kept form; the array alone is the same array. */
+	ck_assert_int_eq(graph_node_put(g, "team/t", GRAPH_OK, "{\"email\": \"t@x\"}"), 0);
+	t = graph_owners_text(g, id("service/a"), true, &len);
+	ck_assert_str_eq(t, "[{\"ref\":\"team/t\",\"attributes\":{\"email\":\"t@x\"},"
+			    "\"rule\":\"direct\",\"via\":[\"service/a\",\"team/t\"]}]");
+	free(t);
+	/* Text that is not an object shows as {}; no owners is []. */
+	ck_assert_int_eq(graph_node_put(g, "team/t", GRAPH_OK, "[1]"), 0);
+	t = graph_owners_text(g, id("service/a"), true, &len);
+	ck_assert_ptr_nonnull(strstr(t, "\"attributes\":{},"));
+	free(t);
+	t = graph_owners_text(g, id("team/t"), false, &len);
+	ck_assert_str_eq(t, "{\"node\":\"team/t\",\"owners\":[]}");
+	free(t);
+	ck_assert_ptr_null(graph_owners_text(g, 4242, false, &len));
+	ck_assert_int_eq(graph_error(g), GRAPH_EINVAL);
+}
+END_TEST
+
 START_TEST(test_owners_rules)
 {
 	load(owners_graph);
@@ -1543,6 +1589,7 @@ suite_graph(void)
 	    {"limit_big_level", test_limit_big_level},
 	    {"query_bad_index", test_query_bad_index},
 	    {"owners_rules", test_owners_rules},
+	    {"owners_text", test_owners_text},
 	    {"owners_runs_on_not_recursive", test_owners_runs_on_not_recursive},
 	    {"owners_part_of_cycle_and_attrs", test_owners_part_of_cycle_and_attrs},
 	    {"path", test_path},
