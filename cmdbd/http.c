@@ -686,8 +686,6 @@ handle_request(struct evhttp_request *ev, void *arg)
 		return;
 	}
 	if (router_takes_json(r->route)) {
-		struct jv_err err = {0};
-
 		r->body = malloc(r->body_len + 1);
 		if (r->body == NULL) {
 			http_reply_nomem(r);
@@ -695,11 +693,8 @@ handle_request(struct evhttp_request *ev, void *arg)
 		}
 		evbuffer_copyout(in, r->body, r->body_len);
 		r->body[r->body_len] = '\0';
-		r->json = jv_parse_object(r->body, r->body_len, (int)s->cfg->json_max_depth, &err);
-		if (r->json == NULL) {
-			http_reply_bad(r, err.path[0] ? err.path : NULL, "%s", err.msg);
+		if (!router_parses_json_late(r->route) && !http_parse_json(r))
 			return;
-		}
 	} else if (r->body_len > 0 && r->method != EVHTTP_REQ_GET && r->method != EVHTTP_REQ_HEAD &&
 		   r->method != EVHTTP_REQ_DELETE) {
 		http_reply_bad(r, NULL, "this endpoint takes no request body");
@@ -710,6 +705,19 @@ handle_request(struct evhttp_request *ev, void *arg)
 		return;
 	}
 	auth_check(s->auth, http_header(r, "Authorization"), router_scope(r->route), auth_done, r);
+}
+
+bool
+http_parse_json(struct http_req *r)
+{
+	struct jv_err err = {0};
+
+	r->json = jv_parse_object(r->body, r->body_len, (int)r->srv->cfg->json_max_depth, &err);
+	if (r->json == NULL) {
+		http_reply_bad(r, err.path[0] ? err.path : NULL, "%s", err.msg);
+		return false;
+	}
+	return true;
 }
 
 /* ---------------------------------------------------------------- server */
