@@ -117,6 +117,14 @@ struct api_db_hooks {
 void api_call_db_hooks(struct http_req *r, int stmt, const char *const *params,
 		       const struct api_db_hooks *hooks);
 
+/*
+ * For a handler that makes the database call itself (its own state in r->state):
+ * replies from the result as api_call_db() does, or from one jsonb reply text (a row
+ * of a batch's result, say) in that shape.
+ */
+void api_reply_db(struct http_req *r, const struct db_result *res, api_decorate_fn decorate);
+void api_reply_db_text(struct http_req *r, const char *text, api_decorate_fn decorate);
+
 /* Replies with the error a failed database call deserves (503, 400, 409, 500). */
 void api_reply_db_error(struct http_req *r, const struct db_result *res);
 

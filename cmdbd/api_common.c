@@ -143,15 +143,13 @@ db_reply_hooks(void *arg, const struct db_result *res)
 	db_reply_with(r, res, hooks->decorate, hooks->after);
 }
 
+static void reply_with_text(struct http_req *r, const char *text, api_decorate_fn decorate,
+			    api_decorate_fn after);
+
 static void
 db_reply_with(struct http_req *r, const struct db_result *res, api_decorate_fn decorate,
 	      api_decorate_fn after)
 {
-	json_t *reply, *err, *body, *etag, *seqv, *sighting;
-	json_error_t jerr;
-	long long seq;
-	int status;
-
 	if (res->status != DB_OK) {
 		api_reply_db_error(r, res);
 		return;
@@ -160,7 +158,31 @@ db_reply_with(struct http_req *r, const struct db_result *res, api_decorate_fn d
 		http_reply_error(r, 500, "internal", NULL, "empty database reply");
 		return;
 	}
-	reply = json_loads(PQgetvalue(res->res, 0, 0), 0, &jerr);
+	reply_with_text(r, PQgetvalue(res->res, 0, 0), decorate, after);
+}
+
+void
+api_reply_db(struct http_req *r, const struct db_result *res, api_decorate_fn decorate)
+{
+	db_reply_with(r, res, decorate, NULL);
+}
+
+void
+api_reply_db_text(struct http_req *r, const char *text, api_decorate_fn decorate)
+{
+	reply_with_text(r, text, decorate, NULL);
+}
+
+static void
+reply_with_text(struct http_req *r, const char *text, api_decorate_fn decorate,
+		api_decorate_fn after)
+{
+	json_t *reply, *err, *body, *etag, *seqv, *sighting;
+	json_error_t jerr;
+	long long seq;
+	int status;
+
+	reply = json_loads(text, 0, &jerr);
 	if (reply == NULL) {
 		http_reply_error(r, 500, "internal", NULL, "unreadable database reply");
 		return;

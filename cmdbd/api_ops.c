@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "migrate.h"
 #include "app.h"
+#include "noop.h"
 #include "sql.h"
 #include "tailer.h"
 #include "watch.h"
@@ -152,6 +153,7 @@ api_metrics(struct http_req *r)
 	struct db_stats st;
 	graph *g = r->app->g;
 	struct app_map_stats ms;
+	struct noop_stats ns;
 	int rc;
 
 	db_get_stats(r->app->db, &st);
@@ -188,6 +190,25 @@ api_metrics(struct http_req *r)
 			      "# HELP cmdb_watchers Graph queries parked with index/wait.\n"
 			      "# TYPE cmdb_watchers gauge\ncmdb_watchers %zu\n",
 			      watch_count(r->app->watch));
+	noop_get_stats(r->app->noop, &ns);
+	rc |= metrics_appendf(
+	    &buf, &len,
+	    "# HELP cmdb_noop_batches_total Batches of identical re-posts sent (one statement, "
+	    "one commit each).\n"
+	    "# TYPE cmdb_noop_batches_total counter\ncmdb_noop_batches_total %lu\n"
+	    "# HELP cmdb_noop_batched_total Identical re-posts sent in batches.\n"
+	    "# TYPE cmdb_noop_batched_total counter\ncmdb_noop_batched_total %lu\n"
+	    "# HELP cmdb_noop_refused_total Batched re-posts the database did not take as "
+	    "no-ops (then applied alone).\n"
+	    "# TYPE cmdb_noop_refused_total counter\ncmdb_noop_refused_total %lu\n"
+	    "# HELP cmdb_noop_failed_total Batched re-posts whose batch failed.\n"
+	    "# TYPE cmdb_noop_failed_total counter\ncmdb_noop_failed_total %lu\n"
+	    "# HELP cmdb_noop_known_bytes_total Re-posts known by their bytes (not parsed).\n"
+	    "# TYPE cmdb_noop_known_bytes_total counter\ncmdb_noop_known_bytes_total %lu\n"
+	    "# HELP cmdb_noop_sources Sources whose last manifest's fingerprint this process "
+	    "knows.\n"
+	    "# TYPE cmdb_noop_sources gauge\ncmdb_noop_sources %lu\n",
+	    ns.batches, ns.items, ns.refused, ns.failed, ns.bodies, ns.sources);
 	rc |= metrics_appendf(
 	    &buf, &len,
 	    "# HELP cmdb_change_seq_latest Highest change-log seq this process was notified of; "

@@ -24,6 +24,7 @@
 
 struct auth;
 struct db;
+struct noop;
 struct tailer;
 struct watch;
 
@@ -38,6 +39,7 @@ struct app {
 	graph *g;	      /* the map served: empty until the first load, replaced by a reload */
 	struct tailer *tailer; /* NULL until the map has been loaded once; then it stays */
 	struct watch *watch;   /* watchers (watch.h); NULL until the first load */
+	struct noop *noop;     /* identical re-posts: fingerprints and batches (noop.h) */
 	bool stopping;	       /* SIGTERM/SIGINT came: shutting down */
 };
 

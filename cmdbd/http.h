@@ -73,6 +73,13 @@ void http_server_drain(struct http_server *s);
 int http_server_inflight(const struct http_server *s);
 bool http_server_draining(const struct http_server *s);
 
+/*
+ * For a route that parses its JSON body late (router_parses_json_late): parses
+ * r->body into r->json as http.c does for the others. Returns true, or replies 400
+ * naming what is wrong (the request is then gone) and returns false.
+ */
+bool http_parse_json(struct http_req *r);
+
 /* Path parameter i (0-based among the route's {params}); never NULL for a match. */
 const char *http_param(const struct http_req *r, int i);
 

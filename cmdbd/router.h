@@ -42,6 +42,9 @@ const char *router_route_name(const struct route *rt);
 route_fn router_handler(const struct route *rt);
 enum auth_scope router_scope(const struct route *rt);
 bool router_takes_json(const struct route *rt);
+/* The route takes JSON but its handler parses it (http_parse_json()); http.c only
+ * reads the body into r->body. */
+bool router_parses_json_late(const struct route *rt);
 
 /* Path segment index of the route's i-th parameter, or -1. */
 int router_param_segment(const struct route *rt, int i);

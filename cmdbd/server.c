@@ -32,6 +32,7 @@
 #include "loader.h"
 #include "history.h"
 #include "log.h"
+#include "noop.h"
 #include "sql.h"
 #include "sweeper.h"
 #include "tailer.h"
@@ -178,6 +179,14 @@ load_timer_cb(evutil_socket_t fd, short what, void *arg)
 	start_load();
 }
 
+/* A row of the tailer's sightings poll (tailer.h). */
+static void
+on_source_seen(void *arg, const char *source, const char *at, const char *fp)
+{
+	(void)arg;
+	noop_learn(srv.app.noop, source, fp, at);
+}
+
 /* A loaded graph goes live: the first one starts the tailer, a reload swaps it in. */
 static void
 install(graph *g, long long seq)
@@ -193,9 +202,12 @@ install(graph *g, long long seq)
 			tailer_free(srv.app.tailer);
 			srv.app.tailer = NULL;
 		}
-		if (srv.app.tailer != NULL)
+		if (srv.app.tailer != NULL) {
 			srv.app.watch =
 			    watch_new(srv.app.base, g, srv.app.tailer, srv.app.cfg->max_watchers);
+			/* Other processes' applies teach the no-op memory. */
+			tailer_set_seen_listener(srv.app.tailer, on_source_seen, NULL);
+		}
 		if (srv.app.tailer == NULL || srv.app.watch == NULL) {
 			log_error("event=graph_load_failed reason=\"out of memory\"");
 			graph_free(g);
@@ -439,6 +451,28 @@ verify_timer_cb(evutil_socket_t fd, short what, void *arg)
 		(void)app_verify(&srv.app, PERIODIC_VERIFY_REFS, true, periodic_done, NULL);
 }
 
+/*
+ * The loop. With epoll, libevent's change list: the changes of one turn of the loop
+ * go to the kernel once, at its end, so a connection's read interest turned off and on
+ * again within a request costs no system call (evhttp toggles it several times per
+ * request: 5.6 epoll_ctl calls a request before, measured with strace -c). libevent
+ * warns that the change list is unsafe with descriptors cloned by dup(); the server
+ * has none (sockets from accept(), libpq's, the signal pipe).
+ */
+static struct event_base *
+new_base(void)
+{
+	struct event_config *c = event_config_new();
+	struct event_base *base;
+
+	if (c == NULL)
+		return NULL;
+	event_config_set_flag(c, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(c);
+	event_config_free(c);
+	return base;
+}
+
 int
 server_run(const struct cfg *cfg)
 {
@@ -449,7 +483,7 @@ server_run(const struct cfg *cfg)
 	srv.app.cfg = cfg;
 	signal(SIGPIPE, SIG_IGN);
 	srv.app.g = graph_new();
-	srv.app.base = event_base_new();
+	srv.app.base = new_base();
 	if (srv.app.g == NULL || srv.app.base == NULL)
 		goto out;
 	srv.app.db = db_new(srv.app.base, cfg->database_url, (int)cfg->db_pool_size, sql_statements,
@@ -468,6 +502,9 @@ server_run(const struct cfg *cfg)
 	if (srv.app.read_db != srv.app.db)
 		db_set_label(srv.app.read_db, "read");
 	srv.app.read_url = cfg->read_database_url[0] ? cfg->read_database_url : cfg->database_url;
+	srv.app.noop = noop_new(srv.app.base, srv.app.db, SQL_MANIFEST_NOOP_BATCH);
+	if (srv.app.noop == NULL)
+		goto out;
 	srv.app.auth = auth_new(srv.app.base, srv.app.db, SQL_TOKENS_ALL, SQL_TOKEN_ONE);
 	history_bind(&srv.app);
 	if (srv.app.auth == NULL)
@@ -510,6 +547,7 @@ out:
 	if (srv.app.read_db != srv.app.db)
 		db_free(srv.app.read_db);
 	db_free(srv.app.db);
+	noop_free(srv.app.noop); /* after the pool: its batches out have been answered */
 	http_server_free(srv.http);
 	watch_free(srv.app.watch);
 	tailer_free(srv.app.tailer);

@@ -64,10 +64,12 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
      * last transaction replayed (pg_last_xact_replay_timestamp(): NULL on a
      * primary, which least() ignores). And the change log's high-water mark and
      * the time of change $2 (the last the map applied): the tailer checks that
-     * the log has not gone back (tailer.h). Always one row. */
+     * the log has not gone back (tailer.h). Always one row. Last, the source's
+     * fingerprint, NULL when it is stale (noop.h's memory). */
     [SQL_SOURCES_SEEN] = {"sources_seen",
 			  "SELECT s.source, cmdb_ts(s.last_applied_at),"
-			  " cmdb_ts(c.since), c.last, c.at"
+			  " cmdb_ts(c.since), c.last, c.at,"
+			  " CASE WHEN NOT s.stale THEN s.manifest_hash END"
 			  " FROM (SELECT (SELECT last FROM change_seq) AS last,"
 			  " (SELECT " SQL_CHANGE_AT " FROM changes WHERE seq = $2::bigint) AS at,"
 			  " least(now() - interval '30 seconds',"
@@ -84,6 +86,12 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 			    "SELECT cmdb_post_manifest_ttl($1, $2, $3, $4, $5, $6::boolean, $7,"
 			    " $8::bigint, $9::jsonb, $10::jsonb, $11::bigint)",
 			    11, true},
+    /* Identical re-posts together (noop.h, migrations/0011_noop_batch.sql): the
+     * items as a JSON array; a row (item, reply or NULL) per item. */
+    [SQL_MANIFEST_NOOP_BATCH] = {"manifest_noop_batch",
+				 "SELECT item, reply"
+				 " FROM cmdb_manifest_noop_batch($1::jsonb)",
+				 1, true},
     [SQL_DEPLOYMENTS] = {"deployments", "SELECT cmdb_deployments($1, $2::int, $3)", 3, false},
     /* A verification's view of the database (verify.h), one statement so one
      * snapshot: the seq it reflects ('s'), a digest per node ('n') and per node

@@ -52,6 +52,8 @@ struct tailer {
 	long long seen_applied, seen_at; /* applied (and its time) when the poll was sent ... */
 	unsigned seen_gen;		 /* ... and gen */
 	char seen_cursor[GRAPH_TIME_LEN + 1]; /* "" = from the start */
+	tailer_seen_cb seen_cb;		      /* tailer_set_seen_listener */
+	void *seen_arg;
 	/* The observer (tailer_set_observer) and the touches of the current batch. */
 	tailer_touch_cb touch_cb;
 	void *touch_arg;
@@ -477,6 +479,9 @@ seen_done(void *arg, const struct db_result *r)
 		    graph_source_seen(t->g, PQgetvalue(r->res, i, 0), PQgetvalue(r->res, i, 1)) ==
 			GRAPH_ENOMEM)
 			log_error("event=seen_poll_failed reason=\"out of memory\"");
+		if (t->seen_cb != NULL && !PQgetisnull(r->res, i, 0) && PQnfields(r->res) > 5)
+			t->seen_cb(t->seen_arg, PQgetvalue(r->res, i, 0), PQgetvalue(r->res, i, 1),
+				   PQgetisnull(r->res, i, 5) ? NULL : PQgetvalue(r->res, i, 5));
 		if (i == 0 && PQgetlength(r->res, i, 2) == GRAPH_TIME_LEN)
 			memcpy(t->seen_cursor, PQgetvalue(r->res, i, 2), GRAPH_TIME_LEN + 1);
 	}
@@ -619,6 +624,13 @@ tailer_set_observer(struct tailer *t, tailer_touch_cb cb, void *arg)
 {
 	t->touch_cb = cb;
 	t->touch_arg = arg;
+}
+
+void
+tailer_set_seen_listener(struct tailer *t, tailer_seen_cb cb, void *arg)
+{
+	t->seen_cb = cb;
+	t->seen_arg = arg;
 }
 
 void

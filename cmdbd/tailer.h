@@ -169,6 +169,16 @@ struct tailer_touch {
 typedef void (*tailer_touch_cb)(void *arg, const struct tailer_touch *touched, size_t n);
 void tailer_set_observer(struct tailer *t, tailer_touch_cb cb, void *arg);
 
+/*
+ * Hears each row of the sightings poll as it feeds graph_source_seen(): the source,
+ * its last apply (graph.h's time format) and the fingerprint of that manifest
+ * (source_state.manifest_hash; NULL when the source is stale: its next manifest is
+ * applied in full). noop.h's memory learns other processes' applies from it. One
+ * listener; NULL cb removes it.
+ */
+typedef void (*tailer_seen_cb)(void *arg, const char *source, const char *at, const char *fp);
+void tailer_set_seen_listener(struct tailer *t, tailer_seen_cb cb, void *arg);
+
 /* Wakes every waiter now with reached=false, and from then on tailer_wait() answers at
  * once instead of parking (shutdown). */
 void tailer_release_all(struct tailer *t);
