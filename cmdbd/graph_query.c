@@ -21,64 +21,109 @@ bool
 graph_parent_better(const graph *g, uint32_t a, int ta, uint32_t b, int tb)
 {
 	if (a != b)
-		return strcmp(g->ref[a], g->ref[b]) < 0;
+		return graph_cmp_nodes(g, a, b) < 0;
 	return strcmp(graph_edge_type_name(ta), graph_edge_type_name(tb)) < 0;
 }
+
+/* Starts a walk: scratch room, and a base above every stamp an earlier walk
+ * left (2 per level; on wrap-around every stamp is cleared once). */
+static int
+walk_begin(graph *g)
+{
+	if (graph_scratch_reserve(g))
+		return -1;
+	/* A walk uses at most 2 * (nodes + 1) stamps above its base. */
+	if (g->walk_next > UINT32_MAX - 2 * ((uint32_t)g->cap + 2)) {
+		memset(g->stamp, 0, (size_t)g->scratch_cap * sizeof *g->stamp);
+		g->walk_next = 2;
+	}
+	g->walk_base = g->walk_next;
+	return 0;
+}
+
+/* How far ahead in the queue the walk asks for a node's offsets, and for its
+ * entries: the loads of one node's steps are random, so they are started
+ * while earlier nodes are expanded. */
+#define AHEAD_OFF 16
+#define AHEAD_ENT 8
 
 int
 graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth, uint32_t stop_at,
 	   size_t *n)
 {
-	if (graph_visit_begin(g)) {
+	if (walk_begin(g)) {
 		return GRAPH_ENOMEM;
 	}
 	g->walk_dir = dir;
 	g->walk_mask = mask;
+	uint32_t *stamp = g->stamp, *via = g->via, *queue = g->queue, base = g->walk_base;
+	const struct graph_index *x = &g->index;
+	const uint32_t *off = x->off[dir == GRAPH_DIR_DEPENDENTS ? 0 : 1];
+	const uint32_t *ent = x->ent[dir == GRAPH_DIR_DEPENDENTS ? 0 : 1];
 	size_t head = 0, tail = 0;
-	g->mark[root] = g->epoch;
-	g->depth[root] = 0;
-	g->parent[root] = GRAPH_NONE;
-	g->queue[tail++] = root;
+	stamp[root] = base;
+	via[root] = GRAPH_NONE;
+	queue[tail++] = root;
+	g->level[0] = 0;
 	/* One level per iteration: every node of a level is expanded before the
 	 * next level starts, so when a node is found at depth d, all its
-	 * possible parents (depth d-1) are marked (graph_walk_parent needs it). */
-	for (uint32_t d = 0; head < tail; d++) {
+	 * possible parents (depth d-1) are known, and whether it was reached by
+	 * one step only (then that step is its via) or contested. */
+	uint32_t d = 0;
+	for (; head < tail; d++) {
 		if (max_depth >= 0 && d >= (uint32_t)max_depth)
 			break;
-		if (stop_at != GRAPH_NONE && g->mark[stop_at] == g->epoch)
+		if (stop_at != GRAPH_NONE && stamp[stop_at] >= base)
 			break;
+		uint32_t next = base + 2 * (d + 1); /* the stamp of depth d + 1 */
+		g->level[d + 1] = (uint32_t)tail;   /* depth d ends (and d + 1 starts) there */
 		for (size_t level_end = tail; head < level_end; head++) {
+			if (head + AHEAD_OFF < tail && queue[head + AHEAD_OFF] < x->range)
+				__builtin_prefetch(&off[queue[head + AHEAD_OFF]]);
+			if (head + AHEAD_ENT < tail && queue[head + AHEAD_ENT] < x->range)
+				__builtin_prefetch(
+				    &ent[off[queue[head + AHEAD_ENT]] & ~GRAPH_INDEX_STALE]);
+			uint32_t u = queue[head];
 			struct graph_steps s;
-			graph_steps_of(g, g->queue[head], dir, &s);
+			graph_steps_of(g, u, dir, &s);
 			for (int k = 0; k < 2; k++)
 				for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
-					uint32_t v = GRAPH_ENT_NODE(*p);
-					/* The type first: it is in the entry, the mark
-					 * is a random memory access. */
-					if (!graph_step_follows(mask, GRAPH_ENT_TYPE(*p)) ||
-					    g->mark[v] == g->epoch)
+					uint32_t e = *p, v = GRAPH_ENT_NODE(e);
+					/* The type first: it is in the entry, the
+					 * stamp is a random memory access. */
+					if (!graph_step_follows(mask, GRAPH_ENT_TYPE(e)))
 						continue;
-					g->mark[v] = g->epoch;
-					g->depth[v] = d + 1;
-					g->parent[v] = GRAPH_NONE; /* resolved on demand */
-					g->queue[tail++] = v;
+					uint32_t sv = stamp[v];
+					if (sv < base) {
+						stamp[v] = next;
+						via[v] = GRAPH_ENT(u, GRAPH_ENT_TYPE(e));
+						queue[tail++] = v;
+					} else if (sv == next) {
+						stamp[v] = next | 1; /* a second step */
+					}
 				}
 		}
 	}
+	g->walk_next = base + 2 * (d + 1);
+	/* Levels 0..d are in the queue, the last one (d) maybe empty. */
+	g->nlevels = tail > g->level[d] ? d + 1 : d;
+	g->level[g->nlevels] = (uint32_t)tail;
 	*n = tail;
 	return 0;
 }
 
-void
+uint32_t
 graph_walk_parent(graph *g, uint32_t v)
 {
-	if (g->parent[v] != GRAPH_NONE || g->depth[v] == 0)
-		return;
-	/* Parents are v's neighbours one level nearer the root, found by
-	 * stepping from v in the opposite direction. Only the (few) nodes a
-	 * query reports pay for this, not every edge the walk crossed. */
+	uint32_t sv = g->stamp[v];
+	if (sv == g->walk_base || !(sv & 1))
+		return g->via[v]; /* the root (GRAPH_NONE), or reached by one step */
+	/* Contested: the parents are v's neighbours one level nearer the root,
+	 * found by stepping from v in the opposite direction. Only the (few)
+	 * nodes a query reports pay for this, not every edge the walk crossed. */
 	int back =
 	    g->walk_dir == GRAPH_DIR_DEPENDENTS ? GRAPH_DIR_DEPENDENCIES : GRAPH_DIR_DEPENDENTS;
+	uint32_t want = (sv & ~1u) - 2; /* the stamp of depth - 1, uncontested or not */
 	struct graph_steps s;
 	graph_steps_of(g, v, back, &s);
 	uint32_t best = GRAPH_NONE;
@@ -87,16 +132,16 @@ graph_walk_parent(graph *g, uint32_t v)
 		for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
 			uint32_t u = GRAPH_ENT_NODE(*p);
 			int t = GRAPH_ENT_TYPE(*p);
-			if (!graph_step_follows(g->walk_mask, t) || g->mark[u] != g->epoch ||
-			    g->depth[u] + 1 != g->depth[v])
+			if (!graph_step_follows(g->walk_mask, t) || (g->stamp[u] & ~1u) != want)
 				continue;
 			if (best == GRAPH_NONE || graph_parent_better(g, u, t, best, best_t)) {
 				best = u;
 				best_t = t;
 			}
 		}
-	g->parent[v] = best;
-	g->ptype[v] = (uint8_t)best_t;
+	g->via[v] = GRAPH_ENT(best, best_t);
+	g->stamp[v] = sv & ~1u; /* chosen: the next call answers at once */
+	return g->via[v];
 }
 
 /* ---- Shared helpers ----------------------------------------------------- */
@@ -106,12 +151,6 @@ graph_cmp_refp(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
-
-/* A node of a result, with its ref first so graph_cmp_refp sorts it. */
-struct ref_idx {
-	const char *ref;
-	uint32_t idx;
-};
 
 /* {"from","type","to"} of a stored edge. */
 static json_t *
@@ -125,77 +164,139 @@ edge_json(const graph *g, uint32_t from, int type, uint32_t to)
 static json_t *
 via_json(graph *g, int dir, uint32_t v)
 {
-	graph_walk_parent(g, v);
-	uint32_t p = g->parent[v];
-	int t = g->ptype[v];
+	uint32_t e = graph_walk_parent(g, v), p = GRAPH_ENT_NODE(e);
+	int t = GRAPH_ENT_TYPE(e);
 	return graph_step_from_parent(dir, t) ? edge_json(g, p, t, v) : edge_json(g, v, t, p);
 }
 
-static void
-swap_ri(struct ref_idx *a, struct ref_idx *b)
+/*
+ * Ordering a level by ref. A node's key is (rank << 32 | index) (graph_impl.h,
+ * "The walk index"): two ranked nodes compare as integers, which is their refs'
+ * byte order; a node without a rank (created since the index was built) has
+ * GRAPH_NONE there and compares by strcmp, which agrees. Refs are distinct.
+ */
+static uint64_t
+ref_key(const graph *g, uint32_t v)
 {
-	struct ref_idx t = *a;
+	return (uint64_t)graph_rank(g, v) << 32 | v;
+}
+
+static inline bool
+key_less(const graph *g, bool mixed, uint64_t a, uint64_t b)
+{
+	if (!mixed || ((a >> 32) != GRAPH_NONE && (b >> 32) != GRAPH_NONE))
+		return a < b;
+	return strcmp(g->ref[(uint32_t)a], g->ref[(uint32_t)b]) < 0;
+}
+
+static void
+swap_key(uint64_t *a, uint64_t *b)
+{
+	uint64_t t = *a;
 	*a = *b;
 	*b = t;
 }
 
-/* Moves the k smallest (by ref) of v[0..n) to the front, in any order
- * (quickselect, median-of-three pivot; refs are distinct). Expected O(n). */
+/* Partitions v[0, n) (n >= 2) around the median of three: returns p with
+ * v[0, p) < v[p] < v[p + 1, n). `mixed`: some key has no rank. */
+static size_t
+partition_keys(const graph *g, bool mixed, uint64_t *v, size_t n)
+{
+	size_t mid = n / 2;
+	if (key_less(g, mixed, v[mid], v[0]))
+		swap_key(&v[mid], &v[0]);
+	if (key_less(g, mixed, v[n - 1], v[0]))
+		swap_key(&v[n - 1], &v[0]);
+	if (key_less(g, mixed, v[n - 1], v[mid]))
+		swap_key(&v[n - 1], &v[mid]);
+	swap_key(&v[mid], &v[n - 1]); /* pivot (the median) to the end */
+	uint64_t pivot = v[n - 1];
+	size_t store = 0;
+	for (size_t i = 0; i + 1 < n; i++)
+		if (key_less(g, mixed, v[i], pivot))
+			swap_key(&v[i], &v[store++]);
+	swap_key(&v[store], &v[n - 1]);
+	return store;
+}
+
+/* Moves the k smallest of v[0, n) to the front, in any order (quickselect).
+ * Expected O(n). */
 static void
-select_smallest(struct ref_idx *v, size_t n, size_t k)
+select_smallest(const graph *g, bool mixed, uint64_t *v, size_t n, size_t k)
 {
 	while (n > 1 && k > 0 && k < n) {
-		size_t mid = n / 2;
-		if (strcmp(v[mid].ref, v[0].ref) < 0)
-			swap_ri(&v[mid], &v[0]);
-		if (strcmp(v[n - 1].ref, v[0].ref) < 0)
-			swap_ri(&v[n - 1], &v[0]);
-		if (strcmp(v[n - 1].ref, v[mid].ref) < 0)
-			swap_ri(&v[n - 1], &v[mid]);
-		swap_ri(&v[mid], &v[n - 1]); /* pivot (the median) to the end */
-		const char *pivot = v[n - 1].ref;
-		size_t store = 0;
-		for (size_t i = 0; i + 1 < n; i++)
-			if (strcmp(v[i].ref, pivot) < 0)
-				swap_ri(&v[i], &v[store++]);
-		swap_ri(&v[store], &v[n - 1]); /* v[store] is the pivot, in place */
-		if (k <= store) {
-			n = store;
+		size_t p = partition_keys(g, mixed, v, n);
+		if (k <= p) {
+			n = p;
 		} else {
-			v += store + 1;
-			n -= store + 1;
-			k -= store + 1;
+			v += p + 1;
+			n -= p + 1;
+			k -= p + 1;
 		}
 	}
 }
 
-/*
- * The first `limit` nodes of the walk result queue[1..n) in (depth, ref)
- * order, malloc'd (caller frees), count in *nout. The queue already holds the
- * levels in order, so only the levels that reach the output are looked at,
- * and of the last one only the part that is returned is sorted: dependents of
- * a hub find 100k nodes but sort only the 1000 they return.
- */
-static struct ref_idx *
-walk_sorted(const graph *g, size_t n, size_t limit, size_t *nout)
+/* Sorts v[0, n): quicksort down to runs of 16, then insertion sort (qsort's
+ * comparator call would cost more than most comparisons). */
+static void
+sort_keys(const graph *g, bool mixed, uint64_t *v, size_t n)
 {
-	struct ref_idx *out = malloc((n > 1 ? n - 1 : 1) * sizeof *out);
-	if (out == NULL)
-		return NULL; /* out of memory: the caller records it */
+	while (n > 16) {
+		size_t p = partition_keys(g, mixed, v, n);
+		/* Recurse into the smaller side, loop on the larger: O(log n) stack. */
+		if (p < n - p - 1) {
+			sort_keys(g, mixed, v, p);
+			v += p + 1;
+			n -= p + 1;
+		} else {
+			sort_keys(g, mixed, v + p + 1, n - p - 1);
+			n = p;
+		}
+	}
+	for (size_t i = 1; i < n; i++) {
+		uint64_t x = v[i];
+		size_t j = i;
+		for (; j > 0 && key_less(g, mixed, x, v[j - 1]); j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
+}
+
+/*
+ * The first `limit` nodes found by the last walk (all but the root) in (depth,
+ * ref) order, as node indexes, malloc'd (caller frees), count in *nout; NULL on
+ * ENOMEM. The queue already holds the levels in order, so only the levels that
+ * reach the output are looked at, and of the last one only the part that is
+ * returned is sorted: dependents of a hub find 10k nodes but sort only the
+ * 1000 they return.
+ */
+static uint32_t *
+walk_sorted(const graph *g, size_t limit, size_t *nout)
+{
+	size_t found = g->level[g->nlevels] > 1 ? g->level[g->nlevels] - 1 : 1;
+	uint32_t *out = malloc((found < limit ? found : limit) * sizeof *out + 1);
+	uint64_t *keys = malloc(found * sizeof *keys);
 	size_t got = 0;
-	for (size_t a = 1; a < n && got < limit;) {
-		size_t b = a;
-		uint32_t d = g->depth[g->queue[a]];
-		for (; b < n && g->depth[g->queue[b]] == d; b++) {
-			out[got + (b - a)].ref = g->ref[g->queue[b]];
-			out[got + (b - a)].idx = g->queue[b];
+	if (out == NULL || keys == NULL) {
+		free(out);
+		free(keys);
+		return NULL; /* out of memory: the caller records it */
+	}
+	for (uint32_t d = 1; d < g->nlevels && got < limit; d++) {
+		size_t a = g->level[d], b = g->level[d + 1];
+		bool mixed = false;
+		for (size_t i = a; i < b; i++) {
+			keys[i - a] = ref_key(g, g->queue[i]);
+			mixed = mixed || (keys[i - a] >> 32) == GRAPH_NONE;
 		}
 		size_t take = b - a < limit - got ? b - a : limit - got;
-		select_smallest(out + got, b - a, take);
-		qsort(out + got, take, sizeof *out, graph_cmp_refp);
+		select_smallest(g, mixed, keys, b - a, take);
+		sort_keys(g, mixed, keys, take);
+		for (size_t i = 0; i < take; i++)
+			out[got + i] = (uint32_t)keys[i];
 		got += take;
-		a = b;
 	}
+	free(keys);
 	*nout = got;
 	return out;
 }
@@ -210,14 +311,15 @@ walk_query(graph *g, long root, int dir, int max_depth, unsigned mask, size_t li
 	size_t n, got;
 	if (graph_walk(g, (uint32_t)root, dir, mask & GRAPH_IMPACT_MASK, max_depth, GRAPH_NONE, &n))
 		return graph_fail(g, GRAPH_ENOMEM);
-	struct ref_idx *sorted = walk_sorted(g, n, limit, &got);
+	uint32_t *sorted = walk_sorted(g, limit, &got);
 	if (sorted == NULL)
 		return graph_fail(g, GRAPH_ENOMEM);
 	json_t *nodes = json_array();
 	for (size_t i = 0; nodes != NULL && i < got; i++) {
-		uint32_t v = sorted[i].idx;
-		json_t *item = json_pack("{s:s,s:I,s:o}", "ref", g->ref[v], "depth",
-					 (json_int_t)g->depth[v], "via", via_json(g, dir, v));
+		uint32_t v = sorted[i];
+		json_t *item =
+		    json_pack("{s:s,s:I,s:o}", "ref", g->ref[v], "depth",
+			      (json_int_t)graph_walk_depth(g, v), "via", via_json(g, dir, v));
 		if (json_array_append_new(nodes, item)) {
 			json_decref(nodes);
 			nodes = NULL;
@@ -245,7 +347,7 @@ graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask,
 	if (graph_walk(g, (uint32_t)root, dir, type_mask & GRAPH_IMPACT_MASK, max_depth, GRAPH_NONE,
 		       &n))
 		return graph_fail(g, GRAPH_ENOMEM);
-	struct ref_idx *sorted = walk_sorted(g, n, limit, &got);
+	uint32_t *sorted = walk_sorted(g, limit, &got);
 	if (sorted == NULL)
 		return graph_fail(g, GRAPH_ENOMEM);
 	/* Refs here are ~20-40 bytes: start big enough for most answers. */
@@ -260,17 +362,30 @@ graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask,
 	else
 		strbuf_lit(&t, ",\"truncated\":false,\"nodes\":[");
 	for (size_t i = 0; i < got && !t.failed; i++) {
-		uint32_t v = sorted[i].idx;
-		graph_walk_parent(g, v);
-		uint32_t p = g->parent[v];
-		int ty = g->ptype[v];
+		/* What the nodes a few places on will read, asked for now (each is a
+		 * random access: their refs, their stamp and via, their parents' refs). */
+		if (i + 8 < got) {
+			uint32_t w = sorted[i + 8];
+			__builtin_prefetch(&g->ref[w]);
+			__builtin_prefetch(&g->stamp[w]);
+			__builtin_prefetch(&g->via[w]);
+		}
+		if (i + 4 < got) {
+			uint32_t w = sorted[i + 4];
+			__builtin_prefetch(g->ref[w]);
+			__builtin_prefetch(&g->ref[GRAPH_ENT_NODE(g->via[w])]);
+		}
+		if (i + 2 < got)
+			__builtin_prefetch(g->ref[GRAPH_ENT_NODE(g->via[sorted[i + 2]])]);
+		uint32_t v = sorted[i], e = graph_walk_parent(g, v), p = GRAPH_ENT_NODE(e);
+		int ty = GRAPH_ENT_TYPE(e);
 		bool from_parent = graph_step_from_parent(dir, ty);
 		if (i > 0)
 			strbuf_lit(&t, ",");
 		strbuf_lit(&t, "{\"ref\":");
 		strbuf_json_str(&t, g->ref[v]);
 		strbuf_lit(&t, ",\"depth\":");
-		strbuf_uint(&t, g->depth[v]);
+		strbuf_uint(&t, graph_walk_depth(g, v));
 		strbuf_lit(&t, ",\"via\":{\"from\":");
 		strbuf_json_str(&t, g->ref[from_parent ? p : v]);
 		strbuf_lit(&t, ",\"type\":");
@@ -311,19 +426,17 @@ graph_path(graph *g, long from, long to)
 	if (graph_walk(g, (uint32_t)from, GRAPH_DIR_DEPENDENCIES, GRAPH_IMPACT_MASK,
 		       GRAPH_UNLIMITED, (uint32_t)to, &n))
 		return graph_fail(g, GRAPH_ENOMEM);
-	if (g->mark[to] != g->epoch) {
+	if (!graph_walk_reached(g, (uint32_t)to)) {
 		return graph_fail(g, GRAPH_ENOENT);
 	}
 	/* Parents lead back from `to`; collect them, then emit from `from` on. */
-	size_t len = g->depth[to];
+	size_t len = graph_walk_depth(g, (uint32_t)to);
 	uint32_t *chain = malloc((len + 1) * sizeof *chain);
 	json_t *hops = json_array();
 	if (chain != NULL && hops != NULL) {
 		chain[len] = (uint32_t)to;
-		for (size_t k = len; k > 0; k--) {
-			graph_walk_parent(g, chain[k]);
-			chain[k - 1] = g->parent[chain[k]];
-		}
+		for (size_t k = len; k > 0; k--)
+			chain[k - 1] = GRAPH_ENT_NODE(graph_walk_parent(g, chain[k]));
 		for (size_t k = 1; k <= len; k++)
 			if (json_array_append_new(hops,
 						  via_json(g, GRAPH_DIR_DEPENDENCIES, chain[k]))) {
@@ -416,9 +529,9 @@ owners_part_of(graph *g, uint32_t x, const uint32_t *prefix, size_t np, const ch
 	uint32_t *chain = NULL;
 	for (size_t i = 1; i < n; i++) {
 		uint32_t s = g->queue[i];
-		if (added > 0 && g->depth[s] != g->depth[g->queue[i - 1]])
+		if (added > 0 && graph_walk_depth(g, s) != graph_walk_depth(g, g->queue[i - 1]))
 			break; /* the previous level had owners */
-		size_t nc = g->depth[s] + 1;
+		size_t nc = graph_walk_depth(g, s) + 1;
 		uint32_t *nchain = realloc(chain, nc * sizeof *chain);
 		if (nchain == NULL) {
 			added = -1;
@@ -426,10 +539,8 @@ owners_part_of(graph *g, uint32_t x, const uint32_t *prefix, size_t np, const ch
 		}
 		chain = nchain;
 		chain[nc - 1] = s;
-		for (size_t k = nc - 1; k > 0; k--) {
-			graph_walk_parent(g, chain[k]);
-			chain[k - 1] = g->parent[chain[k]];
-		}
+		for (size_t k = nc - 1; k > 0; k--)
+			chain[k - 1] = GRAPH_ENT_NODE(graph_walk_parent(g, chain[k]));
 		long r = owners_direct(g, prefix, np, chain, nc, rule, h);
 		if (r < 0) {
 			added = -1;
@@ -590,7 +701,7 @@ sub_walk(graph *g, struct graph_sub *s, int depth, int dir, size_t *cap)
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint32_t v = g->queue[i];
-		s->nodes[s->n++] = (struct graph_sub_node){g->ref[v], v, g->depth[v]};
+		s->nodes[s->n++] = (struct graph_sub_node){g->ref[v], v, graph_walk_depth(g, v)};
 	}
 	return 0;
 }
