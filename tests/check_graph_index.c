@@ -179,6 +179,17 @@ check_index(const graph *gr)
 	const struct graph_index *x = &gr->index;
 	if (x->range > 0 && x->dirty == 0) /* just built: every node ranked */
 		ck_assert_uint_eq(x->norder, graph_node_count(gr));
+	/* The ranked nodes, in rank order, are in strictly increasing ref order. */
+	const char *prev = NULL;
+	for (uint32_t p = 0; p < x->norder; p++) {
+		uint32_t i = x->order[p];
+		if (x->rank[i] != p)
+			continue; /* removed since the build */
+		ck_assert_ptr_nonnull(gr->ref[i]);
+		ck_assert_msg(prev == NULL || strcmp(prev, gr->ref[i]) < 0, "%s ranked before %s",
+			      prev, gr->ref[i]);
+		prev = gr->ref[i];
+	}
 	for (uint32_t a = 0; a < x->range; a++) {
 		if (gr->ref[a] == NULL) {
 			ck_assert_uint_eq(x->rank[a], GRAPH_NONE);
@@ -186,12 +197,14 @@ check_index(const graph *gr)
 		}
 		if (x->dirty == 0)
 			ck_assert_uint_ne(x->rank[a], GRAPH_NONE);
-		for (uint32_t b = 0; b < x->range; b++) {
-			if (gr->ref[b] == NULL || x->rank[a] == GRAPH_NONE ||
-			    x->rank[b] == GRAPH_NONE)
+		if (x->rank[a] != GRAPH_NONE)
+			ck_assert_uint_eq(x->order[x->rank[a]], a);
+		/* graph_cmp_nodes agrees with strcmp, ranked or not (small maps). */
+		for (uint32_t b = 0; x->range <= 64 && b < x->range; b++) {
+			if (gr->ref[b] == NULL)
 				continue;
-			int c = strcmp(gr->ref[a], gr->ref[b]);
-			ck_assert_int_eq(graph_cmp_nodes(gr, a, b), (c > 0) - (c < 0));
+			int c = strcmp(gr->ref[a], gr->ref[b]), r = graph_cmp_nodes(gr, a, b);
+			ck_assert_int_eq((r > 0) - (r < 0), (c > 0) - (c < 0));
 		}
 		if (x->off[0][a] & GRAPH_INDEX_STALE)
 			continue;
