@@ -17,6 +17,7 @@
  *               nodes in, as a server that ingested the estate holds them) or shuffle
  *               (random indexes: a map loaded in no particular order)
  *   -w FILE     write every answer of the first round to FILE (to compare two builds)
+ *   -D DIR      only the dependents (or only the dependencies) walks
  *   -x          walk with the index as stale as the automatic rebuild lets it get: the
  *               edges of ~6,000 nodes changed and 50 new nodes that depend on every
  *               root (so their first levels hold nodes without a rank)
@@ -388,6 +389,7 @@ main(int argc, char **argv)
 	size_t limit = 1000;
 	const char *types = NULL, *order = "gen1", *dump = NULL;
 	bool quiet = false, stale = false;
+	const char *only = NULL;
 	int i;
 	for (i = 1; i < argc && argv[i][0] == '-'; i++) {
 		if (strcmp(argv[i], "-x") == 0) {
@@ -420,6 +422,9 @@ main(int argc, char **argv)
 			break;
 		case 'w':
 			dump = v;
+			break;
+		case 'D':
+			only = v;
 			break;
 		default:
 			die("unknown option");
@@ -474,6 +479,8 @@ main(int argc, char **argv)
 	FILE *df = dump ? fopen(dump, "wb") : NULL;
 	uint64_t sum = 1469598103934665603ull;
 	for (int d = 0; d < 2; d++) {
+		if (only != NULL && strcmp(only, names[d]) != 0)
+			continue;
 		size_t n = nroots[d];
 		double *ms = malloc((size_t)rounds * n * sizeof *ms);
 		double *per_root = calloc(n, sizeof *per_root);
