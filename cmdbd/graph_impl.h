@@ -85,7 +85,8 @@ struct graph_source {
  *   off[k][u] .. off[k][u + 1]   (GRAPH_INDEX_STALE masked off) the entries of
  *                                node u in ent[k], k = 0 for the dependents
  *                                direction, 1 for dependencies: graph_steps_of()
- *                                in one segment, owned_by left out. Nodes are by
+ *                                in one segment, owned_by left out, sorted by
+ *                                (neighbour's rank, type name). Nodes are by
  *                                index (u < range); each edge is one entry in each.
  *   GRAPH_INDEX_STALE on off[k][u]  u's edges changed since the build (or u was
  *                                removed): walks read its lists instead. Nodes at
@@ -273,6 +274,7 @@ graph_adj_segment(const struct graph_adj *a, bool want_part_of, const uint32_t *
  */
 struct graph_steps {
 	const uint32_t *begin[2], *end[2];
+	bool sorted; /* from the index: by (neighbour's rank, type name) */
 };
 
 static inline void
@@ -287,9 +289,11 @@ graph_steps_of(const graph *g, uint32_t u, int dir, struct graph_steps *s)
 			s->begin[0] = x->ent[k] + b;
 			s->end[0] = x->ent[k] + (x->off[k][u + 1] & ~GRAPH_INDEX_STALE);
 			s->begin[1] = s->end[1] = NULL;
+			s->sorted = true;
 			return;
 		}
 	}
+	s->sorted = false;
 	graph_adj_segment(dependents ? &g->out[u] : &g->in[u], true, &s->begin[0], &s->end[0]);
 	graph_adj_segment(dependents ? &g->in[u] : &g->out[u], false, &s->begin[1], &s->end[1]);
 }

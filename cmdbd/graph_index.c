@@ -228,16 +228,77 @@ copy_steps(uint32_t *ent, uint32_t c, const uint32_t *a, uint32_t b, uint32_t e)
 }
 
 /*
- * Fills x->off and x->ent for the nodes below x->range. Each edge is one entry
- * in each direction: among the dependents of its cause and the dependencies of
- * the node it impacts. Runs of nodes the old index holds current are copied
- * from it in one piece (a removed node is stale there; a free slot has no
- * entries), the others from their lists (graph_steps_of()'s two segments per
- * direction).
+ * Sorts the entries e[0, n) by their neighbour's rank, then by type name (the
+ * order graph_parent_better() prefers). Every neighbour is ranked (x is a new
+ * build: every live node is). A key is (rank << 3 | type order) << 32 | entry;
+ * keys and tmp (n each) are scratch. Small lists by insertion, long ones (a
+ * hub's 10k dependents, re-sorted at every rebuild while it is stale) by LSD
+ * radix on the key's upper half, a byte a pass, skipping bytes all keys share.
  */
 static void
+sort_steps(const struct graph_index *x, const int *type_order, uint32_t *e, uint32_t n,
+	   uint64_t *keys, uint64_t *tmp)
+{
+	uint64_t all_or = 0, all_and = ~0ull;
+	for (uint32_t i = 0; i < n; i++) {
+		keys[i] = ((uint64_t)x->rank[GRAPH_ENT_NODE(e[i])] << 3 |
+			   (uint64_t)type_order[GRAPH_ENT_TYPE(e[i])])
+			      << 32 |
+			  e[i];
+		all_or |= keys[i];
+		all_and &= keys[i];
+	}
+	if (n <= 32) {
+		for (uint32_t i = 1; i < n; i++) {
+			uint64_t k = keys[i];
+			uint32_t j = i;
+			for (; j > 0 && keys[j - 1] > k; j--)
+				keys[j] = keys[j - 1];
+			keys[j] = k;
+		}
+	} else {
+		for (int shift = 32; shift < 64; shift += 8) {
+			if ((((all_or ^ all_and) >> shift) & 0xff) == 0)
+				continue; /* every key has the same byte here */
+			uint32_t count[257] = {0};
+			for (uint32_t i = 0; i < n; i++)
+				count[((keys[i] >> shift) & 0xff) + 1]++;
+			for (int b = 0; b < 256; b++)
+				count[b + 1] += count[b];
+			for (uint32_t i = 0; i < n; i++)
+				tmp[count[(keys[i] >> shift) & 0xff]++] = keys[i];
+			uint64_t *t = keys;
+			keys = tmp;
+			tmp = t;
+		}
+	}
+	for (uint32_t i = 0; i < n; i++)
+		e[i] = (uint32_t)keys[i];
+}
+
+/*
+ * Fills x->off and x->ent for the nodes below x->range (after x->rank). Each
+ * edge is one entry in each direction: among the dependents of its cause and
+ * the dependencies of the node it impacts. A node's entries are sorted by
+ * (neighbour's rank, type name), so that the first parent found in them is
+ * the one graph_walk_parent() wants. Runs of nodes the old index holds current
+ * are copied from it in one piece (their order stays: ranks keep their order;
+ * a removed node is stale there; a free slot has no entries), the others from
+ * their lists (graph_steps_of()'s two segments per direction), then sorted.
+ * 0 or GRAPH_ENOMEM.
+ */
+static int
 build_steps(const graph *g, const struct graph_index *old, struct graph_index *x)
 {
+	int type_order[GRAPH_EDGE_TYPES];
+	for (int t = 0; t < GRAPH_EDGE_TYPES; t++) {
+		type_order[t] = 0;
+		for (int o = 0; o < GRAPH_EDGE_TYPES; o++)
+			type_order[t] +=
+			    strcmp(graph_edge_type_name(o), graph_edge_type_name(t)) < 0;
+	}
+	uint64_t *keys = NULL; /* 2 * keys_cap: keys and radix scratch */
+	size_t keys_cap = 0;
 	uint32_t c[2] = {0, 0}, u = 0;
 	while (u < x->range) {
 		if (u < old->range && !(old->off[0][u] & GRAPH_INDEX_STALE)) {
@@ -260,23 +321,37 @@ build_steps(const graph *g, const struct graph_index *old, struct graph_index *x
 		x->off[1][u] = c[1];
 		if (g->ref[u] != NULL) {
 			const struct graph_adj *out = &g->out[u], *in = &g->in[u];
+			size_t most = (size_t)out->n + in->n;
+			if (most > keys_cap) {
+				free(keys);
+				keys_cap = most > 64 ? most : 64;
+				if ((keys = malloc(2 * keys_cap * sizeof *keys)) == NULL)
+					return GRAPH_ENOMEM;
+			}
 			c[0] = copy_steps(x->ent[0], c[0], out->e, 0, out->npart);
 			c[0] = copy_steps(x->ent[0], c[0], in->e, in->npart, in->n);
 			c[1] = copy_steps(x->ent[1], c[1], in->e, 0, in->npart);
 			c[1] = copy_steps(x->ent[1], c[1], out->e, out->npart, out->n);
+			for (int k = 0; k < 2; k++)
+				sort_steps(x, type_order, x->ent[k] + x->off[k][u],
+					   c[k] - x->off[k][u], keys, keys + keys_cap);
 		}
 		u++;
 	}
 	x->off[0][x->range] = c[0];
 	x->off[1][x->range] = c[1];
+	free(keys);
+	return 0;
 }
 
 /* The order and ranks: the old ones when no node was created or removed since
- * (taken from `old`), else merged anew. 0 or GRAPH_ENOMEM. */
+ * (taken from `old`, *taken set), else merged anew. 0 or GRAPH_ENOMEM. */
 static int
-build_ranks(const graph *g, struct graph_index *old, struct graph_index *x)
+build_ranks(const graph *g, struct graph_index *old, struct graph_index *x, bool *taken)
 {
-	if (old->range == x->range && old->renamed == 0) {
+	*taken = false;
+	if (old->range > 0 && old->range == x->range && old->renamed == 0) {
+		*taken = true;
 		x->order = old->order;
 		x->norder = old->norder;
 		x->rank = old->rank;
@@ -301,18 +376,25 @@ graph_index_build(graph *g)
 {
 	struct graph_index *old = &g->index, x = {.policy = old->policy};
 	size_t edges = g->edges > 0 ? g->edges : 1;
+	bool taken = false;
 
 	x.range = g->hi;
 	for (int k = 0; k < 2; k++) {
 		x.off[k] = malloc(((size_t)x.range + 1) * sizeof *x.off[k]);
 		x.ent[k] = malloc(edges * sizeof *x.ent[k]);
 	}
-	if (x.off[0] == NULL || x.off[1] == NULL || x.ent[0] == NULL || x.ent[1] == NULL)
+	if (x.off[0] == NULL || x.off[1] == NULL || x.ent[0] == NULL || x.ent[1] == NULL ||
+	    build_ranks(g, old, &x, &taken) != 0)
 		goto fail;
-	build_steps(g, old, &x);
-	/* Last: it may take the old order and ranks, after which nothing fails. */
-	if (build_ranks(g, old, &x) != 0)
+	if (build_steps(g, old, &x) != 0) {
+		if (taken) { /* give the old order and ranks back */
+			old->rank = x.rank;
+			old->order = x.order;
+			old->norder = x.norder;
+			x.rank = x.order = NULL;
+		}
 		goto fail;
+	}
 	graph_index_free(old);
 	*old = x;
 	return 0;

@@ -120,7 +120,10 @@ graph_walk_parent(graph *g, uint32_t v)
 		return g->via[v]; /* the root (GRAPH_NONE), or reached by one step */
 	/* Contested: the parents are v's neighbours one level nearer the root,
 	 * found by stepping from v in the opposite direction. Only the (few)
-	 * nodes a query reports pay for this, not every edge the walk crossed. */
+	 * nodes a query reports pay for this, not every edge the walk crossed.
+	 * From the index, v's entries are in the order of preference: the first
+	 * parent found is the one (a hub with 10k dependents is not scanned
+	 * whole); from its lists, all are compared. */
 	int back =
 	    g->walk_dir == GRAPH_DIR_DEPENDENTS ? GRAPH_DIR_DEPENDENCIES : GRAPH_DIR_DEPENDENTS;
 	uint32_t want = (sv & ~1u) - 2; /* the stamp of depth - 1, uncontested or not */
@@ -138,7 +141,10 @@ graph_walk_parent(graph *g, uint32_t v)
 				best = u;
 				best_t = t;
 			}
+			if (s.sorted)
+				goto found;
 		}
+found:
 	g->via[v] = GRAPH_ENT(best, best_t);
 	g->stamp[v] = sv & ~1u; /* chosen: the next call answers at once */
 	return g->via[v];

@@ -4,8 +4,8 @@
  * computed by definition (SPEC §2) from a naive model, whether the index is off,
  * rebuilt before every walk, or left stale by mutations; the index's own
  * invariants (ranks in ref byte order, every node ranked after a build, a
- * current node's entries equal to its lists); and the edge cases one by one. White-box: includes
- * graph_impl.h.
+ * current node's entries equal to its lists, sorted by neighbour's rank); and the edge cases one by
+ * one. White-box: includes graph_impl.h.
  */
 #include <check.h>
 #include <stdbool.h>
@@ -225,6 +225,20 @@ check_index(const graph *gr)
 			ck_assert_uint_eq(e - b, want);
 			for (uint32_t i = b; i < e; i++) {
 				uint32_t ent = x->ent[k][i];
+				/* In the order of preference: neighbour's rank, then
+				 * type name. */
+				if (i > b) {
+					uint32_t before = x->ent[k][i - 1];
+					uint32_t rp = x->rank[GRAPH_ENT_NODE(before)],
+						 rc = x->rank[GRAPH_ENT_NODE(ent)];
+					ck_assert_uint_ne(rc, GRAPH_NONE);
+					ck_assert(
+					    rp < rc ||
+					    (rp == rc &&
+					     strcmp(graph_edge_type_name(GRAPH_ENT_TYPE(before)),
+						    graph_edge_type_name(GRAPH_ENT_TYPE(ent))) <
+						 0));
+				}
 				const struct graph_adj *in_list =
 				    GRAPH_ENT_TYPE(ent) == GRAPH_PART_OF ? fwd : rev;
 				bool there = false;
