@@ -41,6 +41,37 @@ walk_begin(graph *g)
 	return 0;
 }
 
+/*
+ * Takes the steps [p, end) from u (depth d, next = the stamp of depth d + 1):
+ * a node not reached yet is queued with this step as its via; one reached on
+ * depth d + 1 already is contested. Returns the new queue length. `typed`:
+ * check each step's type against the mask (not needed for index entries with
+ * every impact type wanted: owned_by is not among them). Inlined with a
+ * constant `typed`, so the common case has no check in its loop.
+ */
+static inline size_t
+take_steps(graph *g, uint32_t u, const uint32_t *p, const uint32_t *end, bool typed, unsigned mask,
+	   uint32_t base, uint32_t next, size_t tail)
+{
+	uint32_t *stamp = g->stamp, *via = g->via, *queue = g->queue;
+	for (; p < end; p++) {
+		uint32_t e = *p, v = GRAPH_ENT_NODE(e);
+		/* The type first: it is in the entry, the stamp is a random
+		 * memory access. */
+		if (typed && !graph_step_follows(mask, GRAPH_ENT_TYPE(e)))
+			continue;
+		uint32_t sv = stamp[v];
+		if (sv < base) {
+			stamp[v] = next;
+			via[v] = GRAPH_ENT(u, GRAPH_ENT_TYPE(e));
+			queue[tail++] = v;
+		} else if (sv == next) {
+			stamp[v] = next | 1; /* a second step */
+		}
+	}
+	return tail;
+}
+
 /* How far ahead in the queue the walk asks for a node's offsets, and for its
  * entries: the loads of one node's steps are random, so they are started
  * while earlier nodes are expanded. */
@@ -56,13 +87,13 @@ graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth, uint3
 	}
 	g->walk_dir = dir;
 	g->walk_mask = mask;
-	uint32_t *stamp = g->stamp, *via = g->via, *queue = g->queue, base = g->walk_base;
+	uint32_t *stamp = g->stamp, *queue = g->queue, base = g->walk_base;
 	const struct graph_index *x = &g->index;
 	const uint32_t *off = x->off[dir == GRAPH_DIR_DEPENDENTS ? 0 : 1];
 	const uint32_t *ent = x->ent[dir == GRAPH_DIR_DEPENDENTS ? 0 : 1];
 	size_t head = 0, tail = 0;
 	stamp[root] = base;
-	via[root] = GRAPH_NONE;
+	g->via[root] = GRAPH_NONE;
 	queue[tail++] = root;
 	g->level[0] = 0;
 	/* One level per iteration: every node of a level is expanded before the
@@ -86,22 +117,14 @@ graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth, uint3
 			uint32_t u = queue[head];
 			struct graph_steps s;
 			graph_steps_of(g, u, dir, &s);
+			if (s.sorted && mask == GRAPH_IMPACT_MASK) {
+				tail = take_steps(g, u, s.begin[0], s.end[0], false, mask, base,
+						  next, tail);
+				continue;
+			}
 			for (int k = 0; k < 2; k++)
-				for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
-					uint32_t e = *p, v = GRAPH_ENT_NODE(e);
-					/* The type first: it is in the entry, the
-					 * stamp is a random memory access. */
-					if (!graph_step_follows(mask, GRAPH_ENT_TYPE(e)))
-						continue;
-					uint32_t sv = stamp[v];
-					if (sv < base) {
-						stamp[v] = next;
-						via[v] = GRAPH_ENT(u, GRAPH_ENT_TYPE(e));
-						queue[tail++] = v;
-					} else if (sv == next) {
-						stamp[v] = next | 1; /* a second step */
-					}
-				}
+				tail = take_steps(g, u, s.begin[k], s.end[k], true, mask, base,
+						  next, tail);
 		}
 	}
 	g->walk_next = base + 2 * (d + 1);
