@@ -418,15 +418,23 @@ graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask,
 		if (i > 0)
 			strbuf_lit(&t, ",");
 		strbuf_lit(&t, "{\"ref\":");
+		size_t at = t.len; /* the node's ref as JSON: written once, copied once */
 		strbuf_json_str(&t, page[i].ref);
+		size_t ref_len = t.len - at;
 		strbuf_lit(&t, ",\"depth\":");
 		strbuf_uint(&t, page[i].depth);
 		strbuf_lit(&t, ",\"via\":{\"from\":");
-		strbuf_json_str(&t, from_parent ? page[i].parent : page[i].ref);
-		strbuf_lit(&t, ",\"type\":");
-		strbuf_json_str(&t, graph_edge_type_name(ty));
-		strbuf_lit(&t, ",\"to\":");
-		strbuf_json_str(&t, from_parent ? page[i].ref : page[i].parent);
+		if (from_parent)
+			strbuf_json_str(&t, page[i].parent);
+		else
+			strbuf_repeat(&t, at, ref_len);
+		strbuf_lit(&t, ",\"type\":\"");
+		strbuf_puts(&t, graph_edge_type_name(ty)); /* type names need no escape */
+		strbuf_lit(&t, "\",\"to\":");
+		if (from_parent)
+			strbuf_repeat(&t, at, ref_len);
+		else
+			strbuf_json_str(&t, page[i].parent);
 		strbuf_lit(&t, "}}");
 	}
 	strbuf_lit(&t, "]}");

@@ -42,6 +42,15 @@ strbuf_add(struct strbuf *b, const void *s, size_t n)
 	b->s[b->len] = '\0';
 }
 void strbuf_puts(struct strbuf *b, const char *s);
+
+/* Appends again the n bytes the buffer holds at offset `at` (at + n <= len). */
+static inline void
+strbuf_repeat(struct strbuf *b, size_t at, size_t n)
+{
+	strbuf_grow(b, n); /* first: it may move the bytes */
+	if (!b->failed)
+		strbuf_add(b, b->s + at, n);
+}
 #define strbuf_lit(b, lit) strbuf_add((b), (lit), sizeof(lit) - 1)
 
 /*
