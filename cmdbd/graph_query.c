@@ -199,25 +199,12 @@ via_json(graph *g, int dir, uint32_t v)
 }
 
 /*
- * Ordering a level by ref. A node's key is (rank << 32 | index) (graph_impl.h,
- * "The walk index"): two ranked nodes compare as integers, which is their refs'
- * byte order; a node without a rank (created since the index was built) has
- * GRAPH_NONE there and compares by strcmp, which agrees. Refs are distinct.
+ * Ordering a level by ref. A ranked node's key is (rank << 32 | index)
+ * (graph_impl.h, "The walk index"): keys compare as integers in their refs'
+ * byte order. Nodes without a rank (created since the index was built) are
+ * few: they are sorted by strcmp and merged in, each at its place among the
+ * ranked ones found by a binary search. Refs are distinct.
  */
-static uint64_t
-ref_key(const graph *g, uint32_t v)
-{
-	return (uint64_t)graph_rank(g, v) << 32 | v;
-}
-
-static inline bool
-key_less(const graph *g, bool mixed, uint64_t a, uint64_t b)
-{
-	if (!mixed || ((a >> 32) != GRAPH_NONE && (b >> 32) != GRAPH_NONE))
-		return a < b;
-	return strcmp(g->ref[(uint32_t)a], g->ref[(uint32_t)b]) < 0;
-}
-
 static void
 swap_key(uint64_t *a, uint64_t *b)
 {
@@ -227,22 +214,22 @@ swap_key(uint64_t *a, uint64_t *b)
 }
 
 /* Partitions v[0, n) (n >= 2) around the median of three: returns p with
- * v[0, p) < v[p] < v[p + 1, n). `mixed`: some key has no rank. */
+ * v[0, p) < v[p] < v[p + 1, n). */
 static size_t
-partition_keys(const graph *g, bool mixed, uint64_t *v, size_t n)
+partition_keys(uint64_t *v, size_t n)
 {
 	size_t mid = n / 2;
-	if (key_less(g, mixed, v[mid], v[0]))
+	if (v[mid] < v[0])
 		swap_key(&v[mid], &v[0]);
-	if (key_less(g, mixed, v[n - 1], v[0]))
+	if (v[n - 1] < v[0])
 		swap_key(&v[n - 1], &v[0]);
-	if (key_less(g, mixed, v[n - 1], v[mid]))
+	if (v[n - 1] < v[mid])
 		swap_key(&v[n - 1], &v[mid]);
 	swap_key(&v[mid], &v[n - 1]); /* pivot (the median) to the end */
 	uint64_t pivot = v[n - 1];
 	size_t store = 0;
 	for (size_t i = 0; i + 1 < n; i++)
-		if (key_less(g, mixed, v[i], pivot))
+		if (v[i] < pivot)
 			swap_key(&v[i], &v[store++]);
 	swap_key(&v[store], &v[n - 1]);
 	return store;
@@ -251,10 +238,10 @@ partition_keys(const graph *g, bool mixed, uint64_t *v, size_t n)
 /* Moves the k smallest of v[0, n) to the front, in any order (quickselect).
  * Expected O(n). */
 static void
-select_smallest(const graph *g, bool mixed, uint64_t *v, size_t n, size_t k)
+select_smallest(uint64_t *v, size_t n, size_t k)
 {
 	while (n > 1 && k > 0 && k < n) {
-		size_t p = partition_keys(g, mixed, v, n);
+		size_t p = partition_keys(v, n);
 		if (k <= p) {
 			n = p;
 		} else {
@@ -266,28 +253,70 @@ select_smallest(const graph *g, bool mixed, uint64_t *v, size_t n, size_t k)
 }
 
 /* Sorts v[0, n): quicksort down to runs of 16, then insertion sort (qsort's
- * comparator call would cost more than most comparisons). */
+ * comparator call would cost more than the comparisons). */
 static void
-sort_keys(const graph *g, bool mixed, uint64_t *v, size_t n)
+sort_keys(uint64_t *v, size_t n)
 {
 	while (n > 16) {
-		size_t p = partition_keys(g, mixed, v, n);
+		size_t p = partition_keys(v, n);
 		/* Recurse into the smaller side, loop on the larger: O(log n) stack. */
 		if (p < n - p - 1) {
-			sort_keys(g, mixed, v, p);
+			sort_keys(v, p);
 			v += p + 1;
 			n -= p + 1;
 		} else {
-			sort_keys(g, mixed, v + p + 1, n - p - 1);
+			sort_keys(v + p + 1, n - p - 1);
 			n = p;
 		}
 	}
 	for (size_t i = 1; i < n; i++) {
 		uint64_t x = v[i];
 		size_t j = i;
-		for (; j > 0 && key_less(g, mixed, x, v[j - 1]); j--)
+		for (; j > 0 && x < v[j - 1]; j--)
 			v[j] = v[j - 1];
 		v[j] = x;
+	}
+}
+
+static int
+cmp_idx_ref(const void *a, const void *b, void *g)
+{
+	char *const *ref = ((const graph *)g)->ref;
+	return strcmp(ref[*(const uint32_t *)a], ref[*(const uint32_t *)b]);
+}
+
+/*
+ * The `take` first by ref of a level: its ranked nodes' keys in keys[0, nr),
+ * its unranked nodes in loose[0, nu); into out[0, take).
+ */
+static void
+level_first(const graph *g, uint64_t *keys, size_t nr, uint32_t *loose, size_t nu, size_t take,
+	    uint32_t *out)
+{
+	size_t tr = take < nr ? take : nr; /* no more ranked ones can be among them */
+	select_smallest(keys, nr, tr);
+	sort_keys(keys, tr);
+	if (nu > 0)
+		qsort_r(loose, nu, sizeof *loose, cmp_idx_ref, (void *)g);
+	size_t i = 0, j = 0, o = 0;
+	while (o < take) {
+		/* The next loose one goes before the ranked ones below its place. */
+		size_t place = tr;
+		if (j < nu) {
+			size_t lo = i, hi = tr;
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+				if (strcmp(g->ref[(uint32_t)keys[mid]], g->ref[loose[j]]) < 0)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			place = lo;
+		}
+		while (i < place && o < take)
+			out[o++] = (uint32_t)keys[i++];
+		if (j < nu && o < take)
+			out[o++] = loose[j++];
 	}
 }
 
@@ -305,28 +334,30 @@ walk_sorted(const graph *g, size_t limit, size_t *nout)
 	size_t found = g->level[g->nlevels] > 1 ? g->level[g->nlevels] - 1 : 1;
 	uint32_t *out = malloc((found < limit ? found : limit) * sizeof *out + 1);
 	uint64_t *keys = malloc(found * sizeof *keys);
+	uint32_t *loose = malloc(found * sizeof *loose);
 	size_t got = 0;
-	if (out == NULL || keys == NULL) {
+	if (out == NULL || keys == NULL || loose == NULL) {
 		free(out);
-		free(keys);
-		return NULL; /* out of memory: the caller records it */
+		out = NULL; /* out of memory: the caller records it */
+		goto done;
 	}
 	for (uint32_t d = 1; d < g->nlevels && got < limit; d++) {
-		size_t a = g->level[d], b = g->level[d + 1];
-		bool mixed = false;
+		size_t a = g->level[d], b = g->level[d + 1], nr = 0, nu = 0;
 		for (size_t i = a; i < b; i++) {
-			keys[i - a] = ref_key(g, g->queue[i]);
-			mixed = mixed || (keys[i - a] >> 32) == GRAPH_NONE;
+			uint32_t v = g->queue[i], r = graph_rank(g, v);
+			if (r != GRAPH_NONE)
+				keys[nr++] = (uint64_t)r << 32 | v;
+			else
+				loose[nu++] = v;
 		}
 		size_t take = b - a < limit - got ? b - a : limit - got;
-		select_smallest(g, mixed, keys, b - a, take);
-		sort_keys(g, mixed, keys, take);
-		for (size_t i = 0; i < take; i++)
-			out[got + i] = (uint32_t)keys[i];
+		level_first(g, keys, nr, loose, nu, take, out + got);
 		got += take;
 	}
-	free(keys);
 	*nout = got;
+done:
+	free(keys);
+	free(loose);
 	return out;
 }
 
