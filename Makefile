@@ -209,6 +209,13 @@ $(BENCH_TOOLS): $(BUILD)/%: tests/bench/%.c
 	@mkdir -p $(@D)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(EVENT_LIBS)
 
+# tests/bench/walkbench.c: the dependents/dependencies walks without HTTP, on the
+# in-memory graph's modules (see its header; not part of make bench).
+WALKBENCH_OBJS := $(filter $(OBJ)/cmdbd/graph% $(OBJ)/cmdbd/model.o $(OBJ)/cmdbd/strbuf.o \
+	$(OBJ)/cmdbd/sha256.o,$(SERVER_OBJS))
+$(BUILD)/walkbench: tests/bench/walkbench.c $(WALKBENCH_OBJS)
+	$(CC) $(ALL_CFLAGS) -Icmdbd $(SAN_LDFLAGS) $(LDFLAGS) -o $@ $^ $(SERVER_LIBS)
+
 # Fuzzing: the server's modules (all but main) built with clang, sanitizer and
 # libFuzzer coverage instrumentation into an archive, one binary per
 # tests/fuzz/fuzz_*.c; tests/fuzz/run.sh runs the saved inputs, then each target for

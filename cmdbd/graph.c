@@ -172,6 +172,7 @@ graph_new(void)
 	if (g == NULL)
 		return NULL;
 	g->epoch = 1;
+	g->walk_next = 2; /* stamps start at 0: below every walk's base */
 	return g;
 }
 
@@ -201,8 +202,10 @@ graph_free(graph *g)
 	free(g->tab);
 	free(g->queue);
 	free(g->depth);
-	free(g->parent);
-	free(g->ptype);
+	free(g->stamp);
+	free(g->via);
+	free(g->level);
+	graph_index_free(&g->index);
 	free(g);
 }
 
@@ -273,17 +276,30 @@ nodes_reserve(graph *g)
 }
 
 int
-graph_visit_begin(graph *g)
+graph_scratch_reserve(graph *g)
 {
+	graph_index_refresh_auto(g);
 	if (g->scratch_cap < g->cap) {
 		uint32_t n = g->cap;
 		if (graph_grow(&g->queue, n, sizeof *g->queue) ||
 		    graph_grow(&g->depth, n, sizeof *g->depth) ||
-		    graph_grow(&g->parent, n, sizeof *g->parent) ||
-		    graph_grow(&g->ptype, n, sizeof *g->ptype))
+		    graph_grow(&g->via, n, sizeof *g->via) ||
+		    graph_grow(&g->stamp, n, sizeof *g->stamp) ||
+		    graph_grow(&g->level, (size_t)n + 1, sizeof *g->level))
 			return -1;
+		/* New slots are below every walk's base: not reached. */
+		memset(g->stamp + g->scratch_cap, 0,
+		       (size_t)(n - g->scratch_cap) * sizeof *g->stamp);
 		g->scratch_cap = n;
 	}
+	return 0;
+}
+
+int
+graph_visit_begin(graph *g)
+{
+	if (graph_scratch_reserve(g))
+		return -1;
 	if (++g->epoch == 0) { /* wrapped: forget every old mark once */
 		memset(g->mark, 0, (size_t)g->cap * sizeof *g->mark);
 		g->epoch = 1;
@@ -352,6 +368,17 @@ adj_remove(struct graph_adj *a, uint32_t ent)
 	uint32_t pos;
 	if (adj_find(a, ent, &pos))
 		adj_delete_at(a, pos);
+}
+
+/* An edge between f and t was added or removed: the walk index no longer holds
+ * their steps (owned_by is not in it: its changes leave it current). */
+static void
+edge_touch(graph *g, uint32_t f, int type, uint32_t t)
+{
+	if (type == GRAPH_OWNED_BY)
+		return;
+	graph_index_touch(g, f);
+	graph_index_touch(g, t);
 }
 
 /* ---- Nodes -------------------------------------------------------------- */
@@ -429,6 +456,10 @@ node_insert(graph *g, const char *ref, int health, const char *attrs, uint32_t *
 	s->idx1 = i + 1;
 	s->hash = h;
 	g->nodes++;
+	if (g->index.range > 0) { /* unranked, its (no) edges read from its lists */
+		g->index.dirty++;
+		g->index.renamed++;
+	}
 	*idx = i;
 	return 0;
 }
@@ -519,12 +550,14 @@ node_delete(graph *g, uint32_t u)
 	for (uint32_t k = 0; k < out->n; k++) {
 		uint32_t e = out->e[k];
 		adj_remove(&g->in[GRAPH_ENT_NODE(e)], GRAPH_ENT(u, GRAPH_ENT_TYPE(e)));
+		graph_index_touch(g, GRAPH_ENT_NODE(e));
 	}
 	g->edges -= out->n;
 	out->n = 0; /* a self-loop must not be found again below */
 	for (uint32_t k = 0; k < in->n; k++) {
 		uint32_t e = in->e[k];
 		adj_remove(&g->out[GRAPH_ENT_NODE(e)], GRAPH_ENT(u, GRAPH_ENT_TYPE(e)));
+		graph_index_touch(g, GRAPH_ENT_NODE(e));
 	}
 	g->edges -= in->n;
 
@@ -542,6 +575,7 @@ node_delete(graph *g, uint32_t u)
 	*out = (struct graph_adj){0};
 	*in = (struct graph_adj){0};
 	g->nodes--;
+	graph_index_gone(g, u);
 	/* The free list was reserved when the node was created: never fails. */
 	g->free_idx[g->nfree++] = u;
 }
@@ -559,6 +593,16 @@ graph_node_remove(graph *g, const char *ref)
 }
 
 /* ---- Edges -------------------------------------------------------------- */
+
+/* Adds f --type--> t (absent; room reserved in both lists). */
+static void
+edge_insert(graph *g, uint32_t f, int type, uint32_t t)
+{
+	adj_insert(&g->out[f], GRAPH_ENT(t, type));
+	adj_insert(&g->in[t], GRAPH_ENT(f, type));
+	g->edges++;
+	edge_touch(g, f, type, t);
+}
 
 /* Whether from --type--> to exists; scans the shorter of the two lists. */
 static bool
@@ -586,9 +630,7 @@ graph_edge_put(graph *g, const char *from, int type, const char *to)
 		return 0;
 	if (adj_reserve(&g->out[f]) || adj_reserve(&g->in[t]))
 		goto fail;
-	adj_insert(&g->out[f], GRAPH_ENT(t, type));
-	adj_insert(&g->in[t], GRAPH_ENT(f, type));
-	g->edges++;
+	edge_insert(g, f, type, t);
 	return 0;
 fail:
 	/* Undo the endpoints this call created: the graph is unchanged. */
@@ -612,9 +654,7 @@ graph_edge_put_idx(graph *g, long from, int type, long to)
 	if (adj_reserve(&g->out[f]) || adj_reserve(&g->in[t])) {
 		return GRAPH_ENOMEM;
 	}
-	adj_insert(&g->out[f], GRAPH_ENT(t, type));
-	adj_insert(&g->in[t], GRAPH_ENT(f, type));
-	g->edges++;
+	edge_insert(g, f, type, t);
 	return 0;
 }
 
@@ -633,6 +673,7 @@ graph_edge_remove(graph *g, const char *from, int type, const char *to)
 	adj_delete_at(&g->out[f], pos);
 	adj_remove(&g->in[t], GRAPH_ENT(f, type));
 	g->edges--;
+	edge_touch(g, (uint32_t)f, type, (uint32_t)t);
 	return 0;
 }
 

@@ -144,6 +144,24 @@ int graph_edge_put_idx(graph *g, long from, int type, long to);
 /* Removes the edge; a missing edge or endpoint is a no-op (0). */
 int graph_edge_remove(graph *g, const char *from, int type, const char *to);
 
+/* ---- The walk index ----------------------------------------------------
+ *
+ * Walks follow a flat copy of the adjacency (one array per direction, the edges
+ * of owned_by left out) and compare refs by their rank in a sorted copy of the
+ * refs (graph_index.c; DESIGN.md "In-memory graph"). It is never required to be
+ * current: a mutation marks the nodes whose edges it changed stale, and walks
+ * read those nodes' lists, so answers do not depend on it. By default
+ * (GRAPH_INDEX_AUTO) the first walk builds it and a walk rebuilds it once a
+ * sixteenth of the nodes are stale; GRAPH_INDEX_OFF drops it (walks read the
+ * lists only), GRAPH_INDEX_ALWAYS rebuilds it before any walk after a change
+ * (both for tests). graph_index_refresh() builds it now if anything changed since
+ * its last build (the loader, so that the first query does not pay): 0, or
+ * GRAPH_ENOMEM (nothing lost: walks read the lists).
+ */
+enum graph_index_policy { GRAPH_INDEX_AUTO, GRAPH_INDEX_OFF, GRAPH_INDEX_ALWAYS };
+int graph_index_policy(graph *g, int policy); /* 0 or GRAPH_EINVAL */
+int graph_index_refresh(graph *g);
+
 /* ---- Lookups ------------------------------------------------------------ */
 
 long graph_find(const graph *g, const char *ref); /* index or -1 */

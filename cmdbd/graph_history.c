@@ -67,6 +67,9 @@ graph_copy(const graph *src)
 	}
 	g->nodes = src->nodes;
 	g->edges = src->edges;
+	/* The index too: its build sorts every ref, a copy is a few memcpy. */
+	if (graph_index_copy(&g->index, &src->index) != 0)
+		goto fail;
 	return g;
 fail:
 	graph_free(g);
@@ -89,7 +92,7 @@ graph_bytes(const graph *g)
 		b += strlen(g->ref[i]) + 1 + (g->attrs[i] ? strlen(g->attrs[i]) + 1 : 0) +
 		     ((size_t)g->out[i].cap + g->in[i].cap) * sizeof(uint32_t);
 	}
-	return b;
+	return b + graph_index_bytes(g);
 }
 
 static int

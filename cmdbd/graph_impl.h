@@ -1,14 +1,15 @@
 /*
  * graph_impl.h — private layout of the in-memory graph, shared by graph.c
  * (storage and mutations), graph_query.c and graph_rootcause.c (the queries),
- * graph_dot.c (Graphviz) and graph_image.c (node images). Not for other
- * modules: use graph.h.
+ * graph_dot.c (Graphviz), graph_image.c (node images) and graph_index.c (the
+ * walk index). Not for other modules: use graph.h.
  */
 #ifndef CMDBD_GRAPH_IMPL_H
 #define CMDBD_GRAPH_IMPL_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "graph.h"
 
@@ -76,6 +77,42 @@ struct graph_source {
 	char at[GRAPH_TIME_LEN + 1]; /* "" = never seen */
 };
 
+/*
+ * The walk index (graph_index.c): a flat copy of the adjacency the walks follow
+ * and the nodes' order by ref, built from the lists above and never required to
+ * be current.
+ *
+ *   off[k][u] .. off[k][u + 1]   (GRAPH_INDEX_STALE masked off) the entries of
+ *                                node u in ent[k], k = 0 for the dependents
+ *                                direction, 1 for dependencies: graph_steps_of()
+ *                                in one segment, owned_by left out, sorted by
+ *                                (neighbour's rank, type name). Nodes are by
+ *                                index (u < range); each edge is one entry in each.
+ *   GRAPH_INDEX_STALE on off[k][u]  u's edges changed since the build (or u was
+ *                                removed): walks read its lists instead. Nodes at
+ *                                or above `range` (created since) are read so too.
+ *   rank[u]                      u's position among the build's nodes in ref byte
+ *                                order, or GRAPH_NONE (removed since: the index may
+ *                                be recycled). Removing nodes keeps the others'
+ *                                ranks in order, so two ranked nodes compare by
+ *                                rank exactly as by strcmp of their refs.
+ *   order[0 .. norder)           the build's nodes by ref (the next build merges
+ *                                the nodes created since into it).
+ *
+ * range == 0: not built; every walk reads the lists.
+ */
+#define GRAPH_INDEX_STALE 0x80000000u
+
+struct graph_index {
+	uint32_t range;
+	uint32_t *off[2], *ent[2];
+	uint32_t *rank;
+	uint32_t *order, norder;
+	size_t dirty;	/* nodes marked stale or created since the build */
+	size_t renamed; /* nodes created or removed since: the order changed */
+	int policy;	/* enum graph_index_policy */
+};
+
 struct graph {
 	int err; /* enum graph_err of the last call that returned NULL (graph_error) */
 	/* Per node, indexed 0..cap-1; slots below `hi` are live or on the free
@@ -106,16 +143,26 @@ struct graph {
 	/* Query scratch, sized to `cap` on demand, reused by every query. */
 	uint32_t epoch;
 	uint32_t scratch_cap;
-	uint32_t *queue;  /* BFS order */
-	uint32_t *depth;  /* valid where marked */
-	uint32_t *parent; /* BFS parent or GRAPH_NONE until resolved */
-	uint8_t *ptype;	  /* type of the edge from the parent */
-	int walk_dir;	  /* direction and mask of the last graph_walk */
+	uint32_t *queue; /* BFS order */
+	uint32_t *depth; /* valid where marked (graph_visit_begin's users) */
+	/* The last graph_walk: stamp[v] - walk_base = 2 * depth + contested for the
+	 * nodes it reached (stamp[v] >= walk_base; older walks left smaller values),
+	 * contested when v was reached by more than one step (its parent must be
+	 * chosen); via[v] = GRAPH_ENT(parent, type) of the step that reached it
+	 * (the chosen one once graph_walk_parent() ran). */
+	uint32_t *stamp;
+	uint32_t *via;
+	uint32_t walk_base, walk_next; /* this walk's base, the next one's */
+	/* Where each level of the last graph_walk starts in the queue: depth d is
+	 * queue[level[d], level[d + 1]), for d < nlevels (level[nlevels] = n). */
+	uint32_t *level, nlevels;
+
+	int walk_dir; /* direction and mask of the last graph_walk */
 	unsigned walk_mask;
+
+	struct graph_index index;
 };
 
-/* Starts a new visit: afterwards no node is marked. Grows the scratch arrays
- * to the node capacity; -1 on ENOMEM. */
 /* realloc of *pp to n elements of size bytes; leaves *pp untouched (and returns
  * GRAPH_ENOMEM) on failure or overflow. pp is the address of the array pointer. */
 int graph_grow(void *pp, size_t n, size_t size);
@@ -134,7 +181,68 @@ graph_fail(graph *g, int err)
  * (refs, source names): FNV-1a with a final avalanche. */
 uint32_t graph_hash_str(const char *s);
 
+/* Starts a new visit: afterwards no node is marked. Grows the scratch arrays
+ * to the node capacity (and refreshes the walk index as its policy says); -1
+ * on ENOMEM. graph_walk() starts its own. */
 int graph_visit_begin(graph *g);
+/* graph_visit_begin() without the new epoch: scratch and index only. */
+int graph_scratch_reserve(graph *g);
+
+/* ---- The walk index (graph_index.c) ---- */
+
+/* Builds the index anew (the ref order of the last build is merged, not
+ * re-sorted); 0 or GRAPH_ENOMEM (the old index then stays as it was). */
+int graph_index_build(graph *g);
+/* At the start of a visit: rebuilds as the policy says (a failed build is
+ * not an error: walks read the lists). */
+void graph_index_refresh_auto(graph *g);
+/* *dst = a copy of src (for graph_copy(): same node indexes); 0 or
+ * GRAPH_ENOMEM (dst untouched). */
+int graph_index_copy(struct graph_index *dst, const struct graph_index *src);
+/* Frees the index's arrays (keeps the policy). */
+void graph_index_free(struct graph_index *x);
+size_t graph_index_bytes(const graph *g);
+
+/* Node u's edges changed: walks must read its lists. Every mutation of an
+ * adjacency list calls it for the list's node. */
+static inline void
+graph_index_touch(graph *g, uint32_t u)
+{
+	struct graph_index *x = &g->index;
+	if (u < x->range && !(x->off[0][u] & GRAPH_INDEX_STALE)) {
+		x->off[0][u] |= GRAPH_INDEX_STALE;
+		x->off[1][u] |= GRAPH_INDEX_STALE;
+		x->dirty++;
+	}
+}
+
+/* Node u is removed (after its edges): its index may be recycled. */
+static inline void
+graph_index_gone(graph *g, uint32_t u)
+{
+	graph_index_touch(g, u);
+	if (u < g->index.range) {
+		g->index.rank[u] = GRAPH_NONE;
+		g->index.renamed++;
+	}
+}
+
+/* Node u's rank in ref order (see struct graph_index), or GRAPH_NONE. */
+static inline uint32_t
+graph_rank(const graph *g, uint32_t u)
+{
+	return u < g->index.range ? g->index.rank[u] : GRAPH_NONE;
+}
+
+/* strcmp of two nodes' refs, by rank when both have one. */
+static inline int
+graph_cmp_nodes(const graph *g, uint32_t a, uint32_t b)
+{
+	uint32_t ra = graph_rank(g, a), rb = graph_rank(g, b);
+	if (ra != GRAPH_NONE && rb != GRAPH_NONE)
+		return (ra > rb) - (ra < rb);
+	return strcmp(g->ref[a], g->ref[b]);
+}
 
 static inline bool
 graph_live(const graph *g, long i)
@@ -160,18 +268,34 @@ graph_adj_segment(const struct graph_adj *a, bool want_part_of, const uint32_t *
  * The adjacency a walk follows from a node. Walking the dependents
  * direction (what a failure of u impacts): u's outgoing part_of edges (u is a
  * component of the system) and u's incoming edges of the other types (their
- * FROM needs u). The dependencies direction is the mirror image. Segment 0
- * holds the part_of entries, segment 1 the others, which still include
- * owned_by: callers skip it (and apply their type mask).
+ * FROM needs u). The dependencies direction is the mirror image. When u is
+ * current in the walk index, that is one segment (segment 1 empty) of entries
+ * of both kinds, no owned_by; else segment 0 holds u's part_of entries and
+ * segment 1 the others, which still include owned_by. Callers skip owned_by
+ * (and apply their type mask) either way: graph_step_follows().
  */
 struct graph_steps {
 	const uint32_t *begin[2], *end[2];
+	bool sorted; /* from the index: by (neighbour's rank, type name) */
 };
 
 static inline void
 graph_steps_of(const graph *g, uint32_t u, int dir, struct graph_steps *s)
 {
 	bool dependents = dir == GRAPH_DIR_DEPENDENTS;
+	const struct graph_index *x = &g->index;
+	if (u < x->range) {
+		int k = dependents ? 0 : 1;
+		uint32_t b = x->off[k][u];
+		if (!(b & GRAPH_INDEX_STALE)) {
+			s->begin[0] = x->ent[k] + b;
+			s->end[0] = x->ent[k] + (x->off[k][u + 1] & ~GRAPH_INDEX_STALE);
+			s->begin[1] = s->end[1] = NULL;
+			s->sorted = true;
+			return;
+		}
+	}
+	s->sorted = false;
 	graph_adj_segment(dependents ? &g->out[u] : &g->in[u], true, &s->begin[0], &s->end[0]);
 	graph_adj_segment(dependents ? &g->in[u] : &g->out[u], false, &s->begin[1], &s->end[1]);
 }
@@ -199,18 +323,34 @@ bool graph_parent_better(const graph *g, uint32_t a, int ta, uint32_t b, int tb)
  * Level-synchronous BFS from `root` in `dir` over the types in `mask`, at
  * most `max_depth` levels (< 0 = unlimited), stopping after the level on
  * which `stop_at` (GRAPH_NONE for none) is reached. Leaves g->queue[0..*n)
- * in BFS order (root first, levels contiguous) with mark and depth set for
- * each. Parents are not chosen during the walk (that would cost a string
- * comparison per crossed edge); ask graph_walk_parent() for the nodes that
- * need one. -1 on ENOMEM.
+ * in BFS order (root first, levels contiguous); graph_walk_reached() and
+ * graph_walk_depth() tell of any node. A node reached by one step only knows
+ * its parent; the others (contested) are left for graph_walk_parent() to
+ * choose, for the nodes that need one (choosing during the walk would cost a
+ * comparison per crossed edge). Invalidates the previous walk's answers.
+ * -1 on ENOMEM.
  */
 int graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth, uint32_t stop_at,
 	       size_t *n);
 
-/* Sets g->parent[v] / g->ptype[v] for a node found by the last graph_walk:
+/* Whether the last graph_walk reached v, and at which depth (when it did). */
+static inline bool
+graph_walk_reached(const graph *g, uint32_t v)
+{
+	return g->stamp[v] >= g->walk_base;
+}
+
+static inline uint32_t
+graph_walk_depth(const graph *g, uint32_t v)
+{
+	return (g->stamp[v] - g->walk_base) >> 1;
+}
+
+/* The step by which the last graph_walk reached v, GRAPH_ENT(parent, type):
  * among its neighbours one level nearer the root, the best by
- * graph_parent_better. O(degree of v); cached. No-op for the root. */
-void graph_walk_parent(graph *g, uint32_t v);
+ * graph_parent_better. O(1) when one step reached v, else O(degree of v)
+ * once (cached). GRAPH_NONE for the root. */
+uint32_t graph_walk_parent(graph *g, uint32_t v);
 
 /* A jansson string of the node's ref (NULL on error: refs are valid UTF-8). */
 static inline json_t *

@@ -21,64 +21,135 @@ bool
 graph_parent_better(const graph *g, uint32_t a, int ta, uint32_t b, int tb)
 {
 	if (a != b)
-		return strcmp(g->ref[a], g->ref[b]) < 0;
+		return graph_cmp_nodes(g, a, b) < 0;
 	return strcmp(graph_edge_type_name(ta), graph_edge_type_name(tb)) < 0;
 }
+
+/* Starts a walk: scratch room, and a base above every stamp an earlier walk
+ * left (2 per level; on wrap-around every stamp is cleared once). */
+static int
+walk_begin(graph *g)
+{
+	if (graph_scratch_reserve(g))
+		return -1;
+	/* A walk uses at most 2 * (nodes + 1) stamps above its base. */
+	if (g->walk_next > UINT32_MAX - 2 * ((uint32_t)g->cap + 2)) {
+		memset(g->stamp, 0, (size_t)g->scratch_cap * sizeof *g->stamp);
+		g->walk_next = 2;
+	}
+	g->walk_base = g->walk_next;
+	return 0;
+}
+
+/*
+ * Takes the steps [p, end) from u (depth d, next = the stamp of depth d + 1):
+ * a node not reached yet is queued with this step as its via; one reached on
+ * depth d + 1 already is contested. Returns the new queue length. `typed`:
+ * check each step's type against the mask (not needed for index entries with
+ * every impact type wanted: owned_by is not among them). Inlined with a
+ * constant `typed`, so the common case has no check in its loop.
+ */
+static inline size_t
+take_steps(graph *g, uint32_t u, const uint32_t *p, const uint32_t *end, bool typed, unsigned mask,
+	   uint32_t base, uint32_t next, size_t tail)
+{
+	uint32_t *stamp = g->stamp, *via = g->via, *queue = g->queue;
+	for (; p < end; p++) {
+		uint32_t e = *p, v = GRAPH_ENT_NODE(e);
+		/* The type first: it is in the entry, the stamp is a random
+		 * memory access. */
+		if (typed && !graph_step_follows(mask, GRAPH_ENT_TYPE(e)))
+			continue;
+		uint32_t sv = stamp[v];
+		if (sv < base) {
+			stamp[v] = next;
+			via[v] = GRAPH_ENT(u, GRAPH_ENT_TYPE(e));
+			queue[tail++] = v;
+		} else if (sv == next) {
+			stamp[v] = next | 1; /* a second step */
+		}
+	}
+	return tail;
+}
+
+/* How far ahead in the queue the walk asks for a node's offsets, and for its
+ * entries: the loads of one node's steps are random, so they are started
+ * while earlier nodes are expanded. */
+#define AHEAD_OFF 16
+#define AHEAD_ENT 8
 
 int
 graph_walk(graph *g, uint32_t root, int dir, unsigned mask, int max_depth, uint32_t stop_at,
 	   size_t *n)
 {
-	if (graph_visit_begin(g)) {
+	if (walk_begin(g)) {
 		return GRAPH_ENOMEM;
 	}
 	g->walk_dir = dir;
 	g->walk_mask = mask;
+	uint32_t *stamp = g->stamp, *queue = g->queue, base = g->walk_base;
+	const struct graph_index *x = &g->index;
+	const uint32_t *off = x->off[dir == GRAPH_DIR_DEPENDENTS ? 0 : 1];
+	const uint32_t *ent = x->ent[dir == GRAPH_DIR_DEPENDENTS ? 0 : 1];
 	size_t head = 0, tail = 0;
-	g->mark[root] = g->epoch;
-	g->depth[root] = 0;
-	g->parent[root] = GRAPH_NONE;
-	g->queue[tail++] = root;
+	stamp[root] = base;
+	g->via[root] = GRAPH_NONE;
+	queue[tail++] = root;
+	g->level[0] = 0;
 	/* One level per iteration: every node of a level is expanded before the
 	 * next level starts, so when a node is found at depth d, all its
-	 * possible parents (depth d-1) are marked (graph_walk_parent needs it). */
-	for (uint32_t d = 0; head < tail; d++) {
+	 * possible parents (depth d-1) are known, and whether it was reached by
+	 * one step only (then that step is its via) or contested. */
+	uint32_t d = 0;
+	for (; head < tail; d++) {
 		if (max_depth >= 0 && d >= (uint32_t)max_depth)
 			break;
-		if (stop_at != GRAPH_NONE && g->mark[stop_at] == g->epoch)
+		if (stop_at != GRAPH_NONE && stamp[stop_at] >= base)
 			break;
+		uint32_t next = base + 2 * (d + 1); /* the stamp of depth d + 1 */
+		g->level[d + 1] = (uint32_t)tail;   /* depth d ends (and d + 1 starts) there */
 		for (size_t level_end = tail; head < level_end; head++) {
+			if (head + AHEAD_OFF < tail && queue[head + AHEAD_OFF] < x->range)
+				__builtin_prefetch(&off[queue[head + AHEAD_OFF]]);
+			if (head + AHEAD_ENT < tail && queue[head + AHEAD_ENT] < x->range)
+				__builtin_prefetch(
+				    &ent[off[queue[head + AHEAD_ENT]] & ~GRAPH_INDEX_STALE]);
+			uint32_t u = queue[head];
 			struct graph_steps s;
-			graph_steps_of(g, g->queue[head], dir, &s);
+			graph_steps_of(g, u, dir, &s);
+			if (s.sorted && mask == GRAPH_IMPACT_MASK) {
+				tail = take_steps(g, u, s.begin[0], s.end[0], false, mask, base,
+						  next, tail);
+				continue;
+			}
 			for (int k = 0; k < 2; k++)
-				for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
-					uint32_t v = GRAPH_ENT_NODE(*p);
-					/* The type first: it is in the entry, the mark
-					 * is a random memory access. */
-					if (!graph_step_follows(mask, GRAPH_ENT_TYPE(*p)) ||
-					    g->mark[v] == g->epoch)
-						continue;
-					g->mark[v] = g->epoch;
-					g->depth[v] = d + 1;
-					g->parent[v] = GRAPH_NONE; /* resolved on demand */
-					g->queue[tail++] = v;
-				}
+				tail = take_steps(g, u, s.begin[k], s.end[k], true, mask, base,
+						  next, tail);
 		}
 	}
+	g->walk_next = base + 2 * (d + 1);
+	/* Levels 0..d are in the queue, the last one (d) maybe empty. */
+	g->nlevels = tail > g->level[d] ? d + 1 : d;
+	g->level[g->nlevels] = (uint32_t)tail;
 	*n = tail;
 	return 0;
 }
 
-void
+uint32_t
 graph_walk_parent(graph *g, uint32_t v)
 {
-	if (g->parent[v] != GRAPH_NONE || g->depth[v] == 0)
-		return;
-	/* Parents are v's neighbours one level nearer the root, found by
-	 * stepping from v in the opposite direction. Only the (few) nodes a
-	 * query reports pay for this, not every edge the walk crossed. */
+	uint32_t sv = g->stamp[v];
+	if (sv == g->walk_base || !(sv & 1))
+		return g->via[v]; /* the root (GRAPH_NONE), or reached by one step */
+	/* Contested: the parents are v's neighbours one level nearer the root,
+	 * found by stepping from v in the opposite direction. Only the (few)
+	 * nodes a query reports pay for this, not every edge the walk crossed.
+	 * From the index, v's entries are in the order of preference: the first
+	 * parent found is the one (a hub with 10k dependents is not scanned
+	 * whole); from its lists, all are compared. */
 	int back =
 	    g->walk_dir == GRAPH_DIR_DEPENDENTS ? GRAPH_DIR_DEPENDENCIES : GRAPH_DIR_DEPENDENTS;
+	uint32_t want = (sv & ~1u) - 2; /* the stamp of depth - 1, uncontested or not */
 	struct graph_steps s;
 	graph_steps_of(g, v, back, &s);
 	uint32_t best = GRAPH_NONE;
@@ -87,16 +158,19 @@ graph_walk_parent(graph *g, uint32_t v)
 		for (const uint32_t *p = s.begin[k]; p < s.end[k]; p++) {
 			uint32_t u = GRAPH_ENT_NODE(*p);
 			int t = GRAPH_ENT_TYPE(*p);
-			if (!graph_step_follows(g->walk_mask, t) || g->mark[u] != g->epoch ||
-			    g->depth[u] + 1 != g->depth[v])
+			if (!graph_step_follows(g->walk_mask, t) || (g->stamp[u] & ~1u) != want)
 				continue;
 			if (best == GRAPH_NONE || graph_parent_better(g, u, t, best, best_t)) {
 				best = u;
 				best_t = t;
 			}
+			if (s.sorted)
+				goto found;
 		}
-	g->parent[v] = best;
-	g->ptype[v] = (uint8_t)best_t;
+found:
+	g->via[v] = GRAPH_ENT(best, best_t);
+	g->stamp[v] = sv & ~1u; /* chosen: the next call answers at once */
+	return g->via[v];
 }
 
 /* ---- Shared helpers ----------------------------------------------------- */
@@ -106,12 +180,6 @@ graph_cmp_refp(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
-
-/* A node of a result, with its ref first so graph_cmp_refp sorts it. */
-struct ref_idx {
-	const char *ref;
-	uint32_t idx;
-};
 
 /* {"from","type","to"} of a stored edge. */
 static json_t *
@@ -125,78 +193,171 @@ edge_json(const graph *g, uint32_t from, int type, uint32_t to)
 static json_t *
 via_json(graph *g, int dir, uint32_t v)
 {
-	graph_walk_parent(g, v);
-	uint32_t p = g->parent[v];
-	int t = g->ptype[v];
+	uint32_t e = graph_walk_parent(g, v), p = GRAPH_ENT_NODE(e);
+	int t = GRAPH_ENT_TYPE(e);
 	return graph_step_from_parent(dir, t) ? edge_json(g, p, t, v) : edge_json(g, v, t, p);
 }
 
+/*
+ * Ordering a level by ref. A ranked node's key is (rank << 32 | index)
+ * (graph_impl.h, "The walk index"): keys compare as integers in their refs'
+ * byte order. Nodes without a rank (created since the index was built) are
+ * few: they are sorted by strcmp and merged in, each at its place among the
+ * ranked ones found by a binary search. Refs are distinct.
+ */
 static void
-swap_ri(struct ref_idx *a, struct ref_idx *b)
+swap_key(uint64_t *a, uint64_t *b)
 {
-	struct ref_idx t = *a;
+	uint64_t t = *a;
 	*a = *b;
 	*b = t;
 }
 
-/* Moves the k smallest (by ref) of v[0..n) to the front, in any order
- * (quickselect, median-of-three pivot; refs are distinct). Expected O(n). */
+/* Partitions v[0, n) (n >= 2) around the median of three: returns p with
+ * v[0, p) < v[p] < v[p + 1, n). */
+static size_t
+partition_keys(uint64_t *v, size_t n)
+{
+	size_t mid = n / 2;
+	if (v[mid] < v[0])
+		swap_key(&v[mid], &v[0]);
+	if (v[n - 1] < v[0])
+		swap_key(&v[n - 1], &v[0]);
+	if (v[n - 1] < v[mid])
+		swap_key(&v[n - 1], &v[mid]);
+	swap_key(&v[mid], &v[n - 1]); /* pivot (the median) to the end */
+	uint64_t pivot = v[n - 1];
+	size_t store = 0;
+	for (size_t i = 0; i + 1 < n; i++)
+		if (v[i] < pivot)
+			swap_key(&v[i], &v[store++]);
+	swap_key(&v[store], &v[n - 1]);
+	return store;
+}
+
+/* Moves the k smallest of v[0, n) to the front, in any order (quickselect).
+ * Expected O(n). */
 static void
-select_smallest(struct ref_idx *v, size_t n, size_t k)
+select_smallest(uint64_t *v, size_t n, size_t k)
 {
 	while (n > 1 && k > 0 && k < n) {
-		size_t mid = n / 2;
-		if (strcmp(v[mid].ref, v[0].ref) < 0)
-			swap_ri(&v[mid], &v[0]);
-		if (strcmp(v[n - 1].ref, v[0].ref) < 0)
-			swap_ri(&v[n - 1], &v[0]);
-		if (strcmp(v[n - 1].ref, v[mid].ref) < 0)
-			swap_ri(&v[n - 1], &v[mid]);
-		swap_ri(&v[mid], &v[n - 1]); /* pivot (the median) to the end */
-		const char *pivot = v[n - 1].ref;
-		size_t store = 0;
-		for (size_t i = 0; i + 1 < n; i++)
-			if (strcmp(v[i].ref, pivot) < 0)
-				swap_ri(&v[i], &v[store++]);
-		swap_ri(&v[store], &v[n - 1]); /* v[store] is the pivot, in place */
-		if (k <= store) {
-			n = store;
+		size_t p = partition_keys(v, n);
+		if (k <= p) {
+			n = p;
 		} else {
-			v += store + 1;
-			n -= store + 1;
-			k -= store + 1;
+			v += p + 1;
+			n -= p + 1;
+			k -= p + 1;
 		}
 	}
 }
 
-/*
- * The first `limit` nodes of the walk result queue[1..n) in (depth, ref)
- * order, malloc'd (caller frees), count in *nout. The queue already holds the
- * levels in order, so only the levels that reach the output are looked at,
- * and of the last one only the part that is returned is sorted: dependents of
- * a hub find 100k nodes but sort only the 1000 they return.
- */
-static struct ref_idx *
-walk_sorted(const graph *g, size_t n, size_t limit, size_t *nout)
+/* Sorts v[0, n): quicksort down to runs of 16, then insertion sort (qsort's
+ * comparator call would cost more than the comparisons). */
+static void
+sort_keys(uint64_t *v, size_t n)
 {
-	struct ref_idx *out = malloc((n > 1 ? n - 1 : 1) * sizeof *out);
-	if (out == NULL)
-		return NULL; /* out of memory: the caller records it */
+	while (n > 16) {
+		size_t p = partition_keys(v, n);
+		/* Recurse into the smaller side, loop on the larger: O(log n) stack. */
+		if (p < n - p - 1) {
+			sort_keys(v, p);
+			v += p + 1;
+			n -= p + 1;
+		} else {
+			sort_keys(v + p + 1, n - p - 1);
+			n = p;
+		}
+	}
+	for (size_t i = 1; i < n; i++) {
+		uint64_t x = v[i];
+		size_t j = i;
+		for (; j > 0 && x < v[j - 1]; j--)
+			v[j] = v[j - 1];
+		v[j] = x;
+	}
+}
+
+static int
+cmp_idx_ref(const void *a, const void *b, void *g)
+{
+	char *const *ref = ((const graph *)g)->ref;
+	return strcmp(ref[*(const uint32_t *)a], ref[*(const uint32_t *)b]);
+}
+
+/*
+ * The `take` first by ref of a level: its ranked nodes' keys in keys[0, nr),
+ * its unranked nodes in loose[0, nu); into out[0, take).
+ */
+static void
+level_first(const graph *g, uint64_t *keys, size_t nr, uint32_t *loose, size_t nu, size_t take,
+	    uint32_t *out)
+{
+	size_t tr = take < nr ? take : nr; /* no more ranked ones can be among them */
+	select_smallest(keys, nr, tr);
+	sort_keys(keys, tr);
+	if (nu > 0)
+		qsort_r(loose, nu, sizeof *loose, cmp_idx_ref, (void *)g);
+	size_t i = 0, j = 0, o = 0;
+	while (o < take) {
+		/* The next loose one goes before the ranked ones below its place. */
+		size_t place = tr;
+		if (j < nu) {
+			size_t lo = i, hi = tr;
+			while (lo < hi) {
+				size_t mid = lo + (hi - lo) / 2;
+				if (strcmp(g->ref[(uint32_t)keys[mid]], g->ref[loose[j]]) < 0)
+					lo = mid + 1;
+				else
+					hi = mid;
+			}
+			place = lo;
+		}
+		while (i < place && o < take)
+			out[o++] = (uint32_t)keys[i++];
+		if (j < nu && o < take)
+			out[o++] = loose[j++];
+	}
+}
+
+/*
+ * The first `limit` nodes found by the last walk (all but the root) in (depth,
+ * ref) order, as node indexes, malloc'd (caller frees), count in *nout; NULL on
+ * ENOMEM. The queue already holds the levels in order, so only the levels that
+ * reach the output are looked at, and of the last one only the part that is
+ * returned is sorted: dependents of a hub find 10k nodes but sort only the
+ * 1000 they return.
+ */
+static uint32_t *
+walk_sorted(const graph *g, size_t limit, size_t *nout)
+{
+	size_t found = g->level[g->nlevels] > 1 ? g->level[g->nlevels] - 1 : 1;
+	uint32_t *out = malloc((found < limit ? found : limit) * sizeof *out + 1);
+	uint64_t *keys = malloc(found * sizeof *keys);
+	uint32_t *loose = malloc(found * sizeof *loose);
 	size_t got = 0;
-	for (size_t a = 1; a < n && got < limit;) {
-		size_t b = a;
-		uint32_t d = g->depth[g->queue[a]];
-		for (; b < n && g->depth[g->queue[b]] == d; b++) {
-			out[got + (b - a)].ref = g->ref[g->queue[b]];
-			out[got + (b - a)].idx = g->queue[b];
+	if (out == NULL || keys == NULL || loose == NULL) {
+		free(out);
+		out = NULL; /* out of memory: the caller records it */
+		goto done;
+	}
+	for (uint32_t d = 1; d < g->nlevels && got < limit; d++) {
+		size_t a = g->level[d], b = g->level[d + 1], nr = 0, nu = 0;
+		for (size_t i = a; i < b; i++) {
+			uint32_t v = g->queue[i], r = graph_rank(g, v);
+			if (r != GRAPH_NONE)
+				keys[nr++] = (uint64_t)r << 32 | v;
+			else
+				loose[nu++] = v;
 		}
 		size_t take = b - a < limit - got ? b - a : limit - got;
-		select_smallest(out + got, b - a, take);
-		qsort(out + got, take, sizeof *out, graph_cmp_refp);
+		level_first(g, keys, nr, loose, nu, take, out + got);
 		got += take;
-		a = b;
 	}
 	*nout = got;
+done:
+	free(keys);
+	free(loose);
 	return out;
 }
 
@@ -210,14 +371,15 @@ walk_query(graph *g, long root, int dir, int max_depth, unsigned mask, size_t li
 	size_t n, got;
 	if (graph_walk(g, (uint32_t)root, dir, mask & GRAPH_IMPACT_MASK, max_depth, GRAPH_NONE, &n))
 		return graph_fail(g, GRAPH_ENOMEM);
-	struct ref_idx *sorted = walk_sorted(g, n, limit, &got);
+	uint32_t *sorted = walk_sorted(g, limit, &got);
 	if (sorted == NULL)
 		return graph_fail(g, GRAPH_ENOMEM);
 	json_t *nodes = json_array();
 	for (size_t i = 0; nodes != NULL && i < got; i++) {
-		uint32_t v = sorted[i].idx;
-		json_t *item = json_pack("{s:s,s:I,s:o}", "ref", g->ref[v], "depth",
-					 (json_int_t)g->depth[v], "via", via_json(g, dir, v));
+		uint32_t v = sorted[i];
+		json_t *item =
+		    json_pack("{s:s,s:I,s:o}", "ref", g->ref[v], "depth",
+			      (json_int_t)graph_walk_depth(g, v), "via", via_json(g, dir, v));
 		if (json_array_append_new(nodes, item)) {
 			json_decref(nodes);
 			nodes = NULL;
@@ -245,9 +407,27 @@ graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask,
 	if (graph_walk(g, (uint32_t)root, dir, type_mask & GRAPH_IMPACT_MASK, max_depth, GRAPH_NONE,
 		       &n))
 		return graph_fail(g, GRAPH_ENOMEM);
-	struct ref_idx *sorted = walk_sorted(g, n, limit, &got);
-	if (sorted == NULL)
+	uint32_t *sorted = walk_sorted(g, limit, &got);
+	/* Per returned node, in three passes so that the random loads of one pass
+	 * do not wait on each other (and the last one can prefetch): its step
+	 * (via) and depth; its ref and its parent's; then the text. */
+	struct page_node {
+		const char *ref, *parent;
+		uint32_t step, depth;
+	} *page = malloc((got > 0 ? got : 1) * sizeof *page);
+	if (sorted == NULL || page == NULL) {
+		free(sorted);
+		free(page);
 		return graph_fail(g, GRAPH_ENOMEM);
+	}
+	for (size_t i = 0; i < got; i++) {
+		page[i].step = graph_walk_parent(g, sorted[i]);
+		page[i].depth = graph_walk_depth(g, sorted[i]);
+	}
+	for (size_t i = 0; i < got; i++) {
+		page[i].ref = g->ref[sorted[i]];
+		page[i].parent = g->ref[GRAPH_ENT_NODE(page[i].step)];
+	}
 	/* Refs here are ~20-40 bytes: start big enough for most answers. */
 	struct strbuf t = STRBUF_INIT;
 	strbuf_grow(&t, 4096 + got * 160);
@@ -260,27 +440,37 @@ graph_walk_text(graph *g, long root, int dir, int max_depth, unsigned type_mask,
 	else
 		strbuf_lit(&t, ",\"truncated\":false,\"nodes\":[");
 	for (size_t i = 0; i < got && !t.failed; i++) {
-		uint32_t v = sorted[i].idx;
-		graph_walk_parent(g, v);
-		uint32_t p = g->parent[v];
-		int ty = g->ptype[v];
+		if (i + 4 < got) {
+			__builtin_prefetch(page[i + 4].ref);
+			__builtin_prefetch(page[i + 4].parent);
+		}
+		int ty = GRAPH_ENT_TYPE(page[i].step);
 		bool from_parent = graph_step_from_parent(dir, ty);
 		if (i > 0)
 			strbuf_lit(&t, ",");
 		strbuf_lit(&t, "{\"ref\":");
-		strbuf_json_str(&t, g->ref[v]);
+		size_t at = t.len; /* the node's ref as JSON: written once, copied once */
+		strbuf_json_str(&t, page[i].ref);
+		size_t ref_len = t.len - at;
 		strbuf_lit(&t, ",\"depth\":");
-		strbuf_uint(&t, g->depth[v]);
+		strbuf_uint(&t, page[i].depth);
 		strbuf_lit(&t, ",\"via\":{\"from\":");
-		strbuf_json_str(&t, g->ref[from_parent ? p : v]);
-		strbuf_lit(&t, ",\"type\":");
-		strbuf_json_str(&t, graph_edge_type_name(ty));
-		strbuf_lit(&t, ",\"to\":");
-		strbuf_json_str(&t, g->ref[from_parent ? v : p]);
+		if (from_parent)
+			strbuf_json_str(&t, page[i].parent);
+		else
+			strbuf_repeat(&t, at, ref_len);
+		strbuf_lit(&t, ",\"type\":\"");
+		strbuf_puts(&t, graph_edge_type_name(ty)); /* type names need no escape */
+		strbuf_lit(&t, "\",\"to\":");
+		if (from_parent)
+			strbuf_repeat(&t, at, ref_len);
+		else
+			strbuf_json_str(&t, page[i].parent);
 		strbuf_lit(&t, "}}");
 	}
 	strbuf_lit(&t, "]}");
 	free(sorted);
+	free(page);
 	char *text = strbuf_detach(&t, len);
 	if (text == NULL)
 		g->err = GRAPH_ENOMEM;
@@ -311,19 +501,17 @@ graph_path(graph *g, long from, long to)
 	if (graph_walk(g, (uint32_t)from, GRAPH_DIR_DEPENDENCIES, GRAPH_IMPACT_MASK,
 		       GRAPH_UNLIMITED, (uint32_t)to, &n))
 		return graph_fail(g, GRAPH_ENOMEM);
-	if (g->mark[to] != g->epoch) {
+	if (!graph_walk_reached(g, (uint32_t)to)) {
 		return graph_fail(g, GRAPH_ENOENT);
 	}
 	/* Parents lead back from `to`; collect them, then emit from `from` on. */
-	size_t len = g->depth[to];
+	size_t len = graph_walk_depth(g, (uint32_t)to);
 	uint32_t *chain = malloc((len + 1) * sizeof *chain);
 	json_t *hops = json_array();
 	if (chain != NULL && hops != NULL) {
 		chain[len] = (uint32_t)to;
-		for (size_t k = len; k > 0; k--) {
-			graph_walk_parent(g, chain[k]);
-			chain[k - 1] = g->parent[chain[k]];
-		}
+		for (size_t k = len; k > 0; k--)
+			chain[k - 1] = GRAPH_ENT_NODE(graph_walk_parent(g, chain[k]));
 		for (size_t k = 1; k <= len; k++)
 			if (json_array_append_new(hops,
 						  via_json(g, GRAPH_DIR_DEPENDENCIES, chain[k]))) {
@@ -416,9 +604,9 @@ owners_part_of(graph *g, uint32_t x, const uint32_t *prefix, size_t np, const ch
 	uint32_t *chain = NULL;
 	for (size_t i = 1; i < n; i++) {
 		uint32_t s = g->queue[i];
-		if (added > 0 && g->depth[s] != g->depth[g->queue[i - 1]])
+		if (added > 0 && graph_walk_depth(g, s) != graph_walk_depth(g, g->queue[i - 1]))
 			break; /* the previous level had owners */
-		size_t nc = g->depth[s] + 1;
+		size_t nc = graph_walk_depth(g, s) + 1;
 		uint32_t *nchain = realloc(chain, nc * sizeof *chain);
 		if (nchain == NULL) {
 			added = -1;
@@ -426,10 +614,8 @@ owners_part_of(graph *g, uint32_t x, const uint32_t *prefix, size_t np, const ch
 		}
 		chain = nchain;
 		chain[nc - 1] = s;
-		for (size_t k = nc - 1; k > 0; k--) {
-			graph_walk_parent(g, chain[k]);
-			chain[k - 1] = g->parent[chain[k]];
-		}
+		for (size_t k = nc - 1; k > 0; k--)
+			chain[k - 1] = GRAPH_ENT_NODE(graph_walk_parent(g, chain[k]));
 		long r = owners_direct(g, prefix, np, chain, nc, rule, h);
 		if (r < 0) {
 			added = -1;
@@ -627,7 +813,7 @@ sub_walk(graph *g, struct graph_sub *s, int depth, int dir, size_t *cap)
 	}
 	for (size_t i = 0; i < n; i++) {
 		uint32_t v = g->queue[i];
-		s->nodes[s->n++] = (struct graph_sub_node){g->ref[v], v, g->depth[v]};
+		s->nodes[s->n++] = (struct graph_sub_node){g->ref[v], v, graph_walk_depth(g, v)};
 	}
 	return 0;
 }

@@ -26,20 +26,32 @@ strbuf_grow(struct strbuf *b, size_t more)
 }
 
 void
-strbuf_add(struct strbuf *b, const void *s, size_t n)
-{
-	strbuf_grow(b, n);
-	if (b->failed)
-		return;
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-void
 strbuf_puts(struct strbuf *b, const char *s)
 {
 	strbuf_add(b, s, strlen(s));
+}
+
+/* Whether p[0, n) holds no byte JSON escapes (below 0x20, '"', '\\'): eight
+ * bytes at a time, by the bit tricks of "Bit Twiddling Hacks" (haszero,
+ * hasless; exact as a yes/no answer). */
+static bool
+json_plain(const unsigned char *p, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w, q, bs;
+		memcpy(&w, p + i, 8);
+		q = w ^ (ones * '"');
+		bs = w ^ (ones * '\\');
+		if (((w - ones * 0x20) & ~w & highs) | ((q - ones) & ~q & highs) |
+		    ((bs - ones) & ~bs & highs))
+			return false;
+	}
+	for (; i < n; i++)
+		if (p[i] < 0x20 || p[i] == '"' || p[i] == '\\')
+			return false;
+	return true;
 }
 
 void
@@ -50,6 +62,20 @@ strbuf_json_str(struct strbuf *b, const char *s)
 
 	if (s == NULL) {
 		strbuf_lit(b, "null");
+		return;
+	}
+	/* Most strings (refs, type names) need no escape: one copy. */
+	size_t n = strlen(s);
+	if (json_plain((const unsigned char *)s, n)) {
+		strbuf_grow(b, n + 2);
+		if (b->failed)
+			return;
+		char *d = b->s + b->len;
+		d[0] = '"';
+		memcpy(d + 1, s, n);
+		d[n + 1] = '"';
+		d[n + 2] = '\0';
+		b->len += n + 2;
 		return;
 	}
 	strbuf_grow(b, strlen(s) + 2);

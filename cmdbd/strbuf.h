@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct strbuf {
 	char *s;
@@ -26,8 +27,30 @@ struct strbuf {
 
 /* Room for `more` bytes (and the NUL) without another allocation. */
 void strbuf_grow(struct strbuf *b, size_t more);
-void strbuf_add(struct strbuf *b, const void *s, size_t n);
+
+/* Appends n bytes (inline: a reply appends thousands of short pieces). */
+static inline void
+strbuf_add(struct strbuf *b, const void *s, size_t n)
+{
+	if (b->failed || b->len + n + 1 > b->cap) {
+		strbuf_grow(b, n);
+		if (b->failed)
+			return;
+	}
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
 void strbuf_puts(struct strbuf *b, const char *s);
+
+/* Appends again the n bytes the buffer holds at offset `at` (at + n <= len). */
+static inline void
+strbuf_repeat(struct strbuf *b, size_t at, size_t n)
+{
+	strbuf_grow(b, n); /* first: it may move the bytes */
+	if (!b->failed)
+		strbuf_add(b, b->s + at, n);
+}
 #define strbuf_lit(b, lit) strbuf_add((b), (lit), sizeof(lit) - 1)
 
 /*

@@ -123,6 +123,16 @@ def build_map(db_url, n, seed):
     return nodes, edges, bounds
 
 
+def new_database(admin, name):
+    """A fresh migrated database (lib.Server not started) and a read token for it."""
+    srv = lib.Server(name, admin=admin)
+    lib.psql(admin, 'CREATE DATABASE "%s"' % srv.dbname)
+    p = srv.cmdbd("migrate")
+    if p.returncode != 0:
+        raise SystemExit("migrate failed: " + p.stderr)
+    return srv, srv.create_token("bench", "read")
+
+
 def rss_mib(pid):
     with open("/proc/%d/status" % pid) as f:
         for ln in f:
@@ -208,12 +218,7 @@ def main():
         admin = cluster.conninfo
     srv = None
     try:
-        srv = lib.Server("bench", admin=admin)
-        lib.psql(admin, 'CREATE DATABASE "%s"' % srv.dbname)
-        p = srv.cmdbd("migrate")
-        if p.returncode != 0:
-            raise SystemExit("migrate failed: " + p.stderr)
-        token = srv.create_token("bench", "read")
+        srv, token = new_database(admin, "bench")
         t0 = time.monotonic()
         nodes, edges, b = build_map(srv.db_url, a.nodes, a.seed)
         print("map: %d nodes, %d edges, built in PostgreSQL in %.1f s (database %s)"
