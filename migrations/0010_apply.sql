@@ -102,11 +102,16 @@ CREATE TYPE cmdb_aedge AS (
 -- or a hash join over the table chosen then would stay for the session, growing with
 -- the map (seen in 0004's: "Rows Removed by Filter" in the thousands under load). JIT
 -- off with them: a plan holding a disabled seq scan costs more than jit_above_cost, and
--- compiling one took 120 ms per call.
+-- compiling one took 120 ms per call. And generic plans, always: the plan cache kept
+-- choosing custom plans for the statements over arrays (their generic estimate is never
+-- below the custom ones), so each was planned again on every call -- a quarter of the
+-- CPU of a next-generation manifest (perf: GetCachedPlan -> standard_planner). The
+-- statements are written so that their generic plans are right for any size.
 CREATE OR REPLACE FUNCTION cmdb_manifest_apply(m jsonb, src text, p_actor text,
                                                OUT report jsonb, OUT ops text[], OUT refs text[],
                                                OUT befores jsonb[], OUT afters jsonb[])
 LANGUAGE plpgsql
+SET plan_cache_mode = force_generic_plan
 SET enable_seqscan = off
 SET jit = off AS $$
 DECLARE
@@ -345,7 +350,7 @@ BEGIN
            || lost;
     IF cardinality(ids) > 0 THEN
         PERFORM 1 FROM nodes x WHERE x.id = ANY (ids) ORDER BY x.ref FOR NO KEY UPDATE;
-        WITH b AS (
+        WITH b AS MATERIALIZED (   -- inlined, it made a nested loop of nodes with itself
             SELECT x.id, x.ref, w.ref IS NULL AS lost, coalesce(w.asserted, true) AS asserted,
                    w.attributes, w.labels, x.orphan AS was_orphan, cmdb_node_json(x) AS before
               FROM nodes x LEFT JOIN unnest(mn) w ON w.id = x.id
