@@ -11,7 +11,7 @@
  *     hint only: the database decides every no-op again.
  *   - The batcher: a re-post whose fingerprint matches the memory is queued here
  *     (noop_submit) and sent with the others queued, in one call of
- *     cmdb_manifest_noop_batch() (migrations/0011): one statement, one transaction,
+ *     cmdb_manifest_noop_batch() (migrations/0010): one statement, one transaction,
  *     one commit. While NOOP_INFLIGHT_MAX batches are out, new items wait for the next
  *     one — a group commit with no timer: the busier it is, the more share a commit.
  *     Items queued in one turn of the loop go together (the send is deferred to the

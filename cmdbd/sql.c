@@ -86,7 +86,7 @@ const struct db_stmt sql_statements[SQL_COUNT] = {
 			    "SELECT cmdb_post_manifest_ttl($1, $2, $3, $4, $5, $6::boolean, $7,"
 			    " $8::bigint, $9::jsonb, $10::jsonb, $11::bigint)",
 			    11, true},
-    /* Identical re-posts together (noop.h, migrations/0011_noop_batch.sql): the
+    /* Identical re-posts together (noop.h, migrations/0010_noop_batch.sql): the
      * items as a JSON array; a row (item, reply or NULL) per item. */
     [SQL_MANIFEST_NOOP_BATCH] = {"manifest_noop_batch",
 				 "SELECT item, reply"

@@ -1,4 +1,4 @@
--- 0011_noop_batch: identical re-posts share a commit (issue 7).
+-- 0010_noop_batch: identical re-posts share a commit (issue 7).
 --
 -- One commit per re-post bounds the no-op at the disk's flush rate (one fdatasync loop
 -- here: ~3,700/s; pgbench -N ~2,300 tps). The server keeps, per source, the fingerprint

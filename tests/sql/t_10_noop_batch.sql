@@ -1,4 +1,4 @@
--- Identical re-posts in one commit (0011): cmdb_manifest_noop_batch() answers each item
+-- Identical re-posts in one commit (0010): cmdb_manifest_noop_batch() answers each item
 -- as cmdb_post_manifest_ttl() answers a fast no-op, writes one deployments row per item
 -- and the sighting per source, logs nothing, and refuses (NULL) every item the single
 -- call would not answer as a no-op: another fingerprint, an unknown, stale or expired
