@@ -133,6 +133,17 @@ def new_database(admin, name):
     return srv, srv.create_token("bench", "read")
 
 
+def admin_or_private_cluster():
+    """(admin conninfo, cluster): CMDB_TEST_ADMIN_URL's cluster, or a private one started
+    here (cluster is then the PrivateCluster for the caller to destroy; else None)."""
+    admin = os.environ.get("CMDB_TEST_ADMIN_URL")
+    if admin:
+        return admin, None
+    cluster = lib.PrivateCluster().init()
+    cluster.start()
+    return cluster.conninfo, cluster
+
+
 def rss_mib(pid):
     with open("/proc/%d/status" % pid) as f:
         for ln in f:
@@ -210,12 +221,7 @@ def main():
                     help="a new connection per request (default: one keep-alive connection)")
     a = ap.parse_args()
 
-    cluster = None
-    admin = os.environ.get("CMDB_TEST_ADMIN_URL")
-    if not admin:
-        cluster = lib.PrivateCluster().init()
-        cluster.start()
-        admin = cluster.conninfo
+    admin, cluster = admin_or_private_cluster()
     srv = None
     try:
         srv, token = new_database(admin, "bench")

@@ -32,7 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 import lib  # noqa: E402
-from load_graph import new_database, rss_mib  # noqa: E402
+from load_graph import admin_or_private_cluster, new_database, rss_mib  # noqa: E402
 
 SQL_MAP = r"""
 \set ON_ERROR_STOP 1
@@ -91,12 +91,7 @@ def main():
     a = ap.parse_args()
     lib.CMDBD_BIN = os.path.abspath(a.a)  # migrate and tokens with A
 
-    cluster = None
-    admin = os.environ.get("CMDB_TEST_ADMIN_URL")
-    if not admin:
-        cluster = lib.PrivateCluster().init()
-        cluster.start()
-        admin = cluster.conninfo
+    admin, cluster = admin_or_private_cluster()
     procs = []
     try:
         srv, token = new_database(admin, "walkab")
